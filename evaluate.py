@@ -1,0 +1,15 @@
+"""Score tracking results: ``python evaluate.py pred=<results> gt=<ground truth> format=mot|posetrack|phalp_pkl``."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    from phalp_lightning.pipelines.evaluate import run
+
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

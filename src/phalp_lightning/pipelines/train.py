@@ -1,0 +1,54 @@
+"""``python train.py``: instantiate datamodule, model, callbacks, loggers and trainer; fit; test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from phalp_lightning.utils.instantiate import instantiate_callbacks, instantiate_loggers
+from phalp_lightning.utils.logging import get_logger, task_wrapper
+
+log = get_logger(__name__)
+
+
+def _resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path == "last":
+        last = Path(output_dir) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise FileNotFoundError(f"ckpt_path=last but {last} does not exist; run without ckpt_path to start fresh")
+        return str(last)
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+    return ckpt_path
+
+
+@task_wrapper
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train (and optionally test) the configured model; returns the trainer's metrics as floats."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    log.info("Instantiating datamodule <%s>", cfg.data._target_)
+    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    log.info("Instantiating model <%s>", cfg.model._target_)
+    model: L.LightningModule = hydra.utils.instantiate(cfg.model)
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    loggers = instantiate_loggers(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+
+    ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    if cfg.get("train", True):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    if cfg.get("test", False):
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best)
+        metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+    return metrics

@@ -1,0 +1,132 @@
+"""Typed records passed between the stages of the tracking data flow.
+
+detector -> :class:`Detections` -> crops + HMAR -> :class:`FrameDetections` (the tracker's input)
+-> tracker -> :class:`FrameTracks` (what writers, the renderer and the evaluator consume).
+
+Tensors are CPU or device tensors with the documented shapes; N is the number of detections in the
+frame, M the number of track entries. Vector layouts are defined once in
+:mod:`phalp_lightning.utils.vectors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from phalp_lightning.utils.vectors import APPEARANCE_DIM, LOCATION_DIM, POSE_DIM
+
+
+def _index_rows(value: Any, index: Tensor) -> Any:
+    if isinstance(value, Tensor) and value.ndim > 0:
+        return value[index.to(value.device)]
+    return value
+
+
+@dataclass
+class Detections:
+    """Detector output for one frame."""
+
+    boxes: Tensor  # (N, 4) xyxy, frame pixels, float32
+    scores: Tensor  # (N,) confidence in [0, 1]
+    masks: Tensor | None = None  # (N, H, W) bool instance masks, or None (box-shaped masks are used)
+    track_ids: Tensor | None = None  # (N,) int64 ground-truth ids when the boxes are given, else None
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def select(self, index: Tensor) -> Detections:
+        """Rows ``index`` (bool mask or int indices) of every per-detection field."""
+        return Detections(**{f.name: _index_rows(getattr(self, f.name), index) for f in fields(self)})
+
+    @staticmethod
+    def empty() -> Detections:
+        return Detections(boxes=torch.zeros(0, 4), scores=torch.zeros(0))
+
+
+@dataclass
+class FrameDetections:
+    """Everything known about the people detected in one frame: the tracker's input.
+
+    Only ``boxes``, ``scores``, ``appearance``, ``pose`` and ``location`` are required by the
+    tracker; ``uv`` enables the texture distance. The remaining fields are carried for writers.
+    """
+
+    video: str
+    frame_index: int  # position of the frame in the processed sequence (PHALP's t)
+    frame_name: str
+    image_size: tuple[int, int]  # (H, W)
+    boxes: Tensor  # (N, 4) xyxy frame pixels
+    scores: Tensor  # (N,)
+    appearance: Tensor  # (N, 4096) appearance code (not divided by 1000)
+    pose: Tensor  # (N, 229) see utils.vectors
+    location: Tensor  # (N, 99) see utils.vectors
+    uv: Tensor | None = None  # (N, 4, 256, 256) processed UV maps (RGB/5, mask +-1)
+    masks: Tensor | None = None  # (N, H, W) bool
+    camera_bbox: Tensor | None = None  # (N, 3) crop camera (s, tx, ty)
+    joints_3d: Tensor | None = None  # (N, 45, 3) body-frame joints
+    center: Tensor | None = None  # (N, 2) padded-box centre, frame pixels
+    scale: Tensor | None = None  # (N,) max(padded w, h) / max(H, W)
+    gt_track_ids: Tensor | None = None  # (N,) ids of given boxes (PHALP's use_gt), else None
+    shot: bool = False  # a shot boundary comes right before this frame
+    extra: dict[str, Any] = field(default_factory=dict)  # per-frame metadata for writers
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def validate(self) -> FrameDetections:
+        """Check shapes; raise ValueError naming the field and frame when one is wrong."""
+        n = len(self)
+        expected = {"boxes": (n, 4), "scores": (n,), "appearance": (n, APPEARANCE_DIM), "pose": (n, POSE_DIM), "location": (n, LOCATION_DIM)}
+        for name, shape in expected.items():
+            actual = tuple(getattr(self, name).shape)
+            if actual != shape:
+                raise ValueError(f"{self.video} frame {self.frame_name}: {name} has shape {actual}, expected {shape}")
+        for name in ("uv", "masks", "camera_bbox", "joints_3d", "center", "scale", "gt_track_ids"):
+            value = getattr(self, name)
+            if value is not None and value.shape[0] != n:
+                raise ValueError(f"{self.video} frame {self.frame_name}: {name} has {value.shape[0]} rows, expected {n}")
+        return self
+
+    def select(self, index: Tensor) -> FrameDetections:
+        """Rows ``index`` (bool mask or int indices) of every per-detection field."""
+        per_row = {f.name: _index_rows(getattr(self, f.name), index) for f in fields(self) if f.name not in _FRAME_FIELDS}
+        return replace(self, **per_row)
+
+    def to(self, device: torch.device | str) -> FrameDetections:
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), Tensor)}
+        return replace(self, **moved)
+
+
+_FRAME_FIELDS = {"video", "frame_index", "frame_name", "image_size", "shot", "extra"}
+
+
+@dataclass
+class FrameTracks:
+    """The confirmed tracks of one frame, complete (back-fills applied): the writers' input.
+
+    Entry k is track ``track_ids[k]``. ``detections`` holds, row for row, the detection data of the
+    entry: this frame's detection when ``time_since_update[k] == 0``, else (a ghost) the stale
+    data of the track's last matched detection, as PHALP records it.
+    """
+
+    video: str
+    frame_index: int
+    frame_name: str
+    image_size: tuple[int, int]  # (H, W)
+    track_ids: Tensor  # (M,) int64
+    time_since_update: Tensor  # (M,) int64; 0 = detected in this frame (or back-filled)
+    detections: FrameDetections  # M rows
+    predicted_pose: Tensor | None = None  # (M, 229) the tracker's prediction for the next frame
+    predicted_location: Tensor | None = None  # (M, 99)
+    shot: bool = False
+
+    def __len__(self) -> int:
+        return int(self.track_ids.shape[0])
+
+    @property
+    def detected(self) -> Tensor:
+        """(M,) bool: entries seen in this frame (PHALP's ``tracked_ids``)."""
+        return self.time_since_update == 0
