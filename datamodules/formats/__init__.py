@@ -1,0 +1,1 @@
+"""Readers (and writers) of dataset and result file formats."""

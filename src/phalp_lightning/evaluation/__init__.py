@@ -1,0 +1,1 @@
+"""Tracking metrics (HOTA, MOTA, IDF1) and their loaders and loggers."""

@@ -1,0 +1,1 @@
+"""Drawing meshes, boxes and joints over frames (software rasteriser, optional pyrender)."""

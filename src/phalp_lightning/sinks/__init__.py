@@ -1,0 +1,1 @@
+"""Writers of tracking results: PHALP pkl, npz, MOT text, rendered video."""

@@ -1,0 +1,1 @@
+"""Person tracking: PHALP association, track lifecycle and predictors."""
