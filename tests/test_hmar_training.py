@@ -106,3 +106,17 @@ def test_fast_dev_run_fit_and_checkpoint_round_trip(tmp_path, synthetic_assets):
         assert torch.equal(loaded.state_dict()[key], value), key
     rebuilt = HMARModule.load_from_checkpoint(path, map_location="cpu", assets_dir=synthetic_assets)
     assert rebuilt.net.img_size == 64 and rebuilt.loss_weights == module.loss_weights
+
+
+def test_train_pipeline_runs_model_hmar_fast_dev_run(compose_cfg, assets_env):
+    """``python train.py model=hmar debug=fdr`` path: the model config instantiates and trains one step."""
+    from omegaconf import open_dict
+
+    from phalp_lightning.pipelines.train import run
+
+    cfg = compose_cfg("train", ["model=hmar", "debug=fdr", "trainer=cpu", "model.net.img_size=64", "callbacks=none"])
+    with open_dict(cfg):
+        cfg.data = {"_target_": "helpers.fake_crops.FakeCropDataModule", "size": 2, "img_size": 64, "batch_size": 2}
+    metrics = run(cfg)
+    assert {"train/loss", "val/loss", "val/mpjpe"} <= set(metrics)
+    assert all(math.isfinite(value) for value in metrics.values())

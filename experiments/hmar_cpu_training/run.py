@@ -1,0 +1,156 @@
+"""HMAR CPU training study: does validation MPJPE fall over a short run on synthetic crop shards?
+
+    python experiments/hmar_cpu_training/run.py [--out DIR] [--epochs 8] [--img-size 64]
+
+1. writes small synthetic crop shards (``python -m phalp_lightning.datamodules.synthetic crops``)
+   unless ``--shards DIR`` points at existing ones;
+2. runs ``python train.py model=hmar`` on CPU (CSV logger, validation every epoch);
+3. reads ``val/mpjpe``, ``val/pa_mpjpe``, ``val/pck`` per epoch from the CSV log and writes
+   ``results.json``, ``results.md`` and, when matplotlib is installed, ``mpjpe.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+METRICS = ("val/mpjpe", "val/pa_mpjpe", "val/pck", "val/loss")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def make_shards(out: Path, img_size: int, train_samples: int, val_samples: int, seed: int) -> Path:
+    shards = out / "shards"
+    command = [
+        sys.executable, "-m", "phalp_lightning.datamodules.synthetic", "crops", "--out", str(shards),
+        "--crop-size", str(img_size), "--train-samples", str(train_samples), "--val-samples", str(val_samples),
+        "--seed", str(seed),
+    ]  # fmt: skip
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=ROOT)
+    return shards
+
+
+def shard_pattern(shards: Path, split: str) -> str:
+    files = sorted(shards.glob(f"{split}-*.tar"))
+    if not files:
+        raise FileNotFoundError(f"no {split}-*.tar shards in {shards}")
+    return ",".join(str(path) for path in files) if len(files) > 1 else str(files[0])
+
+
+def read_curve(run_dir: Path) -> list[dict[str, float]]:
+    """Per-epoch validation metrics from the CSVLogger's metrics.csv."""
+    files = sorted(run_dir.glob("csv/**/metrics.csv"))
+    if not files:
+        raise FileNotFoundError(f"no metrics.csv under {run_dir}/csv")
+    curve: dict[int, dict[str, float]] = {}
+    with files[-1].open() as handle:
+        for row in csv.DictReader(handle):
+            if row.get("val/mpjpe"):
+                epoch = int(row["epoch"])
+                curve[epoch] = {"epoch": epoch, "step": int(row["step"])} | {
+                    name: float(row[name]) for name in METRICS if row.get(name)
+                }
+    return [curve[epoch] for epoch in sorted(curve)]
+
+
+def markdown(curve: list[dict[str, float]], summary: dict[str, object]) -> str:
+    lines = [
+        "# HMAR CPU training: validation curve",
+        "",
+        f"Command: `{summary['command']}`",
+        "",
+        f"Crops {summary['img_size']} px, {summary['train_samples']} train / {summary['val_samples']} val samples, "
+        f"{summary['epochs']} epochs, wall time {summary['wall_seconds']:.0f} s.",
+        "",
+        "| epoch | step | val MPJPE (mm) | val PA-MPJPE (mm) | val PCK@0.05 | val loss |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in curve:
+        lines.append(
+            f"| {row['epoch']} | {row['step']} | {row.get('val/mpjpe', float('nan')):.1f} | "
+            f"{row.get('val/pa_mpjpe', float('nan')):.1f} | {row.get('val/pck', float('nan')):.3f} | {row.get('val/loss', float('nan')):.4f} |"
+        )
+    lines += ["", f"MPJPE first -> last epoch: {summary['mpjpe_first']:.1f} -> {summary['mpjpe_last']:.1f} mm "
+              f"({summary['mpjpe_ratio']:.2f} x)."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def plot(curve: list[dict[str, float]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    axis.plot([row["epoch"] for row in curve], [row["val/mpjpe"] for row in curve], marker="o", label="MPJPE")
+    axis.plot([row["epoch"] for row in curve], [row.get("val/pa_mpjpe", float("nan")) for row in curve], marker="s", label="PA-MPJPE")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation error (mm)")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--shards", type=Path, default=None, help="existing crop shards (train-*.tar, val-*.tar)")
+    parser.add_argument("--img-size", type=int, default=64)
+    parser.add_argument("--train-samples", type=int, default=256)
+    parser.add_argument("--val-samples", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shards = args.shards or make_shards(args.out, args.img_size, args.train_samples, args.val_samples, args.seed)
+
+    run_dir = args.out / "run"
+    overrides = [
+        "model=hmar", "trainer=cpu", "callbacks=none", "logger=csv", f"seed={args.seed}",
+        f"model.net.img_size={args.img_size}", f"model.optimizer.lr={args.lr}", "model.net.smpl_dropout=0.0",
+        f"data.train_shards={shard_pattern(shards, 'train')}", f"data.val_shards={shard_pattern(shards, 'val')}",
+        f"data.batch_size={args.batch_size}", f"trainer.max_epochs={args.epochs}", "trainer.log_every_n_steps=1",
+        "+trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *args.overrides,
+    ]  # fmt: skip
+    command = [sys.executable, "train.py", *overrides]
+    print("$", " ".join(command), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+
+    curve = read_curve(run_dir)
+    first, last = curve[0]["val/mpjpe"], curve[-1]["val/mpjpe"]
+    summary = {
+        "command": " ".join(["python experiments/hmar_cpu_training/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "img_size": args.img_size, "train_samples": args.train_samples, "val_samples": args.val_samples,
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "wall_seconds": wall,
+        "mpjpe_first": first, "mpjpe_last": last, "mpjpe_ratio": last / first,
+        "mpjpe_best": min(row["val/mpjpe"] for row in curve),
+    }  # fmt: skip
+    write_atomic(args.out / "results.json", json.dumps({"summary": summary, "curve": curve}, indent=2))
+    write_atomic(args.out / "results.md", markdown(curve, summary))
+    plotted = plot(curve, args.out / "mpjpe.png")
+    print(markdown(curve, summary))
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}" + (f", {args.out / 'mpjpe.png'}" if plotted else " (no matplotlib: no plot)"))
+
+
+if __name__ == "__main__":
+    main()
