@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_hmar_network import read_key_table
 
 PREFIX = "HMAR."  # the official 5-character prefix (spec 2.8: almost certainly "HMAR.")
@@ -96,7 +95,10 @@ def test_keys_the_spec_marks_optional_are_filled_and_reported(tmp_path, syntheti
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda sd: sd.pop("HMAR.texture_head.decoder.conv_img.bias"), r"1 missing key\(s\): texture_head\.decoder\.conv_img\.bias"),
+        (
+            lambda sd: sd.pop("HMAR.texture_head.decoder.conv_img.bias"),
+            r"1 missing key\(s\): texture_head\.decoder\.conv_img\.bias",
+        ),
         (
             lambda sd: sd.__setitem__("HMAR.backbone.fc.weight", torch.zeros(1000, 2048)),
             r"1 unexpected key\(s\): backbone\.fc\.weight",

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers.fake_crops import fake_crop_batch
 
 KEY_TABLE = Path(__file__).parent / "data" / "hmar_state_dict_keys.tsv"
@@ -80,7 +79,9 @@ def test_untrained_prediction_starts_at_mean_parameters(net):
         output = net(fake_crop_batch(2, 64)["image"])
     mean_rotations = rot6d_to_rotmat(net.smpl_head.init_body_pose.reshape(24, 6))
     # Decoder layers start with gain 0.01, so the first prediction is close to the mean body.
-    assert torch.allclose(output["pose_smpl"]["global_orient"][:, 0], mean_rotations[0].expand(2, 3, 3), atol=0.15)
+    assert torch.allclose(
+        output["pose_smpl"]["global_orient"][:, 0], mean_rotations[0].expand(2, 3, 3), atol=0.15
+    )
     assert torch.allclose(output["pred_cam"], net.smpl_head.init_cam.expand(2, 3), atol=0.15)
 
 
@@ -149,9 +150,15 @@ def test_every_head_receives_gradients(synthetic_assets):
         assert parameter.grad is not None, f"{name} received no gradient"
         assert torch.isfinite(parameter.grad).all(), name
     for head in ("backbone", "smpl_head", "texture_head", "encoding_head"):
-        total = sum(p.grad.abs().sum() for n, p in module.net.named_parameters() if n.startswith(head) and p.grad is not None)
+        total = sum(
+            p.grad.abs().sum()
+            for n, p in module.net.named_parameters()
+            if n.startswith(head) and p.grad is not None
+        )
         assert total > 0, f"{head} got all-zero gradients"
-    decoder_grad = sum(p.grad.abs().sum() for n, p in module.net.encoding_head.named_parameters() if n.startswith("t_"))
+    decoder_grad = sum(
+        p.grad.abs().sum() for n, p in module.net.encoding_head.named_parameters() if n.startswith("t_")
+    )
     assert decoder_grad > 0
 
 
@@ -159,8 +166,14 @@ def test_appearance_loss_does_not_train_the_texture_head(synthetic_assets):
     from phalp_lightning.models.components.hmar import HMAR
     from phalp_lightning.models.hmar_module import HMARModule
 
-    weights = {name: 0.0 for name in ("keypoints_2d", "keypoints_3d", "smpl_pose", "smpl_betas", "camera", "uv_flow")}
-    module = HMARModule(HMAR(assets_dir=synthetic_assets, img_size=64), loss_weights={**weights, "appearance": 1.0}, assets_dir=synthetic_assets)
+    weights = {
+        name: 0.0 for name in ("keypoints_2d", "keypoints_3d", "smpl_pose", "smpl_betas", "camera", "uv_flow")
+    }
+    module = HMARModule(
+        HMAR(assets_dir=synthetic_assets, img_size=64),
+        loss_weights={**weights, "appearance": 1.0},
+        assets_dir=synthetic_assets,
+    )
     terms, _ = module._losses(fake_crop_batch(2, 64))
     assert set(terms) == {"appearance"}
     module._total(terms).backward()

@@ -8,7 +8,6 @@ from functools import partial
 import lightning as L
 import pytest
 import torch
-
 from helpers.fake_crops import FakeCropDataModule, fake_crop_batch
 
 
@@ -89,7 +88,13 @@ def test_fast_dev_run_fit_and_checkpoint_round_trip(tmp_path, synthetic_assets):
         assets_dir=synthetic_assets,
     )
     before = module.net.smpl_head.deccam.weight.detach().clone()
-    trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        fast_dev_run=True,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=FakeCropDataModule(size=2, img_size=64, batch_size=2))
     assert not torch.equal(before, module.net.smpl_head.deccam.weight)
     metrics = trainer.callback_metrics
@@ -114,9 +119,16 @@ def test_train_pipeline_runs_model_hmar_fast_dev_run(compose_cfg, assets_env):
 
     from phalp_lightning.pipelines.train import run
 
-    cfg = compose_cfg("train", ["model=hmar", "debug=fdr", "trainer=cpu", "model.net.img_size=64", "callbacks=none"])
+    cfg = compose_cfg(
+        "train", ["model=hmar", "debug=fdr", "trainer=cpu", "model.net.img_size=64", "callbacks=none"]
+    )
     with open_dict(cfg):
-        cfg.data = {"_target_": "helpers.fake_crops.FakeCropDataModule", "size": 2, "img_size": 64, "batch_size": 2}
+        cfg.data = {
+            "_target_": "helpers.fake_crops.FakeCropDataModule",
+            "size": 2,
+            "img_size": 64,
+            "batch_size": 2,
+        }
     metrics = run(cfg)
     assert {"train/loss", "val/loss", "val/mpjpe"} <= set(metrics)
     assert all(math.isfinite(value) for value in metrics.values())

@@ -97,7 +97,12 @@ def plot(curve: list[dict[str, float]], path: Path) -> bool:
         return False
     figure, axis = plt.subplots(figsize=(5, 3.5))
     axis.plot([row["epoch"] for row in curve], [row["val/mpjpe"] for row in curve], marker="o", label="MPJPE")
-    axis.plot([row["epoch"] for row in curve], [row.get("val/pa_mpjpe", float("nan")) for row in curve], marker="s", label="PA-MPJPE")
+    axis.plot(
+        [row["epoch"] for row in curve],
+        [row.get("val/pa_mpjpe", float("nan")) for row in curve],
+        marker="s",
+        label="PA-MPJPE",
+    )
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation error (mm)")
     axis.legend()
@@ -107,9 +112,13 @@ def plot(curve: list[dict[str, float]], path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--shards", type=Path, default=None, help="existing crop shards (train-*.tar, val-*.tar)")
+    parser.add_argument(
+        "--shards", type=Path, default=None, help="existing crop shards (train-*.tar, val-*.tar)"
+    )
     parser.add_argument("--img-size", type=int, default=64)
     parser.add_argument("--train-samples", type=int, default=256)
     parser.add_argument("--val-samples", type=int, default=64)
@@ -120,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    shards = args.shards or make_shards(args.out, args.img_size, args.train_samples, args.val_samples, args.seed)
+    shards = args.shards or make_shards(
+        args.out, args.img_size, args.train_samples, args.val_samples, args.seed
+    )
 
     run_dir = args.out / "run"
     overrides = [
@@ -149,7 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     write_atomic(args.out / "results.md", markdown(curve, summary))
     plotted = plot(curve, args.out / "mpjpe.png")
     print(markdown(curve, summary))
-    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}" + (f", {args.out / 'mpjpe.png'}" if plotted else " (no matplotlib: no plot)"))
+    print(
+        f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}"
+        + (f", {args.out / 'mpjpe.png'}" if plotted else " (no matplotlib: no plot)")
+    )
 
 
 if __name__ == "__main__":

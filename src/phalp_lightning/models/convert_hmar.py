@@ -34,7 +34,9 @@ OFFICIAL_PREFIX_LENGTH = 5
 # Keys the spec (2.8, UNCONFIRMED points) says the file may lack. They carry nothing the official
 # network uses from the file: conv1m is unused with mask_type "feat", the init_* buffers are the mean
 # parameters read from smpl_mean_params.npz, and num_batches_tracked is ignored in eval.
-FILLABLE_KEYS = re.compile(r"^(backbone\.conv1m\.weight|smpl_head\.init_(body_pose|betas|cam)|.*\.num_batches_tracked)$")
+FILLABLE_KEYS = re.compile(
+    r"^(backbone\.conv1m\.weight|smpl_head\.init_(body_pose|betas|cam)|.*\.num_batches_tracked)$"
+)
 # Marker of checkpoints written by this package (converter or training).
 CONFIG_KEY = "hmar_config"
 STATE_PREFIX = "net."
@@ -70,7 +72,10 @@ def _summarise(keys: list[str], limit: int = 25) -> str:
 
 
 def check_state_dict(
-    state_dict: Mapping[str, Tensor], reference: Mapping[str, Tensor], source: str, fillable: re.Pattern[str] | None = None
+    state_dict: Mapping[str, Tensor],
+    reference: Mapping[str, Tensor],
+    source: str,
+    fillable: re.Pattern[str] | None = None,
 ) -> list[str]:
     """Compare keys and shapes with the network's; raise :class:`HMARCheckpointError` on any mismatch.
 
@@ -104,7 +109,9 @@ def check_state_dict(
     return allowed
 
 
-def load_official_state_dict(net: nn.Module, official: Mapping[str, Any], source: str = "<official checkpoint>") -> list[str]:
+def load_official_state_dict(
+    net: nn.Module, official: Mapping[str, Any], source: str = "<official checkpoint>"
+) -> list[str]:
     """Load an official HMAR file's contents into ``net`` strictly.
 
     Args:
@@ -117,14 +124,26 @@ def load_official_state_dict(net: nn.Module, official: Mapping[str, Any], source
     """
     if not isinstance(official, Mapping) or "model" not in official:
         found = sorted(official) if isinstance(official, Mapping) else type(official).__name__
-        raise HMARCheckpointError(f"{source}: not an official HMAR file (expected a dict with a 'model' entry, found {found})")
+        raise HMARCheckpointError(
+            f"{source}: not an official HMAR file (expected a dict with a 'model' entry, found {found})"
+        )
     mapped, ignored = map_official_state_dict(official["model"])
     if ignored:
-        log.info("%s: ignoring %d key(s) outside the HMAR heads, as PHALP does: %s", source, len(ignored), _summarise(ignored))
+        log.info(
+            "%s: ignoring %d key(s) outside the HMAR heads, as PHALP does: %s",
+            source,
+            len(ignored),
+            _summarise(ignored),
+        )
     reference = net.state_dict()
     filled = check_state_dict(mapped, reference, source, FILLABLE_KEYS)
     if filled:
-        log.warning("%s: %d key(s) absent from the file, kept from the built network: %s", source, len(filled), _summarise(filled))
+        log.warning(
+            "%s: %d key(s) absent from the file, kept from the built network: %s",
+            source,
+            len(filled),
+            _summarise(filled),
+        )
         mapped.update({key: reference[key] for key in filled})
     net.load_state_dict(mapped, strict=True)
     return filled
@@ -138,7 +157,9 @@ def torch_load(path: str | os.PathLike[str], map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - pickled extras (e.g. OmegaConf) need the full unpickler
-        log.info("%s: weights-only load failed (%s); loading with weights_only=False (trusted file)", path, error)
+        log.info(
+            "%s: weights-only load failed (%s); loading with weights_only=False (trusted file)", path, error
+        )
         return torch.load(path, map_location=map_location, weights_only=False)
 
 
@@ -171,7 +192,9 @@ def save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
     os.replace(tmp, path)
 
 
-def convert(official_path: str | os.PathLike[str], out_path: str | os.PathLike[str], assets_dir: str | None = None) -> list[str]:
+def convert(
+    official_path: str | os.PathLike[str], out_path: str | os.PathLike[str], assets_dir: str | None = None
+) -> list[str]:
     """Convert the official file into a Lightning checkpoint; returns the filled keys."""
     from phalp_lightning.models.components.hmar import HMAR
 
@@ -184,14 +207,21 @@ def convert(official_path: str | os.PathLike[str], out_path: str | os.PathLike[s
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description="Convert official hmar_v2_weights.pth into a phalp_lightning checkpoint.")
+    parser = argparse.ArgumentParser(
+        description="Convert official hmar_v2_weights.pth into a phalp_lightning checkpoint."
+    )
     parser.add_argument("official", help="official HMAR weights (dict with a 'model' entry)")
     parser.add_argument("output", help="output checkpoint (.ckpt)")
-    parser.add_argument("--assets-dir", default=None, help="assets root (default: $PHALP_ASSETS or ~/.cache/phalp_lightning)")
+    parser.add_argument(
+        "--assets-dir", default=None, help="assets root (default: $PHALP_ASSETS or ~/.cache/phalp_lightning)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     filled = convert(args.official, args.output, args.assets_dir)
-    print(f"wrote {args.output}" + (f" ({len(filled)} key(s) absent from the file kept from the network)" if filled else ""))
+    print(
+        f"wrote {args.output}"
+        + (f" ({len(filled)} key(s) absent from the file kept from the network)" if filled else "")
+    )
 
 
 if __name__ == "__main__":

@@ -70,7 +70,11 @@ class UVTexelAtlas(nn.Module):
         valid = face_index >= 0
         vertex_ids = np.asarray(faces, dtype=np.int64)[np.where(valid, face_index, 0)]  # (S, S, 3)
         self.register_buffer("vertex_ids", torch.from_numpy(vertex_ids.reshape(-1, 3)), persistent=False)
-        self.register_buffer("barycentric", torch.from_numpy(bmap[np.ix_(rows, cols)].reshape(-1, 3).astype(np.float32)), persistent=False)
+        self.register_buffer(
+            "barycentric",
+            torch.from_numpy(bmap[np.ix_(rows, cols)].reshape(-1, 3).astype(np.float32)),
+            persistent=False,
+        )
         self.register_buffer("valid", torch.from_numpy(valid.reshape(1, 1, size, size)), persistent=False)
         self.size = size
 
@@ -111,7 +115,9 @@ class HMARModule(L.LightningModule):
         super().__init__()
         unknown = set(loss_weights or {}) - set(losses.LOSS_NAMES)
         if unknown:
-            raise ValueError(f"loss_weights: unknown loss name(s) {sorted(unknown)}; known: {list(losses.LOSS_NAMES)}")
+            raise ValueError(
+                f"loss_weights: unknown loss name(s) {sorted(unknown)}; known: {list(losses.LOSS_NAMES)}"
+            )
         # A plain dict (not Hydra's DictConfig), so checkpoints load with torch's weights-only loader.
         loss_weights = {**DEFAULT_LOSS_WEIGHTS, **{str(k): float(v) for k, v in (loss_weights or {}).items()}}
         self.loss_weights = loss_weights
@@ -125,7 +131,10 @@ class HMARModule(L.LightningModule):
             with np.load(resolve("texture", assets_dir)) as texture:
                 faces = texture["smpl_faces"]
             self.atlas = UVTexelAtlas(
-                faces, np.load(resolve("fmap_256", assets_dir)), np.load(resolve("bmap_256", assets_dir)), self.net.img_size
+                faces,
+                np.load(resolve("fmap_256", assets_dir)),
+                np.load(resolve("bmap_256", assets_dir)),
+                self.net.img_size,
             )
         self.val_mpjpe = MPJPE()
         self.val_pa_mpjpe = MPJPE(procrustes=True)
@@ -149,30 +158,46 @@ class HMARModule(L.LightningModule):
         weights = self.loss_weights
         terms: dict[str, Tensor] = {}
         terms["keypoints_2d"] = losses.keypoint_2d_loss(keypoints_2d, batch["keypoints_2d"])
-        terms["keypoints_3d"] = losses.keypoint_3d_loss(joints, batch["keypoints_3d"], batch["has_keypoints_3d"])
-        terms["smpl_pose"] = losses.smpl_pose_loss(
-            pose_smpl["global_orient"], pose_smpl["body_pose"], batch["smpl_global_orient"], batch["smpl_body_pose"], batch["has_smpl"]
+        terms["keypoints_3d"] = losses.keypoint_3d_loss(
+            joints, batch["keypoints_3d"], batch["has_keypoints_3d"]
         )
-        terms["smpl_betas"] = losses.smpl_betas_loss(pose_smpl["betas"], batch["smpl_betas"], batch["has_smpl"])
+        terms["smpl_pose"] = losses.smpl_pose_loss(
+            pose_smpl["global_orient"],
+            pose_smpl["body_pose"],
+            batch["smpl_global_orient"],
+            batch["smpl_body_pose"],
+            batch["has_smpl"],
+        )
+        terms["smpl_betas"] = losses.smpl_betas_loss(
+            pose_smpl["betas"], batch["smpl_betas"], batch["has_smpl"]
+        )
         terms["camera"] = losses.camera_loss(pred_cam, batch["camera"], batch["has_camera"])
         if weights["appearance"] > 0:
             # Detached: the texture head must not learn to make the UV map easy to reconstruct.
             uv_vector = output["uv_vector"].detach()
             terms["appearance"] = losses.appearance_loss(self.net.encoding_head(uv_vector), uv_vector)
         if weights["uv_flow"] > 0 and self.atlas is not None:
-            terms["uv_flow"] = losses.uv_flow_loss(output["flow"], *self._flow_target(batch, vertices, pred_cam))
+            terms["uv_flow"] = losses.uv_flow_loss(
+                output["flow"], *self._flow_target(batch, vertices, pred_cam)
+            )
         terms = {name: value for name, value in terms.items() if weights[name] > 0}
         predictions = {"joints_3d": joints, "keypoints_2d": keypoints_2d}
         return terms, predictions
 
     @torch.no_grad()
-    def _flow_target(self, batch: Mapping[str, Tensor], vertices: Tensor, pred_cam: Tensor) -> tuple[Tensor, Tensor]:
+    def _flow_target(
+        self, batch: Mapping[str, Tensor], vertices: Tensor, pred_cam: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Target grid from the true mesh and camera where known, else from the detached prediction."""
         assert self.atlas is not None
         has_smpl = batch["has_smpl"].bool()
         if has_smpl.any():
             true_vertices, _ = self.net.body(
-                {"global_orient": batch["smpl_global_orient"], "body_pose": batch["smpl_body_pose"], "betas": batch["smpl_betas"]}
+                {
+                    "global_orient": batch["smpl_global_orient"],
+                    "body_pose": batch["smpl_body_pose"],
+                    "betas": batch["smpl_betas"],
+                }
             )
             vertices = torch.where(has_smpl[:, None, None], true_vertices, vertices)
         camera = torch.where((batch["has_camera"].bool() & has_smpl)[:, None], batch["camera"], pred_cam)
@@ -206,12 +231,17 @@ class HMARModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
-            raise ValueError("HMARModule.optimizer is not set; give model.optimizer (a _partial_ optimizer) to train")
+            raise ValueError(
+                "HMARModule.optimizer is not set; give model.optimizer (a _partial_ optimizer) to train"
+            )
         optimizer = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor, "interval": "epoch"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The network's own arguments travel with the weights, so load_hmar and load_from_checkpoint
@@ -236,9 +266,15 @@ def load_hmar(
     if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
         config = checkpoint.get(CONFIG_KEY) or checkpoint.get("hyper_parameters", {}).get("net")
         if not isinstance(config, Mapping):
-            raise HMARCheckpointError(f"{path}: checkpoint has a state_dict but no '{CONFIG_KEY}' (not an HMAR checkpoint?)")
+            raise HMARCheckpointError(
+                f"{path}: checkpoint has a state_dict but no '{CONFIG_KEY}' (not an HMAR checkpoint?)"
+            )
         net = HMAR(assets_dir=assets_dir, **dict(config))
-        state = {key[len(STATE_PREFIX) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(STATE_PREFIX)}
+        state = {
+            key[len(STATE_PREFIX) :]: value
+            for key, value in checkpoint["state_dict"].items()
+            if key.startswith(STATE_PREFIX)
+        }
         other = [key for key in checkpoint["state_dict"] if not key.startswith(STATE_PREFIX)]
         if other:
             raise HMARCheckpointError(f"{path}: state_dict keys outside '{STATE_PREFIX}': {other[:25]}")
@@ -249,5 +285,7 @@ def load_hmar(
         load_official_state_dict(net, checkpoint, source=str(path))
     else:
         found = sorted(checkpoint)[:10] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
-        raise HMARCheckpointError(f"{path}: neither an HMAR Lightning checkpoint ('state_dict') nor the official file ('model'); found {found}")
+        raise HMARCheckpointError(
+            f"{path}: neither an HMAR Lightning checkpoint ('state_dict') nor the official file ('model'); found {found}"
+        )
     return net.to(map_location).eval()

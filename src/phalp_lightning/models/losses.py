@@ -34,7 +34,9 @@ def keypoint_2d_loss(pred: Tensor, target: Tensor) -> Tensor:
     return _weighted_mean(error, target[..., 2])
 
 
-def keypoint_3d_loss(pred: Tensor, target: Tensor, has_target: Tensor, pelvis_index: int = PELVIS_INDEX) -> Tensor:
+def keypoint_3d_loss(
+    pred: Tensor, target: Tensor, has_target: Tensor, pelvis_index: int = PELVIS_INDEX
+) -> Tensor:
     """Confidence-weighted L1 between pelvis-aligned 3-D keypoints.
 
     Args:
@@ -48,7 +50,13 @@ def keypoint_3d_loss(pred: Tensor, target: Tensor, has_target: Tensor, pelvis_in
     return _weighted_mean((pred - gt).abs().sum(-1), weights)
 
 
-def smpl_pose_loss(pred_global_orient: Tensor, pred_body_pose: Tensor, gt_global_orient: Tensor, gt_body_pose: Tensor, has_smpl: Tensor) -> Tensor:
+def smpl_pose_loss(
+    pred_global_orient: Tensor,
+    pred_body_pose: Tensor,
+    gt_global_orient: Tensor,
+    gt_body_pose: Tensor,
+    has_smpl: Tensor,
+) -> Tensor:
     """Mean squared error between rotation matrices (global orientation and 23 body joints).
 
     Args:

@@ -50,7 +50,11 @@ class SMPLHead(nn.Module):
         mean_pose = torch.as_tensor(mean_pose, dtype=torch.float32).reshape(1, -1)
         mean_betas = torch.as_tensor(mean_betas, dtype=torch.float32).reshape(1, -1)
         mean_camera = torch.as_tensor(mean_camera, dtype=torch.float32).reshape(1, -1)
-        for name, value, dim in (("pose", mean_pose, POSE_6D_DIM), ("betas", mean_betas, NUM_BETAS), ("camera", mean_camera, CAMERA_DIM)):
+        for name, value, dim in (
+            ("pose", mean_pose, POSE_6D_DIM),
+            ("betas", mean_betas, NUM_BETAS),
+            ("camera", mean_camera, CAMERA_DIM),
+        ):
             if value.shape[1] != dim:
                 raise ValueError(f"mean {name} must have {dim} values, got {value.shape[1]}")
         self.num_iterations = num_iterations

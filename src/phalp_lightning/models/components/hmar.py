@@ -169,7 +169,9 @@ class HMAR(nn.Module):
         features, skips = self.backbone(image)
         pose_emb = pose_embedding(features)
         flow = self.texture_head(skips)
-        uv_image = F.grid_sample(image, flow.permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros", align_corners=False)
+        uv_image = F.grid_sample(
+            image, flow.permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros", align_corners=False
+        )
         uv_vector = process_uv_image(uv_image)
         # The official process_uv_image writes the +-1 mask in place into uv_image; reproduced without
         # the in-place write so autograd stays valid.
@@ -234,5 +236,9 @@ def _load_mean_params(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as data:
         missing = {"pose", "shape", "cam"} - set(data.files)
         if missing:
-            raise ValueError(f"{path}: mean-parameter file lacks keys {sorted(missing)} (needs pose, shape, cam)")
-        return {name: np.asarray(data[name], dtype=np.float32).reshape(-1) for name in ("pose", "shape", "cam")}
+            raise ValueError(
+                f"{path}: mean-parameter file lacks keys {sorted(missing)} (needs pose, shape, cam)"
+            )
+        return {
+            name: np.asarray(data[name], dtype=np.float32).reshape(-1) for name in ("pose", "shape", "cam")
+        }
