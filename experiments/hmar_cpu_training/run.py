@@ -34,7 +34,7 @@ def make_shards(out: Path, img_size: int, train_samples: int, val_samples: int, 
     shards = out / "shards"
     command = [
         sys.executable, "-m", "phalp_lightning.datamodules.synthetic", "crops", "--out", str(shards),
-        "--crop-size", str(img_size), "--train-samples", str(train_samples), "--val-samples", str(val_samples),
+        "--crop-size", str(img_size), "--num-train", str(train_samples), "--num-val", str(val_samples),
         "--seed", str(seed),
     ]  # fmt: skip
     print("$", " ".join(command), flush=True)
@@ -43,10 +43,9 @@ def make_shards(out: Path, img_size: int, train_samples: int, val_samples: int, 
 
 
 def shard_pattern(shards: Path, split: str) -> str:
-    files = sorted(shards.glob(f"{split}-*.tar"))
-    if not files:
+    if not sorted(shards.glob(f"{split}-*.tar")):
         raise FileNotFoundError(f"no {split}-*.tar shards in {shards}")
-    return ",".join(str(path) for path in files) if len(files) > 1 else str(files[0])
+    return str(shards / f"{split}-*.tar")
 
 
 def read_curve(run_dir: Path) -> list[dict[str, float]]:
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = args.out / "run"
     overrides = [
         "model=hmar", "trainer=cpu", "callbacks=none", "logger=csv", f"seed={args.seed}",
-        f"model.net.img_size={args.img_size}", f"model.optimizer.lr={args.lr}", "model.net.smpl_dropout=0.0",
+        f"data.crop_size={args.img_size}", f"model.optimizer.lr={args.lr}", "model.net.smpl_dropout=0.0",
         f"data.train_shards={shard_pattern(shards, 'train')}", f"data.val_shards={shard_pattern(shards, 'val')}",
         f"data.batch_size={args.batch_size}", f"trainer.max_epochs={args.epochs}", "trainer.log_every_n_steps=1",
         "+trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *args.overrides,

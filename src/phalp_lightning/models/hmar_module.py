@@ -136,9 +136,13 @@ class HMARModule(L.LightningModule):
                 np.load(resolve("bmap_256", assets_dir)),
                 self.net.img_size,
             )
-        self.val_mpjpe = MPJPE()
-        self.val_pa_mpjpe = MPJPE(procrustes=True)
-        self.val_pck = PCK2D(pck_threshold)
+        # Per stage: MPJPE (mm), PA-MPJPE (mm), 2-D PCK.
+        self.metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleList([MPJPE(), MPJPE(procrustes=True), PCK2D(pck_threshold)])
+                for stage in ("val", "test")
+            }
+        )
 
     def forward(self, image: Tensor) -> dict[str, Any]:
         """HMAR forward (see :meth:`HMAR.forward`)."""
@@ -214,20 +218,24 @@ class HMARModule(L.LightningModule):
         self.log_dict({f"train/loss_{name}": value for name, value in terms.items()}, batch_size=batch_size)
         return loss
 
-    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+    def _evaluation_step(self, batch: Mapping[str, Tensor], stage: str) -> None:
         terms, predictions = self._losses(batch)
         batch_size = batch["image"].shape[0]
-        self.log("val/loss", self._total(terms), prog_bar=True, batch_size=batch_size)
-        self.log_dict({f"val/loss_{name}": value for name, value in terms.items()}, batch_size=batch_size)
-        self.val_mpjpe.update(predictions["joints_3d"], batch["keypoints_3d"], batch["has_keypoints_3d"])
-        self.val_pa_mpjpe.update(predictions["joints_3d"], batch["keypoints_3d"], batch["has_keypoints_3d"])
-        self.val_pck.update(predictions["keypoints_2d"], batch["keypoints_2d"])
-        self.log("val/mpjpe", self.val_mpjpe, prog_bar=True, batch_size=batch_size)
-        self.log("val/pa_mpjpe", self.val_pa_mpjpe, batch_size=batch_size)
-        self.log("val/pck", self.val_pck, batch_size=batch_size)
+        self.log(f"{stage}/loss", self._total(terms), prog_bar=stage == "val", batch_size=batch_size)
+        self.log_dict({f"{stage}/loss_{name}": value for name, value in terms.items()}, batch_size=batch_size)
+        mpjpe, pa_mpjpe, pck = self.metrics[stage]
+        mpjpe.update(predictions["joints_3d"], batch["keypoints_3d"], batch["has_keypoints_3d"])
+        pa_mpjpe.update(predictions["joints_3d"], batch["keypoints_3d"], batch["has_keypoints_3d"])
+        pck.update(predictions["keypoints_2d"], batch["keypoints_2d"])
+        self.log(f"{stage}/mpjpe", mpjpe, prog_bar=stage == "val", batch_size=batch_size)
+        self.log(f"{stage}/pa_mpjpe", pa_mpjpe, batch_size=batch_size)
+        self.log(f"{stage}/pck", pck, batch_size=batch_size)
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
 
     def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
-        self.validation_step(batch, batch_idx)
+        self._evaluation_step(batch, "test")
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
