@@ -8,9 +8,10 @@ Reading: :class:`ShardStream` is the IterableDataset both DataModules use. It sp
 DDP ranks and DataLoader workers ("slots" = ranks x workers) so that no sample is read by two slots
 in an epoch and none is left out:
 
-- with at least as many shards as slots, shards are dealt out round robin (after a shuffle shared by
-  all slots in training);
-- with fewer shards than slots, every slot reads all shards and keeps every ``slots``-th sample.
+- training, with at least as many shards as slots: shards are dealt out round robin (after a
+  shuffle shared by all slots);
+- training with fewer shards than slots, and validation (``balanced_eval``, the default): every slot
+  reads all shards and keeps every ``slots``-th sample, so ranks differ by at most one sample.
 
 Training streams are endless: each slot cycles through its own part (reshuffled every pass), several
 datasets are mixed by weight, a shuffle buffer decorrelates neighbours, and the epoch ends after
@@ -327,6 +328,19 @@ def write_manifest(folder: str | os.PathLike[str], entries: dict[str, dict[str, 
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_complete(url: str) -> None:
+    """Refuse a local tar that lacks its end-of-archive blocks (a truncated copy or download)."""
+    path = Path(url)
+    if not path.is_file():
+        raise ShardError(f"shard not found: {url}")
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - 1024))
+        tail = handle.read(1024)
+    if size < 1024 or size % 512 != 0 or tail.strip(b"\0"):
+        raise ShardError(f"shard {url} is truncated or not a tar file (size {size} B, no end-of-archive blocks); re-create it")
+
+
 def iterate_shard(url: str) -> Iterator[dict[str, Any]]:
     """Raw samples (``__key__``, ``__url__`` and one bytes entry per file) of one tar shard.
 
@@ -335,6 +349,7 @@ def iterate_shard(url: str) -> Iterator[dict[str, Any]]:
     """
     import webdataset as wds
 
+    _check_complete(url)
     last_key = None
     try:
         for sample in wds.tarfile_samples([{"url": url}]):
@@ -540,10 +555,13 @@ class ShardStream(IterableDataset):
         batch_size: per-slot sample counts are rounded up to whole batches (so every rank runs the
             same number of full batches).
         num_workers: the DataLoader's worker count (for the length).
-        shuffle_buffer: samples held for shuffling (training; 0 or 1 disables it).
+        shuffle_buffer: samples held for shuffling, per dataset (training; 0 or 1 disables it);
+            shard order is shuffled as well.
         seed: base seed; the stream of a slot depends on (seed, epoch, slot) only.
         rank, world_size: override the detected DDP position (tests, custom launchers).
         pass_rng: call ``decode(sample, rng)`` (for random crops).
+        balanced_eval: split validation sample by sample (balanced ranks; every slot reads every
+            shard) instead of shard by shard (less reading, ranks may differ by a shard).
     """
 
     def __init__(
@@ -559,6 +577,7 @@ class ShardStream(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         pass_rng: bool = False,
+        balanced_eval: bool = True,
     ) -> None:
         super().__init__()
         if not sources or any(not source.urls for source in sources):
@@ -580,6 +599,7 @@ class ShardStream(IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.pass_rng = pass_rng
+        self.balanced_eval = balanced_eval
         self._epoch = 0
         self._iterations = 0
 
@@ -615,7 +635,8 @@ class ShardStream(IterableDataset):
         if rng is not None:
             # The same permutation on every slot (seeded by epoch only), so the parts stay disjoint.
             urls = [urls[i] for i in np.random.default_rng([self.seed, self._current_epoch, 7]).permutation(len(urls))]
-        if len(urls) >= slots:
+        by_shard = len(urls) >= slots and (self.train or not self.balanced_eval)
+        if by_shard:
             own = urls[slot::slots]
             if rng is not None:
                 own = [own[i] for i in rng.permutation(len(own))]
@@ -630,11 +651,26 @@ class ShardStream(IterableDataset):
                     index += 1
 
     def _endless(self, source: ShardSource, slot: int, slots: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+        """Endless passes over the slot's part, shuffled within each pass (shard order + buffer).
+
+        The buffer is flushed at the end of every pass, so every sample of a pass comes out before
+        any sample of the next one: an epoch as long as the data shows each sample exactly once.
+        """
         while True:
             produced = False
+            buffer: list[dict[str, Any]] = []
             for sample in self._slot_samples(source, slot, slots, rng):
                 produced = True
-                yield sample
+                if self.shuffle_buffer <= 1:
+                    yield sample
+                    continue
+                buffer.append(sample)
+                if len(buffer) >= self.shuffle_buffer:
+                    pick = int(rng.integers(len(buffer)))
+                    buffer[pick], buffer[-1] = buffer[-1], buffer[pick]
+                    yield buffer.pop()
+            for pick in rng.permutation(len(buffer)):
+                yield buffer[pick]
             if not produced:
                 raise ShardError(
                     f"dataset {source.name or source.urls[0]!r} has no sample for rank/worker slot {slot} of {slots}: "
@@ -652,17 +688,9 @@ class ShardStream(IterableDataset):
             return
         rng = np.random.default_rng([self.seed, self._current_epoch, slot])
         streams = [self._endless(source, slot, slots, rng) for source in self.sources]
-        buffer: list[dict[str, Any]] = []
-        remaining = self.samples_per_slot(slots)
-        while remaining > 0:
+        for _ in range(self.samples_per_slot(slots)):
             choice = int(rng.choice(len(streams), p=self.weights)) if len(streams) > 1 else 0
             sample = next(streams[choice])
-            if self.shuffle_buffer > 1:
-                buffer.append(sample)
-                if len(buffer) < self.shuffle_buffer:
-                    continue
-                sample = buffer.pop(int(rng.integers(len(buffer))))
-            remaining -= 1
             yield self.decode(sample, rng) if self.pass_rng else self.decode(sample)
 
 
