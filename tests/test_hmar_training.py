@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from helpers import synthetic_data
 from helpers.fake_crops import FakeCropDataModule, fake_crop_batch
+
+synthetic_crop_shards = synthetic_data.synthetic_crop_shards
 
 
 def test_losses_vanish_without_supervision_and_keep_the_graph():
@@ -113,22 +117,24 @@ def test_fast_dev_run_fit_and_checkpoint_round_trip(tmp_path, synthetic_assets):
     assert rebuilt.net.img_size == 64 and rebuilt.loss_weights == module.loss_weights
 
 
-def test_train_pipeline_runs_model_hmar_fast_dev_run(compose_cfg, assets_env):
-    """``python train.py model=hmar debug=fdr`` path: the model config instantiates and trains one step."""
-    from omegaconf import open_dict
-
+def test_train_pipeline_runs_model_hmar_fast_dev_run(compose_cfg, assets_env, synthetic_crop_shards):
+    """``python train.py model=hmar debug=fdr`` on real synthetic crop shards through CropDataModule."""
     from phalp_lightning.pipelines.train import run
 
+    folder = Path(synthetic_crop_shards["train"]["shards"][0]).parent
+    train_pattern, val_pattern = folder / "train-*.tar", folder / "val-*.tar"
+    overrides = [
+        "model=hmar",
+        "debug=fdr",
+        "trainer=cpu",
+        "callbacks=none",
+        "data.crop_size=64",
+        "data.batch_size=2",
+    ]
     cfg = compose_cfg(
-        "train", ["model=hmar", "debug=fdr", "trainer=cpu", "model.net.img_size=64", "callbacks=none"]
+        "train", [*overrides, f"data.train_shards={train_pattern}", f"data.val_shards={val_pattern}"]
     )
-    with open_dict(cfg):
-        cfg.data = {
-            "_target_": "helpers.fake_crops.FakeCropDataModule",
-            "size": 2,
-            "img_size": 64,
-            "batch_size": 2,
-        }
+    assert cfg.model.net.img_size == 64  # follows data.crop_size
     metrics = run(cfg)
-    assert {"train/loss", "val/loss", "val/mpjpe"} <= set(metrics)
+    assert {"train/loss", "val/loss", "val/mpjpe", "val/pa_mpjpe", "val/pck"} <= set(metrics)
     assert all(math.isfinite(value) for value in metrics.values())
