@@ -1,11 +1,13 @@
 """HMAR CPU training study: does validation MPJPE fall over a short run on synthetic crop shards?
 
-    python experiments/hmar_cpu_training/run.py [--out DIR] [--epochs 8] [--img-size 64]
+    python experiments/hmar_cpu_training/run.py [--out DIR] [--epochs 6] [--img-size 64]
 
 1. writes small synthetic crop shards (``python -m phalp_lightning.datamodules.synthetic crops``)
    unless ``--shards DIR`` points at existing ones;
-2. runs ``python train.py model=hmar`` on CPU (CSV logger, validation every epoch);
-3. reads ``val/mpjpe``, ``val/pa_mpjpe``, ``val/pck`` per epoch from the CSV log and writes
+2. validates the untrained network (same config and seed as the run, so the same initial weights)
+   for the starting point of the curve (epoch -1);
+3. runs ``python train.py model=hmar`` on CPU (CSV logger, validation every epoch);
+4. reads ``val/mpjpe``, ``val/pa_mpjpe``, ``val/pck`` per epoch from the CSV log and writes
    ``results.json``, ``results.md`` and, when matplotlib is installed, ``mpjpe.png`` to ``--out``.
 """
 
@@ -48,6 +50,38 @@ def shard_pattern(shards: Path, split: str) -> str:
     return str(shards / f"{split}-*.tar")
 
 
+def initial_validation(overrides: list[str], run_dir: Path) -> dict[str, float]:
+    """Validation metrics of the untrained network, built exactly as ``pipelines.train.run`` builds it."""
+    import hydra
+    import lightning as L
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[o for o in overrides if not o.startswith("hydra.")],
+            return_hydra_config=True,
+        )
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir / "initial")
+        cfg.hydra.runtime.cwd = str(ROOT)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)  # same order as pipelines.train.run: seed, data, model
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    (metrics,) = trainer.validate(model, datamodule=datamodule, verbose=False)
+    GlobalHydra.instance().clear()
+    return {"epoch": -1, "step": 0} | {name: float(metrics[name]) for name in METRICS if name in metrics}
+
+
 def read_curve(run_dir: Path) -> list[dict[str, float]]:
     """Per-epoch validation metrics from the CSVLogger's metrics.csv."""
     files = sorted(run_dir.glob("csv/**/metrics.csv"))
@@ -71,7 +105,7 @@ def markdown(curve: list[dict[str, float]], summary: dict[str, object]) -> str:
         f"Command: `{summary['command']}`",
         "",
         f"Crops {summary['img_size']} px, {summary['train_samples']} train / {summary['val_samples']} val samples, "
-        f"{summary['epochs']} epochs, wall time {summary['wall_seconds']:.0f} s.",
+        f"{summary['epochs']} epochs, training wall time {summary['wall_seconds']:.0f} s. Epoch -1 is the untrained network.",
         "",
         "| epoch | step | val MPJPE (mm) | val PA-MPJPE (mm) | val PCK@0.05 | val loss |",
         "|---|---|---|---|---|---|",
@@ -121,9 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--img-size", type=int, default=64)
     parser.add_argument("--train-samples", type=int, default=256)
     parser.add_argument("--val-samples", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
     args = parser.parse_args(argv)
@@ -140,13 +174,15 @@ def main(argv: list[str] | None = None) -> None:
         f"data.batch_size={args.batch_size}", f"trainer.max_epochs={args.epochs}", "trainer.log_every_n_steps=1",
         "+trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *args.overrides,
     ]  # fmt: skip
+    initial = initial_validation(overrides, run_dir)
+    print(f"untrained network: val/mpjpe {initial['val/mpjpe']:.1f} mm", flush=True)
     command = [sys.executable, "train.py", *overrides]
     print("$", " ".join(command), flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
     wall = time.perf_counter() - start
 
-    curve = read_curve(run_dir)
+    curve = [initial, *read_curve(run_dir)]
     first, last = curve[0]["val/mpjpe"], curve[-1]["val/mpjpe"]
     summary = {
         "command": " ".join(["python experiments/hmar_cpu_training/run.py", *(argv if argv is not None else sys.argv[1:])]),
