@@ -30,7 +30,7 @@ class StandInAppearanceEncoder:
     encoder is a 6-layer conv net run twice per track-detection pair, so real association costs more.
     """
 
-    def __init__(self, scale: float = 1000.0) -> None:
+    def __init__(self, scale: float = 100.0) -> None:
         self.scale = scale
 
     def __call__(self, uv: Tensor) -> Tensor:
@@ -126,7 +126,7 @@ def frame_detections(
         [(point[:, 0] - 0.5) * depth * _FOCAL_OVER_IMAGE, (point[:, 1] - 0.5) * depth * _FOCAL_OVER_IMAGE, depth], dim=1
     )
     joints = point.unsqueeze(1) + people.joint_offsets[index] * (30.0 / depth).view(-1, 1, 1)
-    location = torch.cat([joints.reshape(count, -1), camera, camera, camera], dim=1)
+    location = torch.cat([joints.reshape(count, 2 * NUM_LOCATION_JOINTS), camera, camera, camera], dim=1)
     pose = people.pose[index] + 5 * noise * jitter(count, POSE_DIM)
     pose[:, 226:229] = torch.stack([camera[:, 0], camera[:, 1], camera[:, 2] / 200.0], dim=1)
     appearance = people.appearance[index] + 50 * noise * jitter(count, APPEARANCE_DIM)
