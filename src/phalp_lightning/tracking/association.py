@@ -98,7 +98,7 @@ def motion_cost(
     return pose_factor.double() * location_factor.double() * depth_factor.double()
 
 
-def masked_pair_maps(track_uv: Tensor, detection_uv: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
+def masked_pair_maps(track_uv: Tensor, detection_uv: Tensor, pairs: Tensor, out: Tensor | None = None) -> Tensor:
     """The pair-wise jointly visible UV maps that the texture distance encodes.
 
     Texels visible in both maps (mask channel > 0.5) are kept; all four channels are zeroed
@@ -106,14 +106,19 @@ def masked_pair_maps(track_uv: Tensor, detection_uv: Tensor, pairs: Tensor) -> t
 
     Args:
         track_uv: (T, 4, S, S); detection_uv: (D, 4, S, S); pairs: (P, 2) int64 (track, detection).
+        out: optional (>= 2P, 4, S, S) float32 buffer to fill (avoids re-allocating per batch).
 
     Returns:
-        Two (P, 4, S, S) float32 tensors: masked track maps and masked detection maps.
+        (2P, 4, S, S) float32: the P masked track maps, then the P masked detection maps.
     """
-    track_maps = track_uv[pairs[:, 0]].float()
-    detection_maps = detection_uv[pairs[:, 1]].float()
-    visible = (track_maps[:, 3:4] > 0.5) & (detection_maps[:, 3:4] > 0.5)
-    return track_maps * visible, detection_maps * visible
+    count = pairs.shape[0]
+    shape = (2 * count, *track_uv.shape[1:])
+    maps = torch.empty(shape, dtype=torch.float32, device=track_uv.device) if out is None else out[: 2 * count]
+    maps[:count] = track_uv[pairs[:, 0]]
+    maps[count:] = detection_uv[pairs[:, 1]]
+    visible = (maps[:count, 3:4] > 0.5) & (maps[count:, 3:4] > 0.5)
+    maps.view(2, count, *track_uv.shape[1:]).mul_(visible)
+    return maps
 
 
 def texture_distance(
@@ -121,33 +126,38 @@ def texture_distance(
     detection_uv: Tensor,
     pairs: Tensor,
     encoder: AppearanceEncoder,
-    pairs_per_batch: int = 64,
+    pairs_per_batch: int = 16,
 ) -> Tensor:
     """PHALP's per-pair texture distance ``r_T = 100 |enc(U_t * M) / 1000 - enc(U_d * M) / 1000|^2``.
 
     The mask M depends on the pair, so both maps of every pair are encoded; the 2P maps go through
-    the encoder in batches of ``2 * pairs_per_batch`` (one forward per batch, never one per pair).
+    the encoder in batches of ``2 * pairs_per_batch`` (one forward per batch, never one per pair),
+    assembled in one reused buffer.
 
     Args:
         track_uv: (T, 4, S, S); detection_uv: (D, 4, S, S).
         pairs: (P, 2) int64 (track index, detection index).
         encoder: maps (B, 4, S, S) -> (B, 4096) appearance codes (HMAR.encode_appearance).
-        pairs_per_batch: pairs per encoder call; bounds memory at about 2 * pairs_per_batch maps.
+        pairs_per_batch: pairs per encoder call; bounds memory at 2 * pairs_per_batch maps.
 
     Returns:
         (P,) float64.
     """
-    distances = []
-    for start in range(0, pairs.shape[0], pairs_per_batch):
-        chunk = pairs[start : start + pairs_per_batch]
-        track_maps, detection_maps = masked_pair_maps(track_uv, detection_uv, chunk)
-        with torch.no_grad():
-            codes = encoder(torch.cat([track_maps, detection_maps], dim=0)).double() / APPEARANCE_SCALE
-        track_codes, detection_codes = codes.split(chunk.shape[0], dim=0)
-        distances.append(TEXTURE_WEIGHT * ((track_codes - detection_codes) ** 2).sum(dim=1))
-    if not distances:
+    total = pairs.shape[0]
+    if total == 0:
         return torch.zeros(0, dtype=torch.float64, device=track_uv.device)
-    return torch.cat(distances).to(track_uv.device)
+    buffer = torch.empty(
+        (2 * min(pairs_per_batch, total), *track_uv.shape[1:]), dtype=torch.float32, device=track_uv.device
+    )
+    distances = []
+    for start in range(0, total, pairs_per_batch):
+        chunk = pairs[start : start + pairs_per_batch]
+        maps = masked_pair_maps(track_uv, detection_uv, chunk, out=buffer)
+        with torch.no_grad():
+            codes = encoder(maps).double() / APPEARANCE_SCALE
+        track_codes, detection_codes = codes.split(chunk.shape[0], dim=0)
+        distances.append(TEXTURE_WEIGHT * ((track_codes - detection_codes) ** 2).sum(dim=1).to(track_uv.device))
+    return torch.cat(distances)
 
 
 def appearance_code_distance(track_appearance: Tensor, detection_appearance: Tensor) -> Tensor:
@@ -164,7 +174,8 @@ class TrackFeatures:
     pose: Tensor  # (T, 229) predicted pose
     location: Tensor  # (T, 99) predicted location
     appearance: Tensor  # (T, 4096) last detection's appearance code
-    uv: Tensor | None  # (T, 4, S, S) blended UV map, or None
+    uv: Tensor | None  # (C, 4, S, S) blended UV maps (the bank's storage), or None
+    uv_rows: Tensor | None = None  # (T,) row of ``uv`` for each track; None = row t is track t
 
 
 def eq019_cost(
@@ -177,8 +188,9 @@ def eq019_cost(
     betas: Sequence[float] = EQ019_BETAS,
     pose_clip: float = EQ019_POSE_CLIP,
     gate_threshold: float | None = None,
-    pairs_per_batch: int = 64,
+    pairs_per_batch: int = 16,
     nan_cost: float = 0.0,
+    stats: dict[str, int] | None = None,
 ) -> Tensor:
     """The full EQ_019 cost matrix.
 
@@ -198,6 +210,7 @@ def eq019_cost(
             cost (a lower bound).
         pairs_per_batch: pairs per encoder call.
         nan_cost: value of NaN entries (PHALP's ``nan_to_num`` gives 0).
+        stats: if given, ``stats["texture_pairs"]`` is increased by the number of pairs encoded.
 
     Returns:
         (T, D) float64; +inf becomes the largest float64, NaN becomes ``nan_cost``.
@@ -212,10 +225,15 @@ def eq019_cost(
         else:
             candidates = motion <= gate_threshold  # NaN compares False: stays NaN below
         pairs = candidates.nonzero()
+        if stats is not None:
+            stats["texture_pairs"] = stats.get("texture_pairs", 0) + int(pairs.shape[0])
         texture = torch.zeros_like(motion)
         if pairs.numel():
+            storage_pairs = pairs.clone()
+            if tracks.uv_rows is not None:
+                storage_pairs[:, 0] = tracks.uv_rows[pairs[:, 0]]
             texture[pairs[:, 0], pairs[:, 1]] = texture_distance(
-                tracks.uv, detection_uv, pairs, encoder, pairs_per_batch
+                tracks.uv, detection_uv, storage_pairs.to(tracks.uv.device), encoder, pairs_per_batch
             ).to(motion.device)
     else:
         texture = appearance_code_distance(tracks.appearance, detection_appearance)

@@ -111,7 +111,7 @@ class PHALPTracker:
         reference_mode: bool = False,
         use_gt: bool = False,
         gate_texture: bool = True,
-        pairs_per_batch: int = 64,
+        pairs_per_batch: int = 16,
         device: str = "cpu",
     ) -> None:
         if n_init < 1 or max_age < 0 or track_history < 3:
@@ -145,12 +145,17 @@ class PHALPTracker:
             reference_mode=reference_mode,
         )
         self.stage_seconds: dict[str, float] = {}
+        self.counters: dict[str, int] = {}
         self.reset()
 
     # ------------------------------------------------------------------ public API
 
     def reset(self) -> None:
-        """Forget all tracks and pending frames; ids restart at 1 (call between videos)."""
+        """Forget all tracks and pending frames; ids restart at 1 (call between videos).
+
+        Also zeroes ``stage_seconds`` (time per stage) and ``counters`` (pairs scored, pairs whose
+        texture was encoded).
+        """
         self.tracks = TrackBank(
             history_length=self.track_history,
             record_length=self.n_init,
@@ -164,6 +169,7 @@ class PHALPTracker:
         self.last_cost: Tensor | None = None
         self.last_assignment: Assignment | None = None
         self.stage_seconds = {"association": 0.0, "update": 0.0, "prediction": 0.0, "recording": 0.0}
+        self.counters: dict[str, int] = {"texture_pairs": 0, "candidate_pairs": 0}
 
     def update(self, frame: FrameDetections) -> list[FrameTracks]:
         """Track one frame; return the frames that are now complete, oldest first.
@@ -236,12 +242,14 @@ class PHALPTracker:
         if len(rows) == 0 or len(frame) == 0:
             self.last_cost = torch.zeros(len(rows), len(frame), dtype=torch.float64)
             return hungarian_assignment(self.last_cost, self.hungarian_threshold, set_order)
+        self.counters["candidate_pairs"] += len(rows) * len(frame)
         use_uv = self.appearance_encoder is not None and frame.uv is not None and bank.uv is not None
         features = TrackFeatures(
             pose=bank.predicted_pose[rows],
             location=bank.predicted_location[rows],
             appearance=bank.appearance[rows],
-            uv=bank.uv[rows] if use_uv else None,
+            uv=bank.uv if use_uv else None,
+            uv_rows=rows,
         )
         cost = eq019_cost(
             features,
@@ -256,6 +264,7 @@ class PHALPTracker:
             pairs_per_batch=self.pairs_per_batch,
             # A NaN cost (e.g. a non-positive depth) is a perfect match in the original.
             nan_cost=0.0 if self.reference_mode else float("inf"),
+            stats=self.counters,
         )
         self.last_cost = cost
         return hungarian_assignment(cost, self.hungarian_threshold, set_order)
@@ -282,7 +291,7 @@ class PHALPTracker:
             if bank.uv is None:
                 bank.uv = torch.zeros((bank.capacity, *uv.shape[1:]), dtype=bank.uv_dtype, device=self.device)
             weight = self.uv_alpha * frame.scores.to(self.device)[detections].double() ** 2
-            bank.uv[matched_rows] = blend_uv(bank.uv[matched_rows], uv, weight)
+            bank.uv.index_copy_(0, matched_rows, blend_uv(bank.uv[matched_rows], uv, weight))
         bank.appearance[matched_rows] = frame.appearance.to(self.device)[detections].float()
         if frame.gt_track_ids is not None:
             bank.gt_id[matched_rows] = frame.gt_track_ids.to(self.device)[detections]

@@ -53,17 +53,17 @@ def blend_uv(previous: Tensor, new: Tensor, weight: Tensor) -> Tensor:
         (K, 4, S, S) in ``previous``'s dtype.
     """
     new = new.to(previous.dtype)
-    old_visible = previous[:, 3:4] > 0.5
-    new_visible = new[:, 3:4] > 0.5
+    old_visible = (previous[:, 3:4] > 0.5).to(previous.dtype)
+    new_visible = (new[:, 3:4] > 0.5).to(previous.dtype)
     a = weight.to(previous.dtype).view(-1, 1, 1, 1)
-    mixed = (1.0 - a) * previous[:, :3] + a * new[:, :3]
-    rgb = torch.where(
-        old_visible & new_visible,
-        mixed,
-        torch.where(old_visible, previous[:, :3], torch.where(new_visible, new[:, :3], torch.zeros_like(mixed))),
-    )
-    mask = torch.where(old_visible | new_visible, 1.0, -1.0).to(previous.dtype)
-    return torch.cat([rgb, mask], dim=1)
+    # Per-texel weights: (1 - a, a) on the overlap, (1, 0) / (0, 1) where one map is visible, 0 elsewhere.
+    old_weight = old_visible * ((1.0 - a) * new_visible + (1.0 - new_visible))
+    new_weight = new_visible * (a * old_visible + (1.0 - old_visible))
+    out = torch.empty_like(previous)
+    torch.mul(previous[:, :3], old_weight, out=out[:, :3])
+    out[:, :3].addcmul_(new[:, :3], new_weight)
+    out[:, 3:4] = torch.where((old_visible + new_visible) > 0, 1.0, -1.0)
+    return out
 
 
 class TrackBank:
