@@ -195,3 +195,32 @@ def test_blend_uv_hand_values_and_batch_equals_loop():
     batched = blend_uv(many_previous, many_new, weights)
     looped = torch.cat([blend_uv(many_previous[k : k + 1], many_new[k : k + 1], weights[k : k + 1]) for k in range(4)])
     torch.testing.assert_close(batched, looped)
+
+
+def test_cost_matrix_equals_per_pair_costs():
+    generator = torch.Generator().manual_seed(11)
+    tracks = TrackFeatures(
+        pose=torch.rand(3, 229, generator=generator),
+        location=torch.stack([_location(0.3 + 0.1 * k, 0.5, 30.0 + k, 0.02 * k, 0.01, 1.2 + k) for k in range(3)]),
+        appearance=torch.rand(3, 4096, generator=generator) * 100,
+        uv=_random_uv(3, 16, 12),
+    )
+    detection_pose = torch.rand(4, 229, generator=generator)
+    detection_location = torch.stack([_location(0.32 + 0.05 * k, 0.48, 28.0 + 2 * k, 0, 0, 1) for k in range(4)])
+    detection_appearance = torch.rand(4, 4096, generator=generator) * 100
+    detection_uv = _random_uv(4, 16, 13)
+    encoder = StandInAppearanceEncoder(scale=10.0)
+    for uv, enc in ((None, None), (detection_uv, encoder)):
+        matrix = eq019_cost(tracks, detection_pose, detection_location, detection_appearance, uv, enc)
+        for i in range(3):
+            single = TrackFeatures(tracks.pose[i : i + 1], tracks.location[i : i + 1], tracks.appearance[i : i + 1], tracks.uv[i : i + 1])
+            for j in range(4):
+                expected = eq019_cost(
+                    single,
+                    detection_pose[j : j + 1],
+                    detection_location[j : j + 1],
+                    detection_appearance[j : j + 1],
+                    None if uv is None else uv[j : j + 1],
+                    enc,
+                )
+                assert matrix[i, j].item() == pytest.approx(expected.item(), rel=1e-5)

@@ -225,3 +225,17 @@ def test_reference_mode_batches_pose_predictor_in_set_order():
     unmatched, batches, _ = outputs[False]
     assert unmatched == [3, 9, 12]
     assert [len(b) for b in batches] == [13]
+
+
+def test_config_instantiates_the_tracker():
+    from pathlib import Path
+
+    import hydra
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(Path(__file__).parents[1] / "configs" / "tracker" / "phalp.yaml")
+    tracker = hydra.utils.instantiate(cfg, appearance_encoder=StandInAppearanceEncoder())
+    assert isinstance(tracker, PHALPTracker)
+    assert tracker.betas == (4.0536, 1.3070, 0.3792, 4.1658)
+    assert (tracker.n_init, tracker.max_age, tracker.hungarian_threshold) == (5, 50, 100.0)
+    assert tracker.location_predictor.alphas == (1.2, 2.0, 5.0)
