@@ -38,7 +38,9 @@ def _hand_example() -> tuple[TrackFeatures, torch.Tensor, torch.Tensor, torch.Te
     detection_pose[0, 228] = 7.0  # camera entries are not part of the pose distance
     detection_appearance = torch.zeros(1, 4096)
     detection_appearance[0, 0] = 1000.0  # r_T = (1000 / 1000)^2 = 1
-    tracks = TrackFeatures(pose=torch.zeros(1, 229), location=track_location[None], appearance=torch.zeros(1, 4096), uv=None)
+    tracks = TrackFeatures(
+        pose=torch.zeros(1, 229), location=track_location[None], appearance=torch.zeros(1, 4096), uv=None
+    )
     return tracks, detection_pose, detection_location[None], detection_appearance
 
 
@@ -66,7 +68,9 @@ def test_nan_cost_becomes_zero_like_nan_to_num():
     tracks, pose, location, appearance = _hand_example()
     location[0, 92] = -1.0  # negative depth: log of a negative ratio is NaN
     assert eq019_cost(tracks, pose, location, appearance, None, None).item() == 0.0
-    assert math.isinf(eq019_cost(tracks, pose, location, appearance, None, None, nan_cost=float("inf")).item())
+    assert math.isinf(
+        eq019_cost(tracks, pose, location, appearance, None, None, nan_cost=float("inf")).item()
+    )
 
 
 class _TinyConvEncoder(torch.nn.Module):
@@ -88,7 +92,9 @@ def _random_uv(count: int, size: int, seed: int) -> torch.Tensor:
     return torch.cat([rgb * mask, torch.where(mask, 1.0, -1.0)], dim=1)
 
 
-@pytest.mark.parametrize("encoder", [StandInAppearanceEncoder(), _TinyConvEncoder()], ids=["stand_in", "conv"])
+@pytest.mark.parametrize(
+    "encoder", [StandInAppearanceEncoder(), _TinyConvEncoder()], ids=["stand_in", "conv"]
+)
 def test_texture_distance_batched_equals_per_pair_loop(encoder):
     track_uv, detection_uv = _random_uv(3, 32, 0), _random_uv(4, 32, 1)
     pairs = torch.cartesian_prod(torch.arange(3), torch.arange(4))
@@ -114,7 +120,12 @@ def test_texture_gating_leaves_the_thresholded_matrix_unchanged():
     detection_location = torch.stack([_location(0.1 * k + 0.01, 0.5, 31.0, 0, 0, 1) for k in (0, 2, 4, 9)])
     # Detections 0-2 show the textures of tracks 0, 2, 4; detection 3 is far away.
     detection_uv = torch.cat([tracks.uv[[0, 2, 4]], _random_uv(1, 16, 5)])
-    args = (torch.rand(4, 229, generator=generator) * 0.1, detection_location, torch.zeros(4, 4096), detection_uv)
+    args = (
+        torch.rand(4, 229, generator=generator) * 0.1,
+        detection_location,
+        torch.zeros(4, 4096),
+        detection_uv,
+    )
     encoder = StandInAppearanceEncoder()
     full = eq019_cost(tracks, *args, encoder)
     gated = eq019_cost(tracks, *args, encoder, gate_threshold=100.0)
@@ -182,18 +193,26 @@ def test_ground_truth_assignment_matches_equal_ids_once():
 
 
 def test_blend_uv_hand_values_and_batch_equals_loop():
-    previous = torch.tensor([[0.2, 0.4, 0.0, 0.0], [0.2, 0.4, 0.0, 0.0], [0.2, 0.4, 0.0, 0.0], [1, 1, -1, -1]]).view(1, 4, 2, 2)
-    new = torch.tensor([[1.0, 0.0, 0.6, 0.0], [1.0, 0.0, 0.6, 0.0], [1.0, 0.0, 0.6, 0.0], [1, -1, 1, -1]]).view(1, 4, 2, 2)
+    previous = torch.tensor(
+        [[0.2, 0.4, 0.0, 0.0], [0.2, 0.4, 0.0, 0.0], [0.2, 0.4, 0.0, 0.0], [1, 1, -1, -1]]
+    ).view(1, 4, 2, 2)
+    new = torch.tensor(
+        [[1.0, 0.0, 0.6, 0.0], [1.0, 0.0, 0.6, 0.0], [1.0, 0.0, 0.6, 0.0], [1, -1, 1, -1]]
+    ).view(1, 4, 2, 2)
     blended = blend_uv(previous.double(), new, torch.tensor([0.1 * 0.5**2]))  # a = 0.025
     # both visible: 0.975 * 0.2 + 0.025 * 1.0 = 0.22; old only: 0.4; new only: 0.6; neither: 0.
-    torch.testing.assert_close(blended[0, 0].flatten(), torch.tensor([0.22, 0.4, 0.6, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        blended[0, 0].flatten(), torch.tensor([0.22, 0.4, 0.6, 0.0], dtype=torch.float64)
+    )
     assert blended[0, 3].flatten().tolist() == [1.0, 1.0, 1.0, -1.0]
     assert blended.dtype == torch.float64
 
     many_previous, many_new = _random_uv(4, 8, 7), _random_uv(4, 8, 8)
     weights = torch.tensor([0.01, 0.05, 0.09, 0.1])
     batched = blend_uv(many_previous, many_new, weights)
-    looped = torch.cat([blend_uv(many_previous[k : k + 1], many_new[k : k + 1], weights[k : k + 1]) for k in range(4)])
+    looped = torch.cat(
+        [blend_uv(many_previous[k : k + 1], many_new[k : k + 1], weights[k : k + 1]) for k in range(4)]
+    )
     torch.testing.assert_close(batched, looped)
 
 
@@ -201,19 +220,28 @@ def test_cost_matrix_equals_per_pair_costs():
     generator = torch.Generator().manual_seed(11)
     tracks = TrackFeatures(
         pose=torch.rand(3, 229, generator=generator),
-        location=torch.stack([_location(0.3 + 0.1 * k, 0.5, 30.0 + k, 0.02 * k, 0.01, 1.2 + k) for k in range(3)]),
+        location=torch.stack(
+            [_location(0.3 + 0.1 * k, 0.5, 30.0 + k, 0.02 * k, 0.01, 1.2 + k) for k in range(3)]
+        ),
         appearance=torch.rand(3, 4096, generator=generator) * 100,
         uv=_random_uv(3, 16, 12),
     )
     detection_pose = torch.rand(4, 229, generator=generator)
-    detection_location = torch.stack([_location(0.32 + 0.05 * k, 0.48, 28.0 + 2 * k, 0, 0, 1) for k in range(4)])
+    detection_location = torch.stack(
+        [_location(0.32 + 0.05 * k, 0.48, 28.0 + 2 * k, 0, 0, 1) for k in range(4)]
+    )
     detection_appearance = torch.rand(4, 4096, generator=generator) * 100
     detection_uv = _random_uv(4, 16, 13)
     encoder = StandInAppearanceEncoder(scale=10.0)
     for uv, enc in ((None, None), (detection_uv, encoder)):
         matrix = eq019_cost(tracks, detection_pose, detection_location, detection_appearance, uv, enc)
         for i in range(3):
-            single = TrackFeatures(tracks.pose[i : i + 1], tracks.location[i : i + 1], tracks.appearance[i : i + 1], tracks.uv[i : i + 1])
+            single = TrackFeatures(
+                tracks.pose[i : i + 1],
+                tracks.location[i : i + 1],
+                tracks.appearance[i : i + 1],
+                tracks.uv[i : i + 1],
+            )
             for j in range(4):
                 expected = eq019_cost(
                     single,

@@ -100,5 +100,7 @@ def test_constant_pose_predictor_returns_newest_pose():
     history = torch.randn(3, 7, 229)
     predictor = ConstantPosePredictor()
     assert isinstance(predictor, PosePredictor)
-    out = predictor.predict_next(history, torch.zeros(3, 7, dtype=torch.int64), torch.zeros(3, dtype=torch.int64))
+    out = predictor.predict_next(
+        history, torch.zeros(3, 7, dtype=torch.int64), torch.zeros(3, dtype=torch.int64)
+    )
     torch.testing.assert_close(out, history[:, -1])

@@ -45,7 +45,11 @@ def _detected_ids(frames: list[FrameTracks]) -> dict[int, set[int]]:
     ids: dict[int, set[int]] = {}
     for frame_tracks in frames:
         detected = frame_tracks.detected
-        for track_id, person in zip(frame_tracks.track_ids[detected].tolist(), frame_tracks.detections.gt_track_ids[detected].tolist(), strict=True):
+        for track_id, person in zip(
+            frame_tracks.track_ids[detected].tolist(),
+            frame_tracks.detections.gt_track_ids[detected].tolist(),
+            strict=True,
+        ):
             ids.setdefault(person, set()).add(track_id)
     return ids
 
@@ -107,7 +111,11 @@ def test_tentative_track_never_reported():
 def test_confirmed_track_survives_exactly_max_age_missed_frames(missed, same_id):
     people = _people(1)
     presence = [[True]] * 5 + [[False]] * missed + [[True]] * 2
-    out = _run(_tracker(max_age=50), _static_frames(people, presence))
+    frames = _static_frames(people, presence)
+    out = _run(_tracker(max_age=50), frames)
+    # A ghost carries the stale data of its last matched detection (frame 4).
+    torch.testing.assert_close(out[7].detections.boxes, frames[4].boxes)
+    assert out[7].detected.tolist() == [False]
     ghost_ages = [f.time_since_update.tolist() for f in out[5 : 5 + missed]]
     assert ghost_ages[:3] == [[1], [2], [3]]
     if same_id:
@@ -141,7 +149,9 @@ def test_crossing_people_with_distinct_appearance_keep_ids():
     people.position[:] = torch.tensor([[0.3, 0.5], [0.7, 0.5]])
     people.velocity[:] = torch.tensor([[0.01, 0.0], [-0.01, 0.0]])
     people.depth[:] = 40.0
-    frames = [_frame(people, people.position + t * people.velocity, [True, True], t, noise=0.001) for t in range(40)]
+    frames = [
+        _frame(people, people.position + t * people.velocity, [True, True], t, noise=0.001) for t in range(40)
+    ]
     out = _run(_tracker(), frames)
     ids = _detected_ids(out)
     assert len(ids[1]) == 1 and len(ids[2]) == 1 and ids[1] != ids[2]
@@ -216,12 +226,18 @@ def test_reference_mode_batches_pose_predictor_in_set_order():
         predictor.batches.clear()
         absent = [creation_order[k] - 1 for k in missing]
         tracker.update(_frame(people, people.position, [p not in absent for p in range(13)], 5))
-        outputs[reference_mode] = (tracker.last_assignment.unmatched_tracks, predictor.batches, creation_order)
+        outputs[reference_mode] = (
+            tracker.last_assignment.unmatched_tracks,
+            predictor.batches,
+            creation_order,
+        )
     unmatched, batches, creation_order = outputs[True]
     assert unmatched == [9, 3, 12]
     assert [len(b) for b in batches] == [10, 3]  # matched batch, then unmatched batch
     first_unmatched_person = creation_order[9] - 1
-    torch.testing.assert_close(batches[1][0, :226], people.pose[first_unmatched_person, :226], atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        batches[1][0, :226], people.pose[first_unmatched_person, :226], atol=1e-6, rtol=0
+    )
     unmatched, batches, _ = outputs[False]
     assert unmatched == [3, 9, 12]
     assert [len(b) for b in batches] == [13]

@@ -46,7 +46,9 @@ def run_single(num_people: int, num_frames: int, uv_size: int, gate_texture: boo
         for frame_tracks in emitted + ([] if frame.frame_index < num_frames - 1 else tracker.finalize()):
             seen = frame_tracks.detected
             for track_id, person in zip(
-                frame_tracks.track_ids[seen].tolist(), frame_tracks.detections.gt_track_ids[seen].tolist(), strict=True
+                frame_tracks.track_ids[seen].tolist(),
+                frame_tracks.detections.gt_track_ids[seen].tolist(),
+                strict=True,
             ):
                 person_ids.setdefault(person, set()).add(track_id)
     stages = {name: 1000 * seconds / num_frames for name, seconds in tracker.stage_seconds.items()}
@@ -101,16 +103,24 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--people", type=int, nargs="+", default=[5, 20, 50, 100])
     parser.add_argument("--frames", type=int, default=300, help="frames per stream with UV maps of <= 64 px")
-    parser.add_argument("--large-uv-frames", type=int, default=60, help="frames per stream with larger UV maps")
+    parser.add_argument(
+        "--large-uv-frames", type=int, default=60, help="frames per stream with larger UV maps"
+    )
     parser.add_argument("--uv-sizes", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--ungated-people", type=int, nargs="*", default=[5, 20], help="also run without texture gating")
+    parser.add_argument(
+        "--ungated-people", type=int, nargs="*", default=[5, 20], help="also run without texture gating"
+    )
     parser.add_argument("--quick", action="store_true", help="60 frames (20 with larger UV maps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
-    parser.add_argument("--single", nargs=4, metavar=("PEOPLE", "FRAMES", "UV", "GATED"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--single", nargs=4, metavar=("PEOPLE", "FRAMES", "UV", "GATED"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.single:
         people, frames, uv_size, gated = (int(v) for v in args.single)
@@ -123,7 +133,17 @@ def main() -> None:
     results = []
     for people, uv_size, gated in settings:
         frames = small_frames if uv_size <= 64 else large_frames
-        command = [sys.executable, __file__, "--single", str(people), str(frames), str(uv_size), str(int(gated)), "--seed", str(args.seed)]
+        command = [
+            sys.executable,
+            __file__,
+            "--single",
+            str(people),
+            str(frames),
+            str(uv_size),
+            str(int(gated)),
+            "--seed",
+            str(args.seed),
+        ]
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
         if completed.returncode != 0:
             raise RuntimeError(f"benchmark run people={people} uv={uv_size} failed:\n{completed.stderr}")
@@ -136,9 +156,11 @@ def main() -> None:
             f"peak_rss={result['peak_rss_mib']:7.0f} MiB ids/person={result['track_ids_per_person']:.2f}",
             flush=True,
         )
-    command_line = "python experiments/tracker_benchmark/run.py " + " ".join(sys.argv[1:])
+    command_line = " ".join(["python experiments/tracker_benchmark/run.py", *sys.argv[1:]])
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "results.json", json.dumps({"command": command_line, "results": results}, indent=2))
+    atomic_write(
+        args.out / "results.json", json.dumps({"command": command_line, "results": results}, indent=2)
+    )
     atomic_write(args.out / "results.md", markdown(results, command_line))
     print(markdown(results, command_line))
 

@@ -49,7 +49,9 @@ def pose_distance(track_pose: Tensor, detection_pose: Tensor) -> Tensor:
     return squared.clamp_min(0.0)
 
 
-def location_terms(track_location: Tensor, detection_location: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def location_terms(
+    track_location: Tensor, detection_location: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Location distance, depth distance and the track's two uncertainties.
 
     Args:
@@ -91,14 +93,18 @@ def motion_cost(
     """
     _, beta_pose, beta_location, beta_depth = betas
     pose_term = pose_distance(track_pose, detection_pose).clamp_max(pose_clip)
-    image_distance, depth_distance, location_unc, depth_unc = location_terms(track_location, detection_location)
+    image_distance, depth_distance, location_unc, depth_unc = location_terms(
+        track_location, detection_location
+    )
     location_factor = torch.exp(image_distance / (0.1 + torch.tanh(location_unc))[:, None] / beta_location)
     depth_factor = torch.exp(depth_distance / (0.1 + torch.tanh(depth_unc))[:, None] / beta_depth)
     pose_factor = 1.0 + beta_pose * pose_term
     return pose_factor.double() * location_factor.double() * depth_factor.double()
 
 
-def masked_pair_maps(track_uv: Tensor, detection_uv: Tensor, pairs: Tensor, out: Tensor | None = None) -> Tensor:
+def masked_pair_maps(
+    track_uv: Tensor, detection_uv: Tensor, pairs: Tensor, out: Tensor | None = None
+) -> Tensor:
     """The pair-wise jointly visible UV maps that the texture distance encodes.
 
     Texels visible in both maps (mask channel > 0.5) are kept; all four channels are zeroed
@@ -113,7 +119,9 @@ def masked_pair_maps(track_uv: Tensor, detection_uv: Tensor, pairs: Tensor, out:
     """
     count = pairs.shape[0]
     shape = (2 * count, *track_uv.shape[1:])
-    maps = torch.empty(shape, dtype=torch.float32, device=track_uv.device) if out is None else out[: 2 * count]
+    maps = (
+        torch.empty(shape, dtype=torch.float32, device=track_uv.device) if out is None else out[: 2 * count]
+    )
     maps[:count] = track_uv[pairs[:, 0]]
     maps[count:] = detection_uv[pairs[:, 1]]
     visible = (maps[:count, 3:4] > 0.5) & (maps[count:, 3:4] > 0.5)
@@ -156,7 +164,9 @@ def texture_distance(
         with torch.no_grad():
             codes = encoder(maps).double() / APPEARANCE_SCALE
         track_codes, detection_codes = codes.split(chunk.shape[0], dim=0)
-        distances.append(TEXTURE_WEIGHT * ((track_codes - detection_codes) ** 2).sum(dim=1).to(track_uv.device))
+        distances.append(
+            TEXTURE_WEIGHT * ((track_codes - detection_codes) ** 2).sum(dim=1).to(track_uv.device)
+        )
     return torch.cat(distances)
 
 
@@ -278,7 +288,9 @@ def hungarian_assignment(cost: Tensor, threshold: float, set_order: bool = False
 
     num_tracks, num_detections = cost.shape
     if num_tracks == 0 or num_detections == 0:
-        unmatched_tracks = cpython_set_order_difference(num_tracks, []) if set_order else list(range(num_tracks))
+        unmatched_tracks = (
+            cpython_set_order_difference(num_tracks, []) if set_order else list(range(num_tracks))
+        )
         return Assignment([], unmatched_tracks, list(range(num_detections)))
     clipped = cost.detach().double().cpu().numpy().copy()
     clipped[clipped > threshold] = threshold + 1e-5
@@ -297,7 +309,9 @@ def hungarian_assignment(cost: Tensor, threshold: float, set_order: bool = False
     return Assignment(matches, unmatched_tracks, unmatched_detections)
 
 
-def ground_truth_assignment(track_gt_ids: Tensor, detection_gt_ids: Tensor, set_order: bool = False) -> Assignment:
+def ground_truth_assignment(
+    track_gt_ids: Tensor, detection_gt_ids: Tensor, set_order: bool = False
+) -> Assignment:
     """Match tracks and detections that carry the same given id (PHALP's ``use_gt``).
 
     Each track takes the first detection with its id and each detection is used once (PHALP would

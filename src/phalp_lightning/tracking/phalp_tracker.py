@@ -61,7 +61,9 @@ def concat_detections(parts: Sequence[FrameDetections], template: FrameDetection
         if f.name in _FRAME_FIELDS:
             continue
         column = [getattr(part, f.name) for part in parts]
-        values[f.name] = None if any(v is None for v in column) else torch.cat([v.to(column[0].device) for v in column])
+        values[f.name] = (
+            None if any(v is None for v in column) else torch.cat([v.to(column[0].device) for v in column])
+        )
     return replace(template, **values)
 
 
@@ -115,7 +117,9 @@ class PHALPTracker:
         device: str = "cpu",
     ) -> None:
         if n_init < 1 or max_age < 0 or track_history < 3:
-            raise ValueError(f"need n_init >= 1, max_age >= 0, track_history >= 3; got {n_init}, {max_age}, {track_history}")
+            raise ValueError(
+                f"need n_init >= 1, max_age >= 0, track_history >= 3; got {n_init}, {max_age}, {track_history}"
+            )
         if len(betas) != 4:
             raise ValueError(f"betas must have 4 entries (texture, pose, location, depth), got {list(betas)}")
         self.n_init = n_init
@@ -131,7 +135,9 @@ class PHALPTracker:
         self.pairs_per_batch = pairs_per_batch
         self.device = torch.device(device)
         self.appearance_encoder = appearance_encoder
-        self.pose_predictor: PosePredictor = pose_predictor if pose_predictor is not None else ConstantPosePredictor()
+        self.pose_predictor: PosePredictor = (
+            pose_predictor if pose_predictor is not None else ConstantPosePredictor()
+        )
         if reference_mode and hasattr(self.pose_predictor, "reference_quirks"):
             # The original reads every track of a predictor batch at the first track's slot.
             self.pose_predictor.reference_quirks = True
@@ -182,7 +188,9 @@ class PHALPTracker:
         """
         frame.validate()
         if frame.uv is not None and (frame.uv.ndim != 4 or frame.uv.shape[1] != 4):
-            raise ValueError(f"{frame.video} frame {frame.frame_name}: uv has shape {tuple(frame.uv.shape)}, expected (N, 4, S, S)")
+            raise ValueError(
+                f"{frame.video} frame {frame.frame_name}: uv has shape {tuple(frame.uv.shape)}, expected (N, 4, S, S)"
+            )
         if self._last_frame_index is not None and frame.frame_index <= self._last_frame_index:
             raise ValueError(
                 f"{frame.video} frame {frame.frame_name}: frame_index {frame.frame_index} does not increase "
@@ -276,7 +284,9 @@ class PHALPTracker:
         bank = self.tracks
         if not assignment.matches:
             return torch.zeros(0, dtype=torch.int64, device=self.device), []
-        track_index, detection_index = (torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True))
+        track_index, detection_index = (
+            torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
+        )
         matched_rows = rows[track_index]
         detections = detection_index.to(self.device)
         bank.push_history(
@@ -343,13 +353,19 @@ class PHALPTracker:
                 )
             bank.predicted_pose[batch] = predicted.to(self.device, torch.float32)
 
-    def _create_tracks(self, frame: FrameDetections, slim: FrameDetections, detection_order: list[int]) -> None:
+    def _create_tracks(
+        self, frame: FrameDetections, slim: FrameDetections, detection_order: list[int]
+    ) -> None:
         if not detection_order:
             return
         bank = self.tracks
         index = torch.tensor(detection_order, dtype=torch.int64)
         count = len(detection_order)
-        gt_ids = frame.gt_track_ids[index] if frame.gt_track_ids is not None else torch.full((count,), -1, dtype=torch.int64)
+        gt_ids = (
+            frame.gt_track_ids[index]
+            if frame.gt_track_ids is not None
+            else torch.full((count,), -1, dtype=torch.int64)
+        )
         confirmed = (gt_ids >= 0) if self.use_gt else torch.zeros(count, dtype=torch.bool)
         block = slim.select(index)
         device_index = index.to(self.device)
@@ -403,10 +419,15 @@ class PHALPTracker:
             group = groups.setdefault(id(record.detection), (record.detection, [], []))
             group[1].append(record.row)
             group[2].append(position)
-        parts = [block.select(torch.tensor(block_rows, dtype=torch.int64)) for block, block_rows, _ in groups.values()]
+        parts = [
+            block.select(torch.tensor(block_rows, dtype=torch.int64))
+            for block, block_rows, _ in groups.values()
+        ]
         detections = concat_detections(parts, frame)
         if parts:
-            positions = torch.tensor([p for _, _, group_positions in groups.values() for p in group_positions])
+            positions = torch.tensor(
+                [p for _, _, group_positions in groups.values() for p in group_positions]
+            )
             detections = detections.select(torch.argsort(positions))
         detections = replace(detections, **{name: getattr(frame, name) for name in _FRAME_FIELDS})
         count = len(pending.track_ids)

@@ -133,10 +133,17 @@ class RidgeLocationPredictor:
         """
         num_tracks, history_length, _ = location_history.shape
         if history_length != self.history_length:
-            raise ValueError(f"location_history has {history_length} entries, predictor expects {self.history_length}")
+            raise ValueError(
+                f"location_history has {history_length} entries, predictor expects {self.history_length}"
+            )
         history64 = location_history.to(torch.float64)
         series = torch.stack(
-            [history64[..., _LOCATION_X], history64[..., _LOCATION_Y], torch.log(history64[..., _LOCATION_DEPTH])], dim=-1
+            [
+                history64[..., _LOCATION_X],
+                history64[..., _LOCATION_Y],
+                torch.log(history64[..., _LOCATION_DEPTH]),
+            ],
+            dim=-1,
         )  # (K, H, 3)
         slope, intercept, residual_ss, time_spread = self.fit(time_history, series)
         times = time_history.to(torch.float64)

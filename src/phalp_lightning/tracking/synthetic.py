@@ -127,7 +127,12 @@ def frame_detections(
     point = points[index] + noise * jitter(count, 2)
     depth = people.depth[index] * (1.0 + noise * jitter(count))
     camera = torch.stack(
-        [(point[:, 0] - 0.5) * depth * _FOCAL_OVER_IMAGE, (point[:, 1] - 0.5) * depth * _FOCAL_OVER_IMAGE, depth], dim=1
+        [
+            (point[:, 0] - 0.5) * depth * _FOCAL_OVER_IMAGE,
+            (point[:, 1] - 0.5) * depth * _FOCAL_OVER_IMAGE,
+            depth,
+        ],
+        dim=1,
     )
     joints = point.unsqueeze(1) + people.joint_offsets[index] * (30.0 / depth).view(-1, 1, 1)
     location = torch.cat([joints.reshape(count, 2 * NUM_LOCATION_JOINTS), camera, camera, camera], dim=1)
@@ -139,7 +144,13 @@ def frame_detections(
     centre = point * side - torch.tensor([(side - width) / 2, (side - height) / 2])
     half_width = 0.05 * side * 30.0 / depth
     boxes = torch.stack(
-        [centre[:, 0] - half_width, centre[:, 1] - 2 * half_width, centre[:, 0] + half_width, centre[:, 1] + 2 * half_width], 1
+        [
+            centre[:, 0] - half_width,
+            centre[:, 1] - 2 * half_width,
+            centre[:, 0] + half_width,
+            centre[:, 1] + 2 * half_width,
+        ],
+        1,
     )
     uv = None
     if with_uv:
@@ -189,4 +200,6 @@ def detection_stream(
     generator = torch.Generator().manual_seed(seed + 1)
     for frame_index in range(num_frames):
         present = torch.rand(num_people, generator=generator) >= miss_probability
-        yield frame_detections(people, points[frame_index], present, frame_index, generator, noise=noise, with_uv=with_uv)
+        yield frame_detections(
+            people, points[frame_index], present, frame_index, generator, noise=noise, with_uv=with_uv
+        )

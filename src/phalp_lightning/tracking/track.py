@@ -117,9 +117,13 @@ class TrackBank:
         self.gt_id = grow(None if first else self.gt_id, (), torch.int64, -1)
         self.history_time = grow(None if first else self.history_time, (h,), torch.int64)
         self.history_pose = grow(None if first else self.history_pose, (h, POSE_DIM), torch.float32)
-        self.history_location = grow(None if first else self.history_location, (h, LOCATION_DIM), torch.float32)
+        self.history_location = grow(
+            None if first else self.history_location, (h, LOCATION_DIM), torch.float32
+        )
         self.predicted_pose = grow(None if first else self.predicted_pose, (POSE_DIM,), torch.float32)
-        self.predicted_location = grow(None if first else self.predicted_location, (LOCATION_DIM,), torch.float32)
+        self.predicted_location = grow(
+            None if first else self.predicted_location, (LOCATION_DIM,), torch.float32
+        )
         self.appearance = grow(None if first else self.appearance, (APPEARANCE_DIM,), torch.float32)
         if self.uv is not None:
             self.uv = grow(self.uv, tuple(self.uv.shape[1:]), self.uv_dtype)
@@ -163,7 +167,9 @@ class TrackBank:
         self.hits[rows] = 1
         self.age[rows] = 1
         self.time_since_update[rows] = 0
-        self.state[rows] = torch.where(confirmed.to(self.device), int(TrackState.CONFIRMED), int(TrackState.TENTATIVE))
+        self.state[rows] = torch.where(
+            confirmed.to(self.device), int(TrackState.CONFIRMED), int(TrackState.TENTATIVE)
+        )
         self.gt_id[rows] = gt_ids.to(self.device)
         self.history_time[rows] = frame_index
         self.history_pose[rows] = pose.float().unsqueeze(1).expand(-1, h, -1)
@@ -175,7 +181,9 @@ class TrackBank:
             if self.uv is None:
                 self.uv = torch.zeros((self.capacity, *uv.shape[1:]), dtype=self.uv_dtype, device=self.device)
             elif tuple(self.uv.shape[1:]) != tuple(uv.shape[1:]):
-                raise ValueError(f"uv maps of shape {tuple(uv.shape[1:])} do not match the tracks' {tuple(self.uv.shape[1:])}")
+                raise ValueError(
+                    f"uv maps of shape {tuple(uv.shape[1:])} do not match the tracks' {tuple(self.uv.shape[1:])}"
+                )
             self.uv[rows] = uv.to(self.device, self.uv_dtype)
         for row, record in zip(new_rows, records, strict=True):
             self.records[row].clear()
@@ -183,7 +191,9 @@ class TrackBank:
         self.order.extend(new_rows)
         return rows
 
-    def push_history(self, rows: Tensor, frame_index: int, pose: Tensor, location: Tensor, reset_location: bool) -> None:
+    def push_history(
+        self, rows: Tensor, frame_index: int, pose: Tensor, location: Tensor, reset_location: bool
+    ) -> None:
         """Append one matched detection to the bounded histories of ``rows``.
 
         Args:
@@ -193,13 +203,19 @@ class TrackBank:
         """
         h = self.history_length
         self.history_time[rows] = torch.cat(
-            [self.history_time[rows, 1:], torch.full((rows.shape[0], 1), frame_index, dtype=torch.int64, device=self.device)], 1
+            [
+                self.history_time[rows, 1:],
+                torch.full((rows.shape[0], 1), frame_index, dtype=torch.int64, device=self.device),
+            ],
+            1,
         )
         self.history_pose[rows] = torch.cat([self.history_pose[rows, 1:], pose.float().unsqueeze(1)], 1)
         if reset_location:
             self.history_location[rows] = location.float().unsqueeze(1).expand(-1, h, -1)
         else:
-            self.history_location[rows] = torch.cat([self.history_location[rows, 1:], location.float().unsqueeze(1)], 1)
+            self.history_location[rows] = torch.cat(
+                [self.history_location[rows, 1:], location.float().unsqueeze(1)], 1
+            )
 
     def remove(self, keep: list[int]) -> list[int]:
         """Keep only the rows in ``keep`` (a subset of ``order``); return the removed rows."""
