@@ -255,3 +255,19 @@ def test_config_instantiates_the_tracker():
     assert tracker.betas == (4.0536, 1.3070, 0.3792, 4.1658)
     assert (tracker.n_init, tracker.max_age, tracker.hungarian_threshold) == (5, 50, 100.0)
     assert tracker.location_predictor.alphas == (1.2, 2.0, 5.0)
+
+
+def test_reference_mode_reaches_a_wrapped_predictor():
+    class Wrapper:
+        def __init__(self, module):
+            self.module = module
+
+        def predict_next(self, pose_history, time_history, time_since_update):
+            return self.module.predict_next(pose_history, time_history, time_since_update)
+
+    inner = _RecordingPredictor()
+    _tracker(pose_predictor=Wrapper(inner), reference_mode=True)
+    assert inner.reference_quirks is True
+    untouched = _RecordingPredictor()
+    _tracker(pose_predictor=Wrapper(untouched), reference_mode=False)
+    assert untouched.reference_quirks is False

@@ -67,6 +67,25 @@ def concat_detections(parts: Sequence[FrameDetections], template: FrameDetection
     return replace(template, **values)
 
 
+def enable_reference_quirks(predictor: PosePredictor) -> bool:
+    """Switch a pose predictor (or the module a wrapper holds as ``.module``) to ``reference_quirks``.
+
+    The original reads every track of a predictor batch at the first track's slot; the pose
+    transformer reproduces that when its ``reference_quirks`` attribute is True. Returns whether a
+    predictor with that attribute was found (a constant predictor has no slots and needs none).
+    """
+    for candidate in (predictor, getattr(predictor, "module", None)):
+        if candidate is not None and hasattr(candidate, "reference_quirks"):
+            candidate.reference_quirks = True
+            log.info("reference_mode: %s switched to reference_quirks=True", type(candidate).__name__)
+            return True
+    if not isinstance(predictor, ConstantPosePredictor):
+        log.warning(
+            "reference_mode: pose predictor %s has no reference_quirks attribute", type(predictor).__name__
+        )
+    return False
+
+
 class PHALPTracker:
     """PHALP association with tentative/confirmed/deleted tracks, predictors and back-filling.
 
@@ -138,10 +157,8 @@ class PHALPTracker:
         self.pose_predictor: PosePredictor = (
             pose_predictor if pose_predictor is not None else ConstantPosePredictor()
         )
-        if reference_mode and hasattr(self.pose_predictor, "reference_quirks"):
-            # The original reads every track of a predictor batch at the first track's slot.
-            self.pose_predictor.reference_quirks = True
-            log.info("reference_mode: pose predictor switched to reference_quirks=True")
+        if reference_mode:
+            enable_reference_quirks(self.pose_predictor)
         self.location_predictor = RidgeLocationPredictor(
             alpha_x=location_alpha_x,
             alpha_y=location_alpha_y,
