@@ -73,7 +73,8 @@ def markdown(results: list[dict], command: str) -> str:
     lines = [
         "# Tracker benchmark (synthetic streams, stand-in appearance encoder, constant pose predictor)",
         "",
-        f"Command: `{command}`. One CPU thread per run; each row is a separate process.",
+        f"Command: `{command}`. One CPU thread per run; each row is a separate process. Measured on a",
+        "2-core machine shared with other jobs: absolute times vary by tens of percent between runs.",
         "",
         "| people | UV | gated | frames | total ms/frame | association | update | prediction | recording | texture pairs/frame (of) | peak RSS MiB | ids/person |",
         "|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
