@@ -4,7 +4,6 @@ import collections
 
 import pytest
 import torch
-
 from helpers import synthetic_data
 from phalp_lightning.datamodules.shards import EpochDataLoader, ShardSource, ShardStream, expand_shards
 
