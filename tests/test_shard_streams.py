@@ -106,7 +106,6 @@ def test_tracklet_batches_from_workers_collate(synthetic_tracklet_shards):
 @pytest.mark.slow
 def test_real_ddp_two_cpu_processes_see_disjoint_equal_halves(synthetic_tracklet_shards, tmp_path):
     import lightning as L
-
     from helpers.ddp_probe import FingerprintRecorder
     from phalp_lightning.datamodules.tracklets import TrackletDataModule
 
