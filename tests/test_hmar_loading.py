@@ -132,3 +132,13 @@ def test_a_file_that_is_not_hmar_is_refused(tmp_path, assets_env):
         load_hmar(path)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_hmar(tmp_path / "missing.pth")
+
+
+def test_converter_command_reports_errors_without_a_traceback(tmp_path, capsys):
+    from phalp_lightning.models.convert_hmar import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "absent.pth"), str(tmp_path / "out.ckpt")])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "checkpoint not found" in message and "absent.pth" in message

@@ -198,8 +198,9 @@ def convert(
     """Convert the official file into a Lightning checkpoint; returns the filled keys."""
     from phalp_lightning.models.components.hmar import HMAR
 
+    official = torch_load(official_path)  # a missing or unreadable file fails before the network is built
     net = HMAR(assets_dir=assets_dir)
-    filled = load_official_state_dict(net, torch_load(official_path), source=str(official_path))
+    filled = load_official_state_dict(net, official, source=str(official_path))
     extra = {"phalp_lightning_conversion": {"source": Path(official_path).name, "filled_keys": filled}}
     save_atomic(lightning_checkpoint(net, extra), out_path)
     return filled
@@ -217,7 +218,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    filled = convert(args.official, args.output, args.assets_dir)
+    try:
+        filled = convert(args.official, args.output, args.assets_dir)
+    except (FileNotFoundError, HMARCheckpointError) as error:
+        parser.exit(2, f"error: {error}\n")
     print(
         f"wrote {args.output}"
         + (f" ({len(filled)} key(s) absent from the file kept from the network)" if filled else "")
