@@ -220,6 +220,30 @@ class SMPLHead(nn.Module):
         return SMPLParameters(rotmats[:, :1], rotmats[:, 1:], betas, camera)
 
 
+def scatter_to_slots(values: Tensor, slots: Tensor, keep: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Write each sequence's entries into ``length`` time slots; among entries sharing a slot the last wins.
+
+    Args:
+        values: (K, H, C) entries, oldest first.
+        slots: (K, H) int64 slot of each entry, in [0, length) where ``keep``.
+        keep: (K, H) bool, entries to write.
+        length: number of slots.
+
+    Returns:
+        sequence (K, length, C) with zeros at empty slots, observed (K, length) bool.
+    """
+    num, history = slots.shape
+    same_slot_later = (slots[:, :, None] == slots[:, None, :]) & keep[:, None, :]
+    overwritten = same_slot_later.triu(diagonal=1).any(dim=-1)
+    write = keep & ~overwritten
+    rows = torch.arange(num, device=slots.device)[:, None].expand(num, history)
+    sequence = values.new_zeros(num, length, values.shape[-1])
+    sequence[rows[write], slots[write]] = values[write]
+    observed = torch.zeros(num, length, dtype=torch.bool, device=slots.device)
+    observed[rows[write], slots[write]] = True
+    return sequence, observed
+
+
 def sinusoidal_table(length: int, dim: int) -> Tensor:
     """1-D sinusoidal position table (length, dim): sin on even, cos on odd channels."""
     position = torch.arange(length, dtype=torch.float32)[:, None]
@@ -491,14 +515,9 @@ class PoseTransformer(nn.Module):
         time_history = time_history.to(device=device, dtype=torch.long)
         time_since_update = time_since_update.to(device=device, dtype=torch.long)
         slots = self.history_slots(time_history)
-        # Among entries sharing a slot only the newest counts (the original overwrites in order).
-        later_same_slot = (slots[:, :, None] == slots[:, None, :]).triu(diagonal=1).any(dim=-1)
-        keep = ~later_same_slot
-        track_index = torch.arange(num_tracks, device=device)[:, None].expand_as(slots)
-        sequence = torch.zeros(num_tracks, self.frame_length, POSE_DIM, device=device)
-        sequence[track_index[keep], slots[keep]] = pose_history.to(device=device, dtype=torch.float32)[keep]
-        observed = torch.zeros(num_tracks, self.frame_length, dtype=torch.bool, device=device)
-        observed[track_index[keep], slots[keep]] = True
+        sequence, observed = scatter_to_slots(
+            pose_history.to(device=device, dtype=torch.float32), slots, torch.ones_like(slots, dtype=torch.bool), self.frame_length
+        )
 
         # 'zero' masking: every slot exists, the unobserved ones are mask tokens.
         tokens = self(self.normalise(sequence), torch.ones_like(observed), ~observed)[:, 1:]
