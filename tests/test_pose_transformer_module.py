@@ -73,8 +73,8 @@ def test_fast_dev_run(compose_cfg):
 
     metrics = run(_train_cfg(compose_cfg, ["debug=fdr"]))
     for key in ("train/loss", "train/loss/rotation", "train/loss/betas", "train/loss/camera", "val/loss",
-                "val/future/model/pose_l2", "val/future/constant_pose/pose_l2",
-                "val/future/constant_velocity/rot_deg", "val/future/model_vs_constant_pose"):  # fmt: skip
+                "val/future1/model/pose_l2", "val/future1/constant_pose/pose_l2",
+                "val/future1/constant_velocity/rot_deg", "val/future1/model_vs_constant_pose"):  # fmt: skip
         assert key in metrics and math.isfinite(metrics[key]), key
 
 
@@ -102,3 +102,56 @@ def test_checkpoint_loads_as_the_same_predictor(compose_cfg, tmp_path):
     assert torch.allclose(network.predict_next(history, times, gaps), module.encoder.predict_next(history, times, gaps), atol=1e-6)
     raw = {key[len("encoder.") :]: value for key, value in checkpoint["current_model_state"].items() if key.startswith("encoder.")}
     assert any(not torch.equal(raw[key], value) for key, value in network.state_dict().items() if value.is_floating_point())
+
+
+def small_module(**kwargs):
+    from functools import partial
+
+    from phalp_lightning.models.components.pose_transformer import PoseTransformer
+    from phalp_lightning.models.pose_transformer_module import PoseTransformerModule
+
+    torch.manual_seed(0)
+    net = PoseTransformer(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=32, frame_length=20, pose_hidden_dim=24,
+                          num_action_classes=0, smpl_head_hidden_dim=32, smpl_head_dropout=0.0)  # fmt: skip
+    return PoseTransformerModule(net, optimizer=partial(torch.optim.AdamW, lr=1e-3), **kwargs).eval()
+
+
+def test_future_history_skips_missed_detections():
+    module = small_module(history_length=3)
+    pose = torch.randn(2, 8, 229)
+    time = torch.arange(8).repeat(2, 1) + 100
+    valid = torch.ones(2, 8, dtype=torch.bool)
+    valid[0, 2] = False  # track 0 missed a detection inside its history
+    valid[1, 6] = False  # track 1's target at horizon 4 is missing: not scored
+    predictions = module.future_predictions({"pose": pose, "time": time, "valid": valid}, horizon=2)
+    # Track 0's history is steps 0, 1, 3 (target 5); track 1's is 0, 1, 2 (target 4).
+    assert torch.equal(predictions["constant_pose"], torch.stack([pose[0, 3], pose[1, 2]]))
+    assert torch.equal(predictions["target"], torch.stack([pose[0, 5], pose[1, 4]]))
+    batched = module.future_predictions({"pose": pose, "time": time, "valid": valid}, horizon=4)
+    assert torch.equal(batched["target"], pose[:1, 7])
+    expected = module.encoder.predict_next(pose[:1, [0, 1, 3]], time[:1, [0, 1, 3]], torch.tensor([3]))
+    assert torch.allclose(batched["model"], expected, atol=1e-6)
+
+
+def test_training_masks_keep_one_visible_slot_and_mask_the_future():
+    module = small_module(mask_ratio=0.0, future_mask_prob=1.0, max_future_frames=50)
+    observed = torch.zeros(64, 20, dtype=torch.bool)
+    observed[:, :6] = True
+    masked = module.training_masks(observed)
+    assert not (masked & ~observed).any()
+    assert (masked.sum(dim=1) >= 1).all() and (masked.sum(dim=1) <= 5).all()
+    assert (observed & ~masked)[:, 0].all()  # the future is at the end: the oldest slot stays visible
+
+
+def test_pose_statistics_and_mean_std_file(tmp_path):
+    from phalp_lightning.models.components.pose_transformer import read_mean_std
+    from phalp_lightning.models.pose_transformer_module import pose_statistics, write_mean_std
+
+    pose = torch.zeros(2, 3, 229)
+    pose[0, :, 0] = torch.tensor([1.0, 3.0, 100.0])
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    mean, std = pose_statistics([{"pose": pose, "valid": valid}], min_std=0.05)
+    assert mean[0].item() == pytest.approx(4.0 / 5) and std[0].item() == pytest.approx(math.sqrt(10 / 5 - 0.64))
+    assert std[1].item() == pytest.approx(0.05)
+    loaded_mean, loaded_std = read_mean_std(write_mean_std(tmp_path / "mean_std.npy", mean, std))
+    assert torch.allclose(loaded_mean, mean) and torch.allclose(loaded_std, std)

@@ -5,28 +5,32 @@ units, ``time`` (B,W) frame indices and ``valid`` (B,W). A window is laid out in
 ``frame_length`` slots by time (slot = time - time of the window's first step, as the tracker does),
 then:
 
-- a random ``mask_ratio`` of the observed slots become mask tokens (BERT-style, LART's 'random' mode);
+- a random ``mask_ratio`` of the observed slots become mask tokens (BERT-style, as LART's 'random'
+  masking);
 - with probability ``future_mask_prob`` the last 1..``max_future_frames`` observed slots are masked
   too, so the network learns the tracker's task: decode the slots after a history;
+- slots without an observation are mask tokens that exist (the tracker's 'zero' masking), not
+  absent tokens as in LART's 'random' mode, so training sees the layout ``predict_next`` builds;
 - the loss compares the decoded vectors with the raw targets at the observed slots (or only at the
   masked ones with ``loss_on_masked_only``): squared error on the SMPL rotation matrices and on the
   betas, L1 on the camera, each summed over dims and divided by (number of slots + 1), as in LART.
 
 Validation (and test) runs the tracker's exact inference path, :meth:`PoseTransformer.predict_next`,
-on the first ``history_length`` steps of each window and scores the prediction of the next step
-against two baselines that need no network: the constant pose (newest history entry) and the
-constant velocity (rotations continue their last relative rotation, betas and camera extrapolate
-linearly). Logged: ``val/future/{model,constant_pose,constant_velocity}/{pose_l2,rot_deg}`` and
-``val/future/model_vs_constant_pose`` (the ratio of pose_l2; < 1 means the model wins).
-``pose_l2`` is the tracker's pose distance (squared L2 over the first 226 dims); ``rot_deg`` is the
-mean geodesic angle over the 24 SMPL joints.
+on each window's first ``history_length`` valid steps and scores the prediction ``h`` steps later
+(h in ``future_horizons``) against two baselines that need no network: the constant pose (newest
+history entry) and the constant velocity (rotations continue their last relative rotation, betas
+and camera extrapolate linearly). Logged: ``val/future{h}/{model,constant_pose,constant_velocity}/
+{pose_l2,rot_deg}`` and ``val/future{h}/model_vs_constant_pose`` (ratio of pose_l2; < 1 means the
+model wins). ``pose_l2`` is the tracker's pose distance (squared L2 over the first 226 dims);
+``rot_deg`` is the mean geodesic angle over the 24 SMPL joints.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -38,7 +42,7 @@ from torchmetrics import MeanMetric
 from phalp_lightning.models.components.pose_transformer import PoseTransformer, scatter_to_slots
 from phalp_lightning.models.convert_pose_transformer import CONFIG_KEY, NORMALISATION_KEY
 from phalp_lightning.models.convert_pose_transformer import load_pose_transformer as _load_pose_transformer
-from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAMERA, POSE_SMPL
+from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAMERA, POSE_DIM, POSE_SMPL
 
 ROTATIONS = slice(0, 9 * (NUM_BODY_JOINTS + 1))  # global orient + body pose rotation matrices
 BASELINES = ("model", "constant_pose", "constant_velocity")
@@ -139,6 +143,39 @@ def constant_velocity(previous: Tensor, newest: Tensor, steps: Tensor) -> Tensor
     return out
 
 
+def pose_statistics(batches: Iterable[Mapping[str, Tensor]], min_std: float = 0.05) -> tuple[Tensor, Tensor]:
+    """Per-dim mean and std (229,) of the valid pose vectors in ``batches`` (for the ``mean_std`` file).
+
+    ``min_std`` floors the std: dims that barely move (fixed joints) would otherwise be blown up by
+    the division in :meth:`PoseTransformer.normalise`.
+    """
+    total = torch.zeros(POSE_DIM, dtype=torch.float64)
+    total_sq = torch.zeros(POSE_DIM, dtype=torch.float64)
+    count = 0
+    for batch in batches:
+        pose = batch["pose"][batch["valid"].bool()].double()
+        total += pose.sum(dim=0)
+        total_sq += pose.pow(2).sum(dim=0)
+        count += pose.shape[0]
+    if count == 0:
+        raise ValueError("pose_statistics: no valid pose vector in the given batches")
+    mean = total / count
+    std = (total_sq / count - mean.pow(2)).clamp(min=0).sqrt().clamp(min=min_std)
+    return mean.float(), std.float()
+
+
+def write_mean_std(path: str | os.PathLike[str], mean: Tensor, std: Tensor) -> Path:
+    """Write mean/std (229,) as PHALP's ``mean_std.npy`` layout (2, 1, 229), atomically."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, torch.stack([mean, std])[:, None].numpy().astype(np.float32))
+    os.replace(tmp, path)
+    return path
+
+
 class PoseTransformerModule(L.LightningModule):
     """Trains :class:`PoseTransformer` on tracklet windows; the network is held as ``self.encoder``.
 
@@ -158,6 +195,8 @@ class PoseTransformerModule(L.LightningModule):
         camera_weight: weight of the camera L1 loss.
         loss_on_masked_only: restrict the loss to the masked slots (LART ``masked``; default False).
         history_length: history entries given to ``predict_next`` in validation (PHALP: 7).
+        future_horizons: frames ahead scored in validation (1 = the next frame; larger values act
+            like a track that missed detections).
     """
 
     def __init__(
@@ -174,6 +213,7 @@ class PoseTransformerModule(L.LightningModule):
         camera_weight: float = 1.0,
         loss_on_masked_only: bool = False,
         history_length: int = 7,
+        future_horizons: Sequence[int] = (1,),
     ) -> None:
         super().__init__()
         if scheduler_interval not in ("step", "epoch"):
@@ -182,10 +222,18 @@ class PoseTransformerModule(L.LightningModule):
             raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
         if history_length < 2:
             raise ValueError(f"history_length must be >= 2 (the constant-velocity baseline needs two), got {history_length}")
+        future_horizons = tuple(int(horizon) for horizon in future_horizons)
+        if not future_horizons or min(future_horizons) < 1:
+            raise ValueError(f"future_horizons must be positive integers, got {future_horizons}")
         self.save_hyperparameters(logger=False, ignore=["net"])
         self.encoder = net
         self.future_metrics = torch.nn.ModuleDict(
-            {f"{name}__{metric}": MeanMetric() for name in BASELINES for metric in ("pose_l2", "rot_deg")}
+            {
+                f"{horizon}__{name}__{measure}": MeanMetric()
+                for horizon in future_horizons
+                for name in BASELINES
+                for measure in ("pose_l2", "rot_deg")
+            }
         )
 
     # ------------------------------------------------------------------ data layout
@@ -237,7 +285,9 @@ class PoseTransformerModule(L.LightningModule):
         target, observed = self.layout_windows(batch)
         if masked is None:
             masked = self.training_masks(observed)
-        tokens = self.encoder(self.encoder.normalise(target), observed, masked)[:, 1:]
+        # As in the tracker ('zero' mode): every slot exists, unobserved slots are mask tokens.
+        everyone = torch.ones_like(observed)
+        tokens = self.encoder(self.encoder.normalise(target), everyone, masked | ~observed)[:, 1:]
         predicted = self.encoder.readout(tokens)["pose"]
         loss_slots = observed & masked if self.hparams.loss_on_masked_only else observed
         return self.compute_losses(predicted, target, loss_slots)
@@ -251,42 +301,62 @@ class PoseTransformerModule(L.LightningModule):
         return losses["total"]
 
     # ------------------------------------------------------------------ evaluation
-    def future_predictions(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
-        """Next-step predictions after ``history_length`` steps, for windows where those steps are valid.
+    def future_predictions(self, batch: Mapping[str, Tensor], horizon: int) -> dict[str, Tensor] | None:
+        """Predictions ``horizon`` steps after a ``history_length``-entry history, as the tracker makes them.
+
+        The history is each window's first ``history_length`` valid steps (missed detections leave
+        gaps, as in a track's history); the target is the step ``horizon`` positions after the
+        newest history entry, when it is valid. ``predict_next`` gets
+        ``time_since_update = t_target - t_newest - 1``.
 
         Returns:
             dict with ``target`` and one (N,229) tensor per entry of BASELINES, or None if no window qualifies.
         """
         history = self.hparams.history_length
         pose, time, valid = batch["pose"].float(), batch["time"].long(), batch["valid"].bool()
-        if pose.shape[1] <= history:
+        width = pose.shape[1]
+        positions = torch.arange(width, device=pose.device).expand_as(valid)
+        # Valid positions first, in order: the first `history` columns index each window's history.
+        order = torch.where(valid, positions, positions + width).argsort(dim=1)[:, :history]
+        if order.shape[1] < history:
             return None
-        usable = valid[:, : history + 1].all(dim=1) & (time[:, history] - time[:, 0] < self.encoder.frame_length)
+        target_position = order[:, -1] + horizon
+        usable = valid.sum(dim=1) >= history
+        usable &= target_position < width
+        rows = torch.arange(len(pose), device=pose.device)
+        target_position = target_position.clamp(max=width - 1)
+        usable &= valid[rows, target_position]
+        usable &= time[rows, target_position] - time[rows, order[:, 0]] < self.encoder.frame_length
         if not usable.any():
             return None
-        pose, time = pose[usable], time[usable]
-        pose_history, time_history = pose[:, :history], time[:, :history]
-        time_since_update = time[:, history] - time[:, history - 1] - 1
-        steps = (time[:, history] - time[:, history - 1]).float() / (time[:, history - 1] - time[:, history - 2]).clamp(min=1).float()
+        rows, order, target_position = rows[usable], order[usable], target_position[usable]
+        pose_history, time_history = pose[rows[:, None], order], time[rows[:, None], order]
+        target_time = time[rows, target_position]
+        time_since_update = target_time - time_history[:, -1] - 1
+        last_gap = (time_history[:, -1] - time_history[:, -2]).clamp(min=1).float()
+        steps = (target_time - time_history[:, -1]).float() / last_gap
         return {
-            "target": pose[:, history],
+            "target": pose[rows, target_position],
             "model": self.encoder.predict_next(pose_history, time_history, time_since_update),
-            "constant_pose": pose[:, history - 1],
-            "constant_velocity": constant_velocity(pose[:, history - 2], pose[:, history - 1], steps),
+            "constant_pose": pose_history[:, -1],
+            "constant_velocity": constant_velocity(pose_history[:, -2], pose_history[:, -1], steps),
         }
 
     def _evaluation_step(self, batch: Mapping[str, Tensor], stage: str) -> None:
-        target, observed = self.layout_windows(batch)
-        # Deterministic masking: everything after the history is the future to decode.
-        masked = observed & ~(observed.long().cumsum(dim=1) <= self.hparams.history_length)
+        _, observed = self.layout_windows(batch)
+        # Deterministic masking: every observed slot after the first `history_length` is future.
+        masked = observed & (observed.long().cumsum(dim=1) > self.hparams.history_length)
         losses = self.masked_step(batch, masked=masked)
         self.log(f"{stage}/loss", losses["total"], prog_bar=True, batch_size=batch["pose"].shape[0])
-        predictions = self.future_predictions(batch)
-        if predictions is None:
-            return
-        for name in BASELINES:
-            self.future_metrics[f"{name}__pose_l2"].update(pose_distance(predictions[name], predictions["target"]))
-            self.future_metrics[f"{name}__rot_deg"].update(rotation_angle_deg(predictions[name], predictions["target"]))
+        for horizon in self.hparams.future_horizons:
+            predictions = self.future_predictions(batch, horizon)
+            if predictions is None:
+                continue
+            for name in BASELINES:
+                error = pose_distance(predictions[name], predictions["target"])
+                angle = rotation_angle_deg(predictions[name], predictions["target"])
+                self.future_metrics[f"{horizon}__{name}__pose_l2"].update(error)
+                self.future_metrics[f"{horizon}__{name}__rot_deg"].update(angle)
 
     def _log_future_metrics(self, stage: str) -> None:
         values = {}
@@ -294,12 +364,13 @@ class PoseTransformerModule(L.LightningModule):
             if metric.update_count == 0:
                 continue
             values[key] = metric.compute()
-            name, measure = key.split("__")
-            self.log(f"{stage}/future/{name}/{measure}", values[key])
+            horizon, name, measure = key.split("__")
+            self.log(f"{stage}/future{horizon}/{name}/{measure}", values[key])
             metric.reset()
-        if "model__pose_l2" in values:
-            ratio = values["model__pose_l2"] / values["constant_pose__pose_l2"].clamp(min=1e-12)
-            self.log(f"{stage}/future/model_vs_constant_pose", ratio)
+        for horizon in self.hparams.future_horizons:
+            if f"{horizon}__model__pose_l2" in values:
+                ratio = values[f"{horizon}__model__pose_l2"] / values[f"{horizon}__constant_pose__pose_l2"].clamp(min=1e-12)
+                self.log(f"{stage}/future{horizon}/model_vs_constant_pose", ratio)
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
         self._evaluation_step(batch, "val")
