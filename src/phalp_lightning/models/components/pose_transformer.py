@@ -311,6 +311,7 @@ class PoseTransformer(nn.Module):
             rotations, zero betas and camera (0.9, 0, 0) when None. (A loaded checkpoint overwrites
             these buffers anyway.)
         reference_quirks: :meth:`predict_next` reads every track at track 0's slot, as PHALP does.
+        position_init_std: std of the initial learned position embeddings (the original: 1.0).
     """
 
     def __init__(
@@ -337,6 +338,7 @@ class PoseTransformer(nn.Module):
         mean_std: str | None = None,
         smpl_mean_params: str | None = None,
         reference_quirks: bool = False,
+        position_init_std: float = 0.02,
     ) -> None:
         super().__init__()
         if frame_length % conv_stride != 0:
@@ -363,8 +365,11 @@ class PoseTransformer(nn.Module):
             table = sinusoidal_table(sinusoidal_length, dim)
             self.pos_embedding = nn.Parameter(table.clone())
             self.register_buffer("pe", table)
-        self.pos_embedding_learned1 = nn.Parameter(torch.randn(1, frame_length, dim))
-        self.pos_embedding_learned2 = nn.Parameter(torch.randn(1, frame_length, dim))
+        # The original initialises these with randn (std 1); std 0.02 (as in ViT) lets pose content,
+        # not position offsets, dominate the residual stream at the start of training. Loaded
+        # checkpoints overwrite them, so this only affects training from scratch.
+        self.pos_embedding_learned1 = nn.Parameter(position_init_std * torch.randn(1, frame_length, dim))
+        self.pos_embedding_learned2 = nn.Parameter(position_init_std * torch.randn(1, frame_length, dim))
         if with_unused_transformer:
             self.transformer = Transformer(dim, depth, heads, dim_head, mlp_dim, dropout, drop_path)
         self.transformer1 = Transformer(dim, depth, heads, dim_head, mlp_dim, dropout, drop_path)
