@@ -26,7 +26,7 @@ def gait_windows(num_windows: int, window: int, seed: int, noise: float = 0.0) -
     amplitude = 0.3 + 0.4 * torch.rand(num_windows, 1, generator=generator)
     swing = amplitude * torch.sin(2 * math.pi * frequency * frames + phase)  # (B, T)
     axis_angle = torch.zeros(num_windows, window, 23, 3)
-    for joint, sign in zip(SWINGING_JOINTS, SWING_SIGNS):
+    for joint, sign in zip(SWINGING_JOINTS, SWING_SIGNS, strict=True):
         axis_angle[:, :, joint, 0] = sign * swing
     axis_angle = axis_angle + noise * torch.randn(axis_angle.shape, generator=generator)
     body_pose = axis_angle_to_rotmat(axis_angle)
