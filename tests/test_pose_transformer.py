@@ -105,7 +105,11 @@ def test_official_yaml_supplies_heads_and_conv(official_checkpoint, tmp_path):
 
 
 def test_prefix_strip_removes_only_the_leading_encoder():
-    state = {"encoder.pose_shape_encoder.0.weight": torch.zeros(1), "encoder.conv_en.bias": torch.zeros(1), "smpl.x": torch.zeros(1)}
+    state = {
+        "encoder.pose_shape_encoder.0.weight": torch.zeros(1),
+        "encoder.conv_en.bias": torch.zeros(1),
+        "smpl.x": torch.zeros(1),
+    }
     kept, dropped = strip_encoder_prefix(state)
     assert sorted(kept) == ["conv_en.bias", "pose_shape_encoder.0.weight"]
     assert dropped == ["smpl.x"]
@@ -113,7 +117,9 @@ def test_prefix_strip_removes_only_the_leading_encoder():
 
 def test_skip_pose_encoder_reproduces_master_loader(official_checkpoint, tmp_path):
     path, state = official_checkpoint
-    network = load_pose_transformer(path, config=OFFICIAL_SPLITS, mean_std=write_mean_std(tmp_path / "ms.npy"), skip_pose_encoder=True)
+    network = load_pose_transformer(
+        path, config=OFFICIAL_SPLITS, mean_std=write_mean_std(tmp_path / "ms.npy"), skip_pose_encoder=True
+    )
     assert not torch.equal(network.pose_shape_encoder[0].weight, state["encoder.pose_shape_encoder.0.weight"])
     assert torch.equal(network.conv_en.weight, state["encoder.conv_en.weight"])
 
@@ -153,14 +159,18 @@ def test_bad_heads_split_is_rejected():
 
 def test_converted_checkpoint_round_trips(official_checkpoint, tmp_path):
     path, _ = official_checkpoint
-    out = convert(path, tmp_path / "converted.ckpt", config=None, mean_std=write_mean_std(tmp_path / "ms.npy"))
+    out = convert(
+        path, tmp_path / "converted.ckpt", config=None, mean_std=write_mean_std(tmp_path / "ms.npy")
+    )
     # No config needed any more: the split and normalisation travel with the converted file.
     network = load_pose_transformer(out)
     reference = load_pose_transformer(path, config=OFFICIAL_SPLITS, mean_std=tmp_path / "ms.npy")
     history = torch.randn(3, 7, 229)
     times = torch.arange(7).repeat(3, 1)
     gaps = torch.tensor([0, 1, 4])
-    assert torch.allclose(network.predict_next(history, times, gaps), reference.predict_next(history, times, gaps))
+    assert torch.allclose(
+        network.predict_next(history, times, gaps), reference.predict_next(history, times, gaps)
+    )
 
 
 def test_mean_std_shape_is_checked(tmp_path):
@@ -232,7 +242,9 @@ def test_batched_equals_per_track():
     network = small_network()
     poses, times, since = histories()
     batched = network.predict_next(poses, times, since)
-    single = torch.cat([network.predict_next(poses[i : i + 1], times[i : i + 1], since[i : i + 1]) for i in range(4)])
+    single = torch.cat(
+        [network.predict_next(poses[i : i + 1], times[i : i + 1], since[i : i + 1]) for i in range(4)]
+    )
     assert batched.shape == (4, 229)
     assert torch.allclose(batched, single, atol=1e-5)
 
@@ -243,7 +255,10 @@ def test_reference_quirks_reads_every_track_at_track_0s_slot():
     own = correct.target_slots(times, since)
     assert len(set(own.tolist())) > 1  # the tracks really have different slots
     assert torch.equal(quirky.target_slots(times, since), own[:1].expand(4))
-    quirk_out, correct_out = quirky.predict_next(poses, times, since), correct.predict_next(poses, times, since)
+    quirk_out, correct_out = (
+        quirky.predict_next(poses, times, since),
+        correct.predict_next(poses, times, since),
+    )
     assert torch.allclose(quirk_out[0], correct_out[0], atol=1e-6)
     assert (own[1:] != own[0]).sum() >= 2
     for track in range(1, 4):
@@ -262,7 +277,9 @@ def test_reference_quirks_invisible_with_equal_gaps():
     poses = torch.randn(3, 7, 229)
     times = torch.arange(7).repeat(3, 1) + torch.tensor([[0], [40], [90]])
     since = torch.zeros(3, dtype=torch.long)
-    assert torch.allclose(quirky.predict_next(poses, times, since), correct.predict_next(poses, times, since), atol=1e-6)
+    assert torch.allclose(
+        quirky.predict_next(poses, times, since), correct.predict_next(poses, times, since), atol=1e-6
+    )
 
 
 def test_duplicate_times_keep_the_newest_entry():
@@ -272,7 +289,9 @@ def test_duplicate_times_keep_the_newest_entry():
     overwritten = poses.clone()
     overwritten[0, 0] = poses[0, 1]
     since = torch.tensor([0])
-    assert torch.allclose(network.predict_next(poses, times, since), network.predict_next(overwritten, times, since), atol=1e-6)
+    assert torch.allclose(
+        network.predict_next(poses, times, since), network.predict_next(overwritten, times, since), atol=1e-6
+    )
 
 
 def test_target_slot_is_clamped_to_the_last_slot():
@@ -285,8 +304,12 @@ def test_target_slot_is_clamped_to_the_last_slot():
 def test_predict_next_rejects_bad_shapes_and_handles_no_tracks():
     network = small_network()
     with pytest.raises(ValueError, match="pose_history"):
-        network.predict_next(torch.zeros(2, 7, 228), torch.zeros(2, 7, dtype=torch.long), torch.zeros(2, dtype=torch.long))
-    empty = network.predict_next(torch.zeros(0, 7, 229), torch.zeros(0, 7, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+        network.predict_next(
+            torch.zeros(2, 7, 228), torch.zeros(2, 7, dtype=torch.long), torch.zeros(2, dtype=torch.long)
+        )
+    empty = network.predict_next(
+        torch.zeros(0, 7, 229), torch.zeros(0, 7, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    )
     assert empty.shape == (0, 229)
 
 

@@ -20,7 +20,13 @@ from phalp_lightning.models.pose_transformer_module import (
 from phalp_lightning.utils.geometry import axis_angle_to_rotmat
 from phalp_lightning.utils.vectors import pose_vector
 
-FAKE_DATA = {"_target_": "helpers.fake_tracklets.FakeTrackletDataModule", "num_train": 8, "num_val": 4, "window": 16, "batch_size": 4}
+FAKE_DATA = {
+    "_target_": "helpers.fake_tracklets.FakeTrackletDataModule",
+    "num_train": 8,
+    "num_val": 4,
+    "window": 16,
+    "batch_size": 4,
+}
 
 
 def test_random_mask_takes_floor_of_ratio_among_observed():
@@ -51,7 +57,9 @@ def test_constant_velocity_continues_a_steady_rotation():
         axis_angle = torch.zeros(1, 24, 3)
         axis_angle[0, :, 2] = angle
         rotations = axis_angle_to_rotmat(axis_angle)
-        return pose_vector(rotations[:, :1], rotations[:, 1:], torch.full((1, 10), angle), torch.tensor([[angle, 0.0, 40.0]]))
+        return pose_vector(
+            rotations[:, :1], rotations[:, 1:], torch.full((1, 10), angle), torch.tensor([[angle, 0.0, 40.0]])
+        )
 
     predicted = constant_velocity(pose_at(0.1), pose_at(0.3), torch.tensor([2.0]))
     assert rotation_angle_deg(predicted, pose_at(0.7)).item() < 1e-3
@@ -99,9 +107,21 @@ def test_checkpoint_loads_as_the_same_predictor(compose_cfg, tmp_path):
     history = torch.randn(3, 7, 229)
     times = torch.arange(7).repeat(3, 1)
     gaps = torch.tensor([0, 2, 5])
-    assert torch.allclose(network.predict_next(history, times, gaps), module.encoder.predict_next(history, times, gaps), atol=1e-6)
-    raw = {key[len("encoder.") :]: value for key, value in checkpoint["current_model_state"].items() if key.startswith("encoder.")}
-    assert any(not torch.equal(raw[key], value) for key, value in network.state_dict().items() if value.is_floating_point())
+    assert torch.allclose(
+        network.predict_next(history, times, gaps),
+        module.encoder.predict_next(history, times, gaps),
+        atol=1e-6,
+    )
+    raw = {
+        key[len("encoder.") :]: value
+        for key, value in checkpoint["current_model_state"].items()
+        if key.startswith("encoder.")
+    }
+    assert any(
+        not torch.equal(raw[key], value)
+        for key, value in network.state_dict().items()
+        if value.is_floating_point()
+    )
 
 
 def small_module(**kwargs):
@@ -151,7 +171,9 @@ def test_pose_statistics_and_mean_std_file(tmp_path):
     pose[0, :, 0] = torch.tensor([1.0, 3.0, 100.0])
     valid = torch.tensor([[True, True, False], [True, True, True]])
     mean, std = pose_statistics([{"pose": pose, "valid": valid}], min_std=0.05)
-    assert mean[0].item() == pytest.approx(4.0 / 5) and std[0].item() == pytest.approx(math.sqrt(10 / 5 - 0.64))
+    assert mean[0].item() == pytest.approx(4.0 / 5) and std[0].item() == pytest.approx(
+        math.sqrt(10 / 5 - 0.64)
+    )
     assert std[1].item() == pytest.approx(0.05)
     loaded_mean, loaded_std = read_mean_std(write_mean_std(tmp_path / "mean_std.npy", mean, std))
     assert torch.allclose(loaded_mean, mean) and torch.allclose(loaded_std, std)

@@ -45,9 +45,22 @@ def make_data(out: Path, args: argparse.Namespace) -> Path:
     if (data / "manifest.json").is_file() or list(data.glob("train*.tar")):
         return data
     command = [
-        sys.executable, "-m", "phalp_lightning.datamodules.synthetic", "tracklets", "--out", str(data),
-        "--seed", str(args.seed), "--num-train-tracks", str(args.num_train_tracks),
-        "--num-val-tracks", str(args.num_val_tracks), "--track-length", str(args.track_length), "--window", str(args.window),
+        sys.executable,
+        "-m",
+        "phalp_lightning.datamodules.synthetic",
+        "tracklets",
+        "--out",
+        str(data),
+        "--seed",
+        str(args.seed),
+        "--num-train-tracks",
+        str(args.num_train_tracks),
+        "--num-val-tracks",
+        str(args.num_val_tracks),
+        "--track-length",
+        str(args.track_length),
+        "--window",
+        str(args.window),
     ]
     print("+", " ".join(command), flush=True)
     subprocess.run(command, check=True, cwd=REPO)
@@ -64,7 +77,9 @@ def shard_pattern(data: Path, split: str) -> str:
 def datamodule(train: str, val: str, batch_size: int):
     from phalp_lightning.datamodules.tracklets import TrackletDataModule
 
-    module = TrackletDataModule(train_shards=train.split(","), val_shards=val.split(","), batch_size=batch_size, num_workers=0)
+    module = TrackletDataModule(
+        train_shards=train.split(","), val_shards=val.split(","), batch_size=batch_size, num_workers=0
+    )
     module.setup("fit")
     return module
 
@@ -79,7 +94,9 @@ def evaluate_checkpoint(checkpoint: Path, val_loader, history_length: int, horiz
     )
 
     network = load_pose_transformer(checkpoint)
-    scorer = PoseTransformerModule(network, optimizer=None, history_length=history_length, future_horizons=horizons).eval()
+    scorer = PoseTransformerModule(
+        network, optimizer=None, history_length=history_length, future_horizons=horizons
+    ).eval()
     sums = {h: {name: {"pose_l2": 0.0, "rot_deg": 0.0} for name in BASELINES} for h in horizons}
     counts = {h: 0 for h in horizons}
     for batch in val_loader:
@@ -89,15 +106,23 @@ def evaluate_checkpoint(checkpoint: Path, val_loader, history_length: int, horiz
                 continue
             counts[horizon] += len(predictions["target"])
             for name in BASELINES:
-                sums[horizon][name]["pose_l2"] += pose_distance(predictions[name], predictions["target"]).sum().item()
-                sums[horizon][name]["rot_deg"] += rotation_angle_deg(predictions[name], predictions["target"]).sum().item()
+                sums[horizon][name]["pose_l2"] += (
+                    pose_distance(predictions[name], predictions["target"]).sum().item()
+                )
+                sums[horizon][name]["rot_deg"] += (
+                    rotation_angle_deg(predictions[name], predictions["target"]).sum().item()
+                )
     results = {}
     for horizon in horizons:
         n = max(counts[horizon], 1)
         entry = {name: {k: v / n for k, v in values.items()} for name, values in sums[horizon].items()}
         entry["num_windows"] = counts[horizon]
-        entry["model_vs_constant_pose"] = entry["model"]["pose_l2"] / max(entry["constant_pose"]["pose_l2"], 1e-12)
-        entry["model_vs_constant_velocity"] = entry["model"]["pose_l2"] / max(entry["constant_velocity"]["pose_l2"], 1e-12)
+        entry["model_vs_constant_pose"] = entry["model"]["pose_l2"] / max(
+            entry["constant_pose"]["pose_l2"], 1e-12
+        )
+        entry["model_vs_constant_velocity"] = entry["model"]["pose_l2"] / max(
+            entry["constant_velocity"]["pose_l2"], 1e-12
+        )
         results[f"h{horizon}"] = entry
     return results
 
@@ -107,7 +132,10 @@ def val_curves(metrics_csv: Path, horizons: list[int]) -> dict[str, list]:
 
     frame = pd.read_csv(metrics_csv)
     val = frame[frame["val/loss"].notna()].groupby("epoch").last().reset_index()
-    curves: dict[str, list] = {"epoch": val["epoch"].astype(int).tolist(), "val/loss": val["val/loss"].tolist()}
+    curves: dict[str, list] = {
+        "epoch": val["epoch"].astype(int).tolist(),
+        "val/loss": val["val/loss"].tolist(),
+    }
     for horizon in horizons:
         for name in BASELINES:
             key = f"val/future{horizon}/{name}/pose_l2"
@@ -169,14 +197,21 @@ def markdown(results: dict) -> str:
             f"{entry['constant_velocity']['pose_l2']:.4f} | {entry['model_vs_constant_pose']:.3f} | "
             f"{entry['model']['rot_deg']:.2f} | {entry['constant_pose']['rot_deg']:.2f} | {entry['constant_velocity']['rot_deg']:.2f} |"
         )
-    lines += ["", "Per-epoch validation curves: results.json (`curves`)" + (" and val_curves.png." if results["plot"] else "."), ""]
+    lines += [
+        "",
+        "Per-epoch validation curves: results.json (`curves`)"
+        + (" and val_curves.png." if results["plot"] else "."),
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--data", type=Path, default=None, help="existing tracklet shards (default: generate under OUT/data)")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="existing tracklet shards (default: generate under OUT/data)"
+    )
     parser.add_argument("--max-epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -203,10 +238,22 @@ def main() -> None:
     run_dir = out / "run"
     horizons = "[" + ",".join(str(h) for h in args.horizons) + "]"
     train_command = [
-        sys.executable, "train.py", "model=pose_transformer", "trainer=cpu", "logger=csv", f"seed={args.seed}",
-        f"data.train_shards=[{train}]", f"data.val_shards=[{val}]", f"data.batch_size={args.batch_size}",
-        f"model.net.mean_std={mean_std}", f"model.optimizer.lr={args.lr}", f"trainer.max_epochs={args.max_epochs}",
-        f"model.future_horizons={horizons}", "+trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *args.overrides,
+        sys.executable,
+        "train.py",
+        "model=pose_transformer",
+        "trainer=cpu",
+        "logger=csv",
+        f"seed={args.seed}",
+        f"data.train_shards=[{train}]",
+        f"data.val_shards=[{val}]",
+        f"data.batch_size={args.batch_size}",
+        f"model.net.mean_std={mean_std}",
+        f"model.optimizer.lr={args.lr}",
+        f"trainer.max_epochs={args.max_epochs}",
+        f"model.future_horizons={horizons}",
+        "+trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+        *args.overrides,
     ]
     print("+", " ".join(train_command), flush=True)
     started = time.time()
@@ -214,13 +261,21 @@ def main() -> None:
     train_seconds = time.time() - started
 
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    held_out = evaluate_checkpoint(checkpoint, datamodule(train, val, args.batch_size).val_dataloader(), 7, args.horizons)
+    held_out = evaluate_checkpoint(
+        checkpoint, datamodule(train, val, args.batch_size).val_dataloader(), 7, args.horizons
+    )
     curves = val_curves(run_dir / "csv" / "version_0" / "metrics.csv", args.horizons)
     plotted = plot(curves, args.horizons, out / "val_curves.png")
     results = {
         "command": "python " + " ".join([os.path.relpath(__file__, REPO), *sys.argv[1:]]),
         "train_command": " ".join(["python", *train_command[1:]]),
-        "data": {"train": train, "val": val, "train_windows": train_windows, "val_windows": val_windows, "window": args.window},
+        "data": {
+            "train": train,
+            "val": val,
+            "train_windows": train_windows,
+            "val_windows": val_windows,
+            "window": args.window,
+        },
         "max_epochs": args.max_epochs,
         "history_length": 7,
         "train_seconds": train_seconds,

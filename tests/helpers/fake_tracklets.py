@@ -33,11 +33,15 @@ def gait_windows(num_windows: int, window: int, seed: int, noise: float = 0.0) -
     yaw = 2 * math.pi * torch.rand(num_windows, generator=generator)
     orient = torch.zeros(num_windows, 3)
     orient[:, 0] = math.pi
-    global_orient = (axis_angle_to_rotmat(orient) @ axis_angle_to_rotmat(torch.stack([0 * yaw, yaw, 0 * yaw], -1)))
+    global_orient = axis_angle_to_rotmat(orient) @ axis_angle_to_rotmat(
+        torch.stack([0 * yaw, yaw, 0 * yaw], -1)
+    )
     global_orient = global_orient[:, None, None].expand(num_windows, window, 1, 3, 3)
     betas = torch.randn(num_windows, 1, 10, generator=generator).expand(num_windows, window, 10)
     speed = 0.02 * torch.randn(num_windows, 1, generator=generator)
-    cam_t = torch.stack([speed * frames, torch.zeros_like(speed * frames), torch.full_like(speed * frames, 40.0)], -1)
+    cam_t = torch.stack(
+        [speed * frames, torch.zeros_like(speed * frames), torch.full_like(speed * frames, 40.0)], -1
+    )
     pose = pose_vector(global_orient, body_pose, betas, cam_t)
     start = torch.randint(0, 1000, (num_windows, 1), generator=generator)
     return {
@@ -62,7 +66,9 @@ class _Windows(Dataset):
 class FakeTrackletDataModule(L.LightningDataModule):
     """Tiny in-memory tracklet windows (same batch keys as TrackletDataModule)."""
 
-    def __init__(self, num_train: int = 16, num_val: int = 8, window: int = 16, batch_size: int = 4, seed: int = 0) -> None:
+    def __init__(
+        self, num_train: int = 16, num_val: int = 8, window: int = 16, batch_size: int = 4, seed: int = 0
+    ) -> None:
         super().__init__()
         self.train_set = _Windows(gait_windows(num_train, window, seed))
         self.val_set = _Windows(gait_windows(num_val, window, seed + 1))

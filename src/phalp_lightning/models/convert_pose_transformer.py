@@ -64,7 +64,11 @@ def strip_encoder_prefix(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Te
     Returns:
         (network state dict, names of the dropped keys).
     """
-    kept = {key[len(CHECKPOINT_PREFIX) :]: value for key, value in state_dict.items() if key.startswith(CHECKPOINT_PREFIX)}
+    kept = {
+        key[len(CHECKPOINT_PREFIX) :]: value
+        for key, value in state_dict.items()
+        if key.startswith(CHECKPOINT_PREFIX)
+    }
     dropped = [key for key in state_dict if not key.startswith(CHECKPOINT_PREFIX)]
     return kept, dropped
 
@@ -102,7 +106,9 @@ def infer_architecture(
     frame_length = int(_require(state_dict, "pos_embedding_learned1", source).shape[1])
     depth = _count_indexed(state_dict, "transformer1.layers.")
     if depth == 0:
-        raise CheckpointKeyError(f"{source}: no transformer1.layers.* keys; not a pose transformer state dict")
+        raise CheckpointKeyError(
+            f"{source}: no transformer1.layers.* keys; not a pose transformer state dict"
+        )
     inner = int(_require(state_dict, "transformer1.layers.0.0.fn.to_qkv.weight", source).shape[0]) // 3
     mlp_dim = int(_require(state_dict, "transformer1.layers.0.1.fn.net.0.weight", source).shape[0])
     kernel = int(_require(state_dict, "conv_en.weight", source).shape[2])
@@ -116,17 +122,26 @@ def infer_architecture(
     if "dim_head" in overrides and "heads" not in overrides:
         overrides["heads"] = inner // int(overrides["dim_head"])
     if "heads" not in overrides:
-        log.warning("%s: heads/dim_head not given; assuming dim_head=%d, heads=%d", source, DEFAULT_DIM_HEAD, inner // DEFAULT_DIM_HEAD)
+        log.warning(
+            "%s: heads/dim_head not given; assuming dim_head=%d, heads=%d",
+            source,
+            DEFAULT_DIM_HEAD,
+            inner // DEFAULT_DIM_HEAD,
+        )
         overrides["dim_head"] = DEFAULT_DIM_HEAD
         overrides["heads"] = max(inner // DEFAULT_DIM_HEAD, 1)
     if int(overrides["heads"]) * int(overrides["dim_head"]) != inner:
-        raise ValueError(f"{source}: heads*dim_head = {overrides['heads']}*{overrides['dim_head']} != {inner} (to_qkv rows / 3)")
+        raise ValueError(
+            f"{source}: heads*dim_head = {overrides['heads']}*{overrides['dim_head']} != {inner} (to_qkv rows / 3)"
+        )
     if "conv_stride" in overrides and "conv_pad" not in overrides:
         overrides["conv_pad"] = (kernel - int(overrides["conv_stride"])) // 2
     if "conv_stride" not in overrides:
         pad = int(overrides.get("conv_pad", DEFAULT_CONV_PAD))
         if "conv_pad" not in overrides:
-            log.warning("%s: conv stride/pad not given; assuming pad=%d, stride=%d", source, pad, kernel - 2 * pad)
+            log.warning(
+                "%s: conv stride/pad not given; assuming pad=%d, stride=%d", source, pad, kernel - 2 * pad
+            )
         overrides["conv_pad"] = pad
         overrides["conv_stride"] = kernel - 2 * pad
     if int(overrides["conv_stride"]) + 2 * int(overrides["conv_pad"]) != kernel:
@@ -146,7 +161,16 @@ def infer_architecture(
     )
     if "pe" in state_dict:
         architecture["sinusoidal_length"] = int(state_dict["pe"].shape[0])
-    for key in ("heads", "dim_head", "conv_stride", "conv_pad", "dropout", "drop_path", "smpl_head_iterations", "smpl_head_dropout"):
+    for key in (
+        "heads",
+        "dim_head",
+        "conv_stride",
+        "conv_pad",
+        "dropout",
+        "drop_path",
+        "smpl_head_iterations",
+        "smpl_head_dropout",
+    ):
         if key in overrides:
             architecture[key] = overrides[key]
     return architecture
@@ -180,7 +204,9 @@ def official_config_overrides(config: str | os.PathLike[str] | Mapping[str, Any]
     if "pad" in conv:
         overrides["conv_pad"] = conv["pad"]
     if config.get("mask_type_test", "zero") != "zero":
-        log.warning("config mask_type_test=%r; predict_next always uses 'zero' masking", config["mask_type_test"])
+        log.warning(
+            "config mask_type_test=%r; predict_next always uses 'zero' masking", config["mask_type_test"]
+        )
     return overrides
 
 
@@ -228,7 +254,9 @@ def build_from_state_dict(
     state = check_keys(network, state_dict, source)
     if skip_pose_encoder:
         own = network.state_dict()
-        state = {key: own[key] if key.startswith("pose_shape_encoder.") else value for key, value in state.items()}
+        state = {
+            key: own[key] if key.startswith("pose_shape_encoder.") else value for key, value in state.items()
+        }
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:  # shape mismatches: re-raise naming the file
@@ -236,7 +264,9 @@ def build_from_state_dict(
     return network
 
 
-def load_checkpoint_file(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint_file(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """``torch.load`` a trusted checkpoint (the official one pickles an OmegaConf config, so not weights-only)."""
     path = Path(path)
     if not path.is_file():
@@ -276,7 +306,9 @@ def load_pose_transformer(
         raise ValueError(f"{path}: no state_dict in checkpoint (top-level keys {sorted(checkpoint)[:10]})")
     state_dict, dropped = strip_encoder_prefix(raw)
     if not state_dict:
-        raise CheckpointKeyError(f"{path}: no key starts with {CHECKPOINT_PREFIX!r} (keys {sorted(raw)[:10]})")
+        raise CheckpointKeyError(
+            f"{path}: no key starts with {CHECKPOINT_PREFIX!r} (keys {sorted(raw)[:10]})"
+        )
     if dropped:
         log.info("%s: ignoring %d keys outside %r: %s", path, len(dropped), CHECKPOINT_PREFIX, dropped[:10])
 
@@ -284,7 +316,11 @@ def load_pose_transformer(
     if config is not None:
         overrides.update(official_config_overrides(config))
     network = build_from_state_dict(
-        state_dict, overrides, source=str(path), skip_pose_encoder=skip_pose_encoder, reference_quirks=reference_quirks
+        state_dict,
+        overrides,
+        source=str(path),
+        skip_pose_encoder=skip_pose_encoder,
+        reference_quirks=reference_quirks,
     )
     if mean_std is not None:
         network.set_normalisation(*read_mean_std(mean_std))

@@ -221,7 +221,9 @@ class PoseTransformerModule(L.LightningModule):
         if not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
         if history_length < 2:
-            raise ValueError(f"history_length must be >= 2 (the constant-velocity baseline needs two), got {history_length}")
+            raise ValueError(
+                f"history_length must be >= 2 (the constant-velocity baseline needs two), got {history_length}"
+            )
         future_horizons = tuple(int(horizon) for horizon in future_horizons)
         if not future_horizons or min(future_horizons) < 1:
             raise ValueError(f"future_horizons must be positive integers, got {future_horizons}")
@@ -244,7 +246,12 @@ class PoseTransformerModule(L.LightningModule):
             target (B, T, 229) raw pose vectors, observed (B, T) bool.
         """
         pose, time, valid = batch["pose"], batch["time"].long(), batch["valid"].bool()
-        if pose.ndim != 3 or pose.shape[-1] != 229 or time.shape != pose.shape[:2] or valid.shape != pose.shape[:2]:
+        if (
+            pose.ndim != 3
+            or pose.shape[-1] != 229
+            or time.shape != pose.shape[:2]
+            or valid.shape != pose.shape[:2]
+        ):
             raise ValueError(
                 f"tracklet batch must have pose (B,W,229), time (B,W), valid (B,W); got pose {tuple(pose.shape)}, "
                 f"time {tuple(time.shape)}, valid {tuple(valid.shape)}"
@@ -369,7 +376,9 @@ class PoseTransformerModule(L.LightningModule):
             metric.reset()
         for horizon in self.hparams.future_horizons:
             if f"{horizon}__model__pose_l2" in values:
-                ratio = values[f"{horizon}__model__pose_l2"] / values[f"{horizon}__constant_pose__pose_l2"].clamp(min=1e-12)
+                ratio = values[f"{horizon}__model__pose_l2"] / values[
+                    f"{horizon}__constant_pose__pose_l2"
+                ].clamp(min=1e-12)
                 self.log(f"{stage}/future{horizon}/model_vs_constant_pose", ratio)
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
@@ -390,10 +399,16 @@ class PoseTransformerModule(L.LightningModule):
         if self.hparams.scheduler is None:
             return optimizer
         scheduler = self.hparams.scheduler(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # What load_pose_transformer needs besides the weights: the split of heads/dim_head and
         # stride/pad, and the normalisation (non-persistent, as in the original).
         checkpoint[CONFIG_KEY] = dict(self.encoder.config)
-        checkpoint[NORMALISATION_KEY] = {"mean": self.encoder.mean.detach().cpu(), "std": self.encoder.std.detach().cpu()}
+        checkpoint[NORMALISATION_KEY] = {
+            "mean": self.encoder.mean.detach().cpu(),
+            "std": self.encoder.std.detach().cpu(),
+        }

@@ -77,7 +77,11 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, dim), nn.Dropout(dropout)
+            nn.Linear(dim, hidden_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, dim),
+            nn.Dropout(dropout),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -112,11 +116,15 @@ class Attention(nn.Module):
         self.to_qkv = nn.Linear(dim, inner_dim * 3, bias=False)
         self.attend_dropout = nn.Dropout(dropout)
         project_out = not (heads == 1 and dim_head == dim)
-        self.to_out = nn.Sequential(nn.Linear(inner_dim, dim), nn.Dropout(dropout)) if project_out else nn.Identity()
+        self.to_out = (
+            nn.Sequential(nn.Linear(inner_dim, dim), nn.Dropout(dropout)) if project_out else nn.Identity()
+        )
 
     def forward(self, x: Tensor, has_detection: Tensor, mask_detection: Tensor) -> Tensor:
         """x (B,N,D), has_detection / mask_detection (B,N) bool -> (B,N,D)."""
-        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in self.to_qkv(x).chunk(3, dim=-1))
+        q, k, v = (
+            rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in self.to_qkv(x).chunk(3, dim=-1)
+        )
         logits = torch.matmul(q, k.transpose(-1, -2)) * self.scale
         blocked = attention_block_mask(has_detection, mask_detection)
         logits = logits.masked_fill(blocked[:, None], MASKED_LOGIT)
@@ -129,7 +137,14 @@ class Transformer(nn.Module):
     """``depth`` pre-norm blocks of masked attention and feed-forward, one shared DropPath."""
 
     def __init__(
-        self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int, dropout: float = 0.0, drop_path: float = 0.0
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        dim_head: int,
+        mlp_dim: int,
+        dropout: float = 0.0,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.drop_path = DropPath(drop_path)
@@ -262,7 +277,9 @@ def read_mean_std(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor]:
     """
     array = np.load(path)
     if array.ndim != 3 or array.shape[0] != 2 or array.shape[1] != 1 or array.shape[2] > POSE_DIM:
-        raise ValueError(f"{path}: mean_std must have shape (2, 1, K) with K <= {POSE_DIM}, got {array.shape}")
+        raise ValueError(
+            f"{path}: mean_std must have shape (2, 1, K) with K <= {POSE_DIM}, got {array.shape}"
+        )
     width = array.shape[2]
     mean = torch.zeros(POSE_DIM)
     std = torch.ones(POSE_DIM)
@@ -277,9 +294,14 @@ def read_smpl_mean_params(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor,
         missing = [key for key in ("pose", "shape", "cam") if key not in data]
         if missing:
             raise KeyError(f"{path}: smpl mean params lack keys {missing} (has {sorted(data.keys())})")
-        pose, betas, camera = (torch.from_numpy(np.asarray(data[key], dtype=np.float32)).reshape(-1) for key in ("pose", "shape", "cam"))
+        pose, betas, camera = (
+            torch.from_numpy(np.asarray(data[key], dtype=np.float32)).reshape(-1)
+            for key in ("pose", "shape", "cam")
+        )
     if pose.numel() != NUM_ROT6D or betas.numel() != NUM_BETAS or camera.numel() != NUM_CAMERA:
-        raise ValueError(f"{path}: expected pose (144,), shape (10,), cam (3,); got {pose.shape}, {betas.shape}, {camera.shape}")
+        raise ValueError(
+            f"{path}: expected pose (144,), shape (10,), cam (3,); got {pose.shape}, {betas.shape}, {camera.shape}"
+        )
     return pose, betas, camera
 
 
@@ -385,11 +407,21 @@ class PoseTransformer(nn.Module):
         if smpl_mean_params is not None:
             mean_pose, mean_betas, mean_camera = read_smpl_mean_params(smpl_mean_params)
         self.smpl_head = nn.ModuleList(
-            SMPLHead(dim, smpl_head_hidden_dim, smpl_head_iterations, smpl_head_dropout, mean_pose, mean_betas, mean_camera)
+            SMPLHead(
+                dim,
+                smpl_head_hidden_dim,
+                smpl_head_iterations,
+                smpl_head_dropout,
+                mean_pose,
+                mean_betas,
+                mean_camera,
+            )
             for _ in range(num_smpl_heads)
         )
         self.loca_head = nn.ModuleList(
-            nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, NUM_CAMERA))
+            nn.Sequential(
+                nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, NUM_CAMERA)
+            )
             for _ in range(num_smpl_heads)
         )
         if num_action_classes > 0:
@@ -397,7 +429,9 @@ class PoseTransformer(nn.Module):
                 nn.Sequential(nn.Linear(dim, num_action_classes)) for _ in range(num_smpl_heads)
             )
 
-        mean, std = read_mean_std(mean_std) if mean_std is not None else (torch.zeros(POSE_DIM), torch.ones(POSE_DIM))
+        mean, std = (
+            read_mean_std(mean_std) if mean_std is not None else (torch.zeros(POSE_DIM), torch.ones(POSE_DIM))
+        )
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
 
@@ -407,7 +441,9 @@ class PoseTransformer(nn.Module):
         mean = mean.reshape(-1).to(self.mean)
         std = std.reshape(-1).to(self.std)
         if mean.numel() > POSE_DIM or std.numel() != mean.numel():
-            raise ValueError(f"mean/std must both have K <= {POSE_DIM} entries, got {mean.numel()} and {std.numel()}")
+            raise ValueError(
+                f"mean/std must both have K <= {POSE_DIM} entries, got {mean.numel()} and {std.numel()}"
+            )
         self.mean.zero_()
         self.std.fill_(1.0)
         self.mean[: mean.numel()] = mean
@@ -458,7 +494,12 @@ class PoseTransformer(nn.Module):
         smpl = self.smpl_head[head](flat)
         camera = self.loca_head[head](flat)
         pose = torch.cat(
-            [smpl.global_orient.reshape(-1, 9), smpl.body_pose.reshape(-1, NUM_BODY_JOINTS * 9), smpl.betas, camera],
+            [
+                smpl.global_orient.reshape(-1, 9),
+                smpl.body_pose.reshape(-1, NUM_BODY_JOINTS * 9),
+                smpl.betas,
+                camera,
+            ],
             dim=-1,
         )
         out = {"pose": pose.reshape(*lead, POSE_DIM)}
@@ -509,7 +550,11 @@ class PoseTransformer(nn.Module):
             (K, 229) predicted pose vectors in natural units.
         """
         num_tracks, history, width = pose_history.shape
-        if width != POSE_DIM or time_history.shape != (num_tracks, history) or time_since_update.shape != (num_tracks,):
+        if (
+            width != POSE_DIM
+            or time_history.shape != (num_tracks, history)
+            or time_since_update.shape != (num_tracks,)
+        ):
             raise ValueError(
                 f"predict_next expects pose_history (K,H,{POSE_DIM}), time_history (K,H), time_since_update (K,); "
                 f"got {tuple(pose_history.shape)}, {tuple(time_history.shape)}, {tuple(time_since_update.shape)}"
@@ -521,7 +566,10 @@ class PoseTransformer(nn.Module):
         time_since_update = time_since_update.to(device=device, dtype=torch.long)
         slots = self.history_slots(time_history)
         sequence, observed = scatter_to_slots(
-            pose_history.to(device=device, dtype=torch.float32), slots, torch.ones_like(slots, dtype=torch.bool), self.frame_length
+            pose_history.to(device=device, dtype=torch.float32),
+            slots,
+            torch.ones_like(slots, dtype=torch.bool),
+            self.frame_length,
         )
 
         # 'zero' masking: every slot exists, the unobserved ones are mask tokens.
