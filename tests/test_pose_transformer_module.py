@@ -177,3 +177,23 @@ def test_pose_statistics_and_mean_std_file(tmp_path):
     assert std[1].item() == pytest.approx(0.05)
     loaded_mean, loaded_std = read_mean_std(write_mean_std(tmp_path / "mean_std.npy", mean, std))
     assert torch.allclose(loaded_mean, mean) and torch.allclose(loaded_std, std)
+
+
+from helpers import synthetic_data  # noqa: E402
+
+synthetic_tracklet_shards = synthetic_data.synthetic_tracklet_shards
+
+
+def test_train_py_fast_dev_run_on_tracklet_shards(compose_cfg, synthetic_tracklet_shards):
+    """`python train.py model=pose_transformer debug=fdr` with the real TrackletDataModule and shards."""
+    from phalp_lightning.pipelines.train import run
+
+    train, val = synthetic_tracklet_shards["train"]["pattern"], synthetic_tracklet_shards["val"]["pattern"]
+    cfg = compose_cfg(
+        "train",
+        ["model=pose_transformer", "debug=fdr", "trainer=cpu", f"data.train_shards='{train}'", f"data.val_shards='{val}'",
+         "data.batch_size=4", "model.history_length=3", "model.future_horizons=[1,2]"],
+    )  # fmt: skip
+    metrics = run(cfg)
+    assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/loss"])
+    assert math.isfinite(metrics["val/future1/model/pose_l2"]) and "val/future2/model_vs_constant_pose" in metrics
