@@ -68,18 +68,17 @@ def make_data(out: Path, args: argparse.Namespace) -> Path:
 
 
 def shard_pattern(data: Path, split: str) -> str:
-    shards = sorted(data.rglob(f"{split}*.tar"))
+    """A glob over the split's shards (one dataset for TrackletDataModule)."""
+    shards = sorted(data.rglob(f"{split}-*.tar"))
     if not shards:
-        raise FileNotFoundError(f"no {split}*.tar shards under {data}")
-    return ",".join(str(shard) for shard in shards) if len(shards) > 1 else str(shards[0])
+        raise FileNotFoundError(f"no {split}-*.tar shards under {data}")
+    return str(shards[0].parent / f"{split}-*.tar")
 
 
 def datamodule(train: str, val: str, batch_size: int):
     from phalp_lightning.datamodules.tracklets import TrackletDataModule
 
-    module = TrackletDataModule(
-        train_shards=train.split(","), val_shards=val.split(","), batch_size=batch_size, num_workers=0
-    )
+    module = TrackletDataModule(train_shards=train, val_shards=val, batch_size=batch_size, num_workers=0)
     module.setup("fit")
     return module
 
@@ -141,9 +140,9 @@ def val_curves(metrics_csv: Path, horizons: list[int]) -> dict[str, list]:
             key = f"val/future{horizon}/{name}/pose_l2"
             if key in val:
                 curves[key] = val[key].tolist()
-    train = frame[frame["train/loss"].notna()] if "train/loss" in frame else frame.iloc[:0]
-    curves["train_step"] = train["step"].astype(int).tolist()
-    curves["train/loss"] = train["train/loss"].tolist()
+    train = frame[frame["train/loss"].notna()] if "train/loss" in frame.columns else None
+    curves["train_step"] = [] if train is None else train["step"].astype(int).tolist()
+    curves["train/loss"] = [] if train is None else train["train/loss"].tolist()
     return curves
 
 
@@ -181,7 +180,8 @@ def markdown(results: dict) -> str:
         f"Train command: `{results['train_command']}`",
         "",
         f"Data: {results['data']['train_windows']} train windows, {results['data']['val_windows']} held-out windows "
-        f"(other tracks) of {results['data']['window']} frames. Training: {results['max_epochs']} epochs, "
+        f"(other tracks) of {results['data']['window']} frames. Training: {results['max_epochs']} epochs of "
+        f"{results['epoch_length']} windows, "
         f"{results['train_seconds']:.0f} s wall on {results['machine']}.",
         "",
         "Held-out windows, re-loaded checkpoint (`load_pose_transformer` + `predict_next`); history = first "
@@ -212,7 +212,8 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=None, help="existing tracklet shards (default: generate under OUT/data)"
     )
-    parser.add_argument("--max-epochs", type=int, default=10)
+    parser.add_argument("--max-epochs", type=int, default=25)
+    parser.add_argument("--epoch-length", type=int, default=3200, help="training windows drawn per epoch")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--num-train-tracks", type=int, default=512)
@@ -220,7 +221,7 @@ def main() -> None:
     parser.add_argument("--track-length", type=int, default=64)
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--horizons", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--horizons", type=int, nargs="+", default=[1, 5, 10])
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -232,8 +233,12 @@ def main() -> None:
 
     stats_module = datamodule(train, val, args.batch_size)
     mean_std = write_mean_std(out / "mean_std.npy", *pose_statistics(stats_module.train_dataloader()))
-    train_windows = sum(len(batch["pose"]) for batch in stats_module.train_dataloader())
-    val_windows = sum(len(batch["pose"]) for batch in stats_module.val_dataloader())
+    manifest = data / "manifest.json"
+    if manifest.is_file():
+        splits = json.loads(manifest.read_text())["splits"]
+        train_windows, val_windows = splits["train"]["num_samples"], splits["val"]["num_samples"]
+    else:
+        train_windows = val_windows = None
 
     run_dir = out / "run"
     horizons = "[" + ",".join(str(h) for h in args.horizons) + "]"
@@ -244,8 +249,9 @@ def main() -> None:
         "trainer=cpu",
         "logger=csv",
         f"seed={args.seed}",
-        f"data.train_shards=[{train}]",
-        f"data.val_shards=[{val}]",
+        f"data.train_shards='{train}'",
+        f"data.val_shards='{val}'",
+        f"data.epoch_length={args.epoch_length}",
         f"data.batch_size={args.batch_size}",
         f"model.net.mean_std={mean_std}",
         f"model.optimizer.lr={args.lr}",
@@ -277,6 +283,7 @@ def main() -> None:
             "window": args.window,
         },
         "max_epochs": args.max_epochs,
+        "epoch_length": args.epoch_length,
         "history_length": 7,
         "train_seconds": train_seconds,
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
