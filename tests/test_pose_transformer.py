@@ -325,3 +325,29 @@ def test_readout_is_a_valid_pose_vector():
 def test_frame_length_must_divide_by_stride():
     with pytest.raises(ValueError, match="divisible"):
         PoseTransformer(**{**SMALL, "frame_length": 21})
+
+
+@pytest.mark.parametrize("reference_mode", [False, True])
+def test_drives_the_phalp_tracker(reference_mode):
+    """The network is a PosePredictor for PHALPTracker; reference_mode switches its quirk on."""
+    from phalp_lightning.tracking.phalp_tracker import PHALPTracker
+    from phalp_lightning.tracking.synthetic import StandInAppearanceEncoder, detection_stream
+
+    network = small_network()
+    calls = []
+    original = network.predict_next
+
+    def recording(pose_history, time_history, time_since_update):
+        calls.append(len(pose_history))
+        return original(pose_history, time_history, time_since_update)
+
+    network.predict_next = recording
+    tracker = PHALPTracker(
+        appearance_encoder=StandInAppearanceEncoder(), pose_predictor=network, reference_mode=reference_mode
+    )
+    assert network.reference_quirks is reference_mode
+    emitted = []
+    for frame in detection_stream(3, 8, seed=1, uv_size=16, miss_probability=0.1):
+        emitted += tracker.update(frame)
+    emitted += tracker.finalize()
+    assert len(emitted) == 8 and calls and max(calls) >= 2
