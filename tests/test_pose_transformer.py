@@ -351,3 +351,17 @@ def test_drives_the_phalp_tracker(reference_mode):
         emitted += tracker.update(frame)
     emitted += tracker.finalize()
     assert len(emitted) == 8 and calls and max(calls) >= 2
+
+
+def test_official_experiment_config_has_the_official_key_layout(compose_cfg, assets_env):
+    import hydra
+
+    cfg = compose_cfg("train", ["experiment=pose_transformer_official"])
+    network = hydra.utils.instantiate(cfg.model.net)
+    expected = {
+        line.split("\t")[0]: tuple(ast.literal_eval(line.split("\t")[1]))
+        for line in KEY_TABLE.read_text().splitlines()
+    }
+    assert {key: tuple(value.shape) for key, value in network.state_dict().items()} == expected
+    # The SMPL head starts from the smpl_mean_params asset (global orient: pi about x).
+    assert torch.allclose(network.smpl_head[0].init_cam, torch.tensor([[0.9, 0.0, 0.0]]))
