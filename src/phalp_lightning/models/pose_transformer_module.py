@@ -42,6 +42,7 @@ from torchmetrics import MeanMetric
 from phalp_lightning.models.components.pose_transformer import PoseTransformer, scatter_to_slots
 from phalp_lightning.models.convert_pose_transformer import CONFIG_KEY, NORMALISATION_KEY
 from phalp_lightning.models.convert_pose_transformer import load_pose_transformer as _load_pose_transformer
+from phalp_lightning.utils.distributed import global_sum
 from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAMERA, POSE_DIM, POSE_SMPL
 
 ROTATIONS = slice(0, 9 * (NUM_BODY_JOINTS + 1))  # global orient + body pose rotation matrices
@@ -271,10 +272,21 @@ class PoseTransformerModule(L.LightningModule):
         return masked | future_token_mask(observed, num_future)
 
     # ------------------------------------------------------------------ losses
-    def compute_losses(self, predicted: Tensor, target: Tensor, loss_slots: Tensor) -> dict[str, Tensor]:
-        """LART-style losses over ``loss_slots`` (B,T) bool; predicted/target (B,T,229)."""
+    def compute_losses(
+        self, predicted: Tensor, target: Tensor, loss_slots: Tensor, across_ranks: bool = False
+    ) -> dict[str, Tensor]:
+        """LART-style losses over ``loss_slots`` (B,T) bool; predicted/target (B,T,229).
+
+        ``across_ranks`` (training): normalise by the slot count summed over all DDP ranks, so N
+        ranks with B/N windows each train exactly like 1 process with B. Off for evaluation, where
+        ranks may run different batch counts (a collective would wait forever).
+        """
         weight = loss_slots.float()[..., None]
-        normaliser = loss_slots.sum() + 1.0
+        if across_ranks:
+            total_slots, world_size = global_sum(loss_slots.sum().float())
+            normaliser = (total_slots + 1.0) / world_size
+        else:
+            normaliser = loss_slots.sum() + 1.0
         error = torch.nan_to_num(predicted - target, nan=0.0, posinf=0.0, neginf=0.0) * weight
         losses = {
             "rotation": error[..., ROTATIONS].pow(2).sum() / normaliser,
@@ -288,7 +300,9 @@ class PoseTransformerModule(L.LightningModule):
         )
         return losses
 
-    def masked_step(self, batch: Mapping[str, Tensor], masked: Tensor | None = None) -> dict[str, Tensor]:
+    def masked_step(
+        self, batch: Mapping[str, Tensor], masked: Tensor | None = None, across_ranks: bool = False
+    ) -> dict[str, Tensor]:
         target, observed = self.layout_windows(batch)
         if masked is None:
             masked = self.training_masks(observed)
@@ -297,10 +311,10 @@ class PoseTransformerModule(L.LightningModule):
         tokens = self.encoder(self.encoder.normalise(target), everyone, masked | ~observed)[:, 1:]
         predicted = self.encoder.readout(tokens)["pose"]
         loss_slots = observed & masked if self.hparams.loss_on_masked_only else observed
-        return self.compute_losses(predicted, target, loss_slots)
+        return self.compute_losses(predicted, target, loss_slots, across_ranks)
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        losses = self.masked_step(batch)
+        losses = self.masked_step(batch, across_ranks=True)
         batch_size = batch["pose"].shape[0]
         self.log("train/loss", losses["total"], prog_bar=True, batch_size=batch_size)
         for name in ("rotation", "betas", "camera"):
