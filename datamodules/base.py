@@ -147,16 +147,23 @@ class ShardDataModule(L.LightningDataModule):
             num_workers=self.num_workers, seed=self.seed, rank=rank, world_size=world, pass_rng=self.pass_rng,
         )
 
-    def _loader(self, dataset: ShardStream | None, name: str) -> EpochDataLoader:
+    def _loader(self, dataset: ShardStream | None, name: str, epoch_source: Callable[[], int] | None = None) -> EpochDataLoader:
         if dataset is None:
             raise RuntimeError(f"no {name} data: set {name}_shards and call setup() first")
         return EpochDataLoader(
             dataset, batch_size=self.batch_size, num_workers=self.num_workers, pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
+            persistent_workers=self.persistent_workers, epoch_source=epoch_source,
         )
 
+    def _trainer_epoch(self) -> int:
+        # What Lightning hands a sampler's set_epoch; unlike current_epoch it already counts an epoch
+        # whose end-of-epoch checkpoint a run resumes from.
+        return self.trainer.fit_loop.epoch_progress.current.processed
+
     def train_dataloader(self) -> EpochDataLoader:
-        return self._loader(self.train_dataset, "train")
+        # Under a trainer the stream follows its epoch: a resumed run reads the epoch it resumes in.
+        trainer = getattr(self, "trainer", None)
+        return self._loader(self.train_dataset, "train", self._trainer_epoch if trainer is not None else None)
 
     def val_dataloader(self) -> EpochDataLoader:
         return self._loader(self.val_dataset, "val")

@@ -697,14 +697,21 @@ class ShardStream(IterableDataset):
 
 
 class EpochDataLoader(torch.utils.data.DataLoader):
-    """A DataLoader that tells its :class:`ShardStream` which epoch starts at each ``iter()``."""
+    """A DataLoader that tells its :class:`ShardStream` which epoch starts at each ``iter()``.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    Args:
+        epoch_source: returns the epoch that is starting (the trainer's ``current_epoch``), so a run
+            resumed from a checkpoint continues the data stream of its epoch; None counts ``iter()`` calls.
+    """
+
+    def __init__(self, *args: Any, epoch_source: Callable[[], int] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._epoch = 0
+        self._epoch_source = epoch_source
 
     def __iter__(self):
+        epoch = self._epoch_source() if self._epoch_source is not None else self._epoch
         if isinstance(self.dataset, ShardStream):
-            self.dataset.set_epoch(self._epoch)
-        self._epoch += 1
+            self.dataset.set_epoch(epoch)
+        self._epoch = epoch + 1
         return super().__iter__()

@@ -120,3 +120,33 @@ def test_pose_transformer_two_ranks_match_one_process_on_the_same_global_batch(t
     distributed = copy.deepcopy(start)
     _fit(distributed, data(global_batch // 2), tmp_path / "two", 2, steps)
     _assert_same_training(start, single, distributed, atol=1e-5)
+
+
+def _train_run(shard: Path, output_dir: Path, max_epochs: int, ckpt_path: str | None = None) -> Path:
+    """``python train.py model=pose_transformer ...`` through pipelines.train.run; returns last.ckpt."""
+    from conftest import compose_config
+    from phalp_lightning.pipelines import train
+
+    overrides = [
+        "model=pose_transformer", f"data.train_shards={shard}", f"data.val_shards={shard}", "+trainer.limit_val_batches=0", "data.batch_size=4",
+        "data.epoch_length=12", "data.shuffle_buffer=4", f"trainer.max_epochs={max_epochs}", "trainer.accelerator=cpu",
+        "+trainer.enable_progress_bar=false", "model.mask_ratio=0.0", "model.future_mask_prob=0.0",
+        "model.scheduler.lr_lambda.total=4", "+trainer.num_sanity_val_steps=0",
+    ]
+    if ckpt_path:
+        overrides.append(f"ckpt_path={ckpt_path}")
+    train.run(compose_config("train", overrides, output_dir))
+    return output_dir / "checkpoints" / "last.ckpt"
+
+
+def test_resume_from_last_continues_steps_and_data_stream(tmp_path):
+    """1 epoch + resume for a 2nd == 2 epochs straight: same step count, same (epoch-reshuffled) data."""
+    shard = _write_full_tracklets(tmp_path / "shards")
+    straight = torch.load(_train_run(shard, tmp_path / "straight", 2), map_location="cpu", weights_only=False)
+    _train_run(shard, tmp_path / "resumed", 1)
+    first_epoch = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    resumed = torch.load(_train_run(shard, tmp_path / "resumed", 2, ckpt_path="last"), map_location="cpu", weights_only=False)
+    assert first_epoch["global_step"] == 3
+    assert resumed["global_step"] == straight["global_step"] == 6 and resumed["epoch"] == straight["epoch"]
+    for name, value in straight["state_dict"].items():
+        assert torch.allclose(value, resumed["state_dict"][name], atol=1e-6), f"{name} differs after resuming"

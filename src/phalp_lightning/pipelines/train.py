@@ -45,7 +45,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+        # A resumed checkpoint is this run's own (or one the user named): its hyperparameters hold
+        # Hydra partials (optimizer, scheduler) that torch's weights-only unpickler refuses.
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False if ckpt_path else None)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if cfg.get("test", False):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
