@@ -122,3 +122,17 @@ def test_render_boxes_writes_a_video_with_every_frame(compose_cfg, blob_video):
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     assert (int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))) == (240, 320)
     capture.release()
+
+
+def test_given_boxes_are_tracked_without_a_detector(compose_cfg, blob_video, tmp_path):
+    from phalp_lightning.pipelines.predict import run
+
+    cfg = compose_cfg("predict", [f"video={blob_video.mot_gt_path}", f"source.boxes_base_path={blob_video.frames_dir}", "detector=given_boxes", "system.crop_size=32", "progress_bar=false", "trainer.accelerator=cpu"])
+    with open_dict(cfg):
+        cfg.tracker = {"_target_": "helpers.fakes.FakeTracker"}
+        cfg.hmar = {"_target_": "helpers.fakes.FakeHMAR"}
+    (report,) = run(cfg)
+    assert report.name == "gt" and report.frames == 6 and report.track_ids == {1, 2}
+    mot = np.loadtxt(f"{cfg.output_dir}/mot/gt.txt", delimiter=",")
+    gt = np.loadtxt(blob_video.mot_gt_path, delimiter=",")
+    np.testing.assert_allclose(mot[:, [0, 1, 2, 3, 4, 5]], gt[:, :6], atol=1e-2)
