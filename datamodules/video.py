@@ -13,7 +13,6 @@ every ``world_size``-th video, so ranks never share a video.
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -259,47 +258,48 @@ def phalp_boxes_source(path: Path, base_path: Path | None, start_frame: int | No
 
 
 def mot_boxes_source(path: Path, base_path: Path | None, start_frame: int | None, end_frame: int | None) -> ImageListSource:
-    """MOT-challenge ``det.txt``/``gt.txt`` (frame, id, x, y, w, h, conf, ...; frames 1-based) with its ``img1/`` folder."""
+    """MOT-challenge ``det.txt``/``gt.txt`` (frame, id, x, y, w, h, conf, ...; frames 1-based) with its ``img1/`` folder.
+
+    In a ``gt/gt.txt`` with class columns, only rows flagged for evaluation (column 7 != 0) of class 1
+    (pedestrian) are kept; ``det.txt`` ids are not track ids and are dropped.
+    """
+    from phalp_lightning.datamodules.formats.mot import MOTFormatError, read_mot
+
     sequence_dir = path.parent.parent if path.parent.name in ("det", "gt") else path.parent
     frames_dir = base_path or sequence_dir / "img1"
     if not Path(frames_dir).is_dir():
         raise FrameSourceError(f"boxes file {path}: frame folder {frames_dir} not found; pass source.boxes_base_path=<folder of frames>")
     images = sorted(p for p in Path(frames_dir).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     try:
-        rows = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
-    except ValueError as error:
-        raise FrameSourceError(f"boxes file {path}: not MOT-challenge text (frame,id,x,y,w,h,conf,...): {error}") from error
-    if rows.size and rows.shape[1] < 6:
-        raise FrameSourceError(f"boxes file {path}: rows have {rows.shape[1]} columns, MOT text needs at least 6")
-    if rows.size and path.parent.name == "gt" and rows.shape[1] >= 8:
-        # gt.txt: column 7 flags rows to evaluate, column 8 the class (1 = pedestrian).
-        rows = rows[(rows[:, 6] != 0) & (rows[:, 7] == 1)]
+        rows = read_mot(path)
+    except MOTFormatError as error:
+        raise FrameSourceError(f"boxes file {path}: {error}") from error
+    is_gt = path.parent.name == "gt"
+    if is_gt and rows.extra.shape[1] >= 1:
+        keep = (rows.confidences != 0) & (rows.extra[:, 0] == 1)
+        rows = type(rows)(rows.frames[keep], rows.track_ids[keep], rows.boxes_xywh[keep], rows.confidences[keep], rows.extra[keep], rows.path)
     boxes = []
     for frame_number in range(1, len(images) + 1):
-        frame_rows = rows[rows[:, 0] == frame_number] if rows.size else rows.reshape(0, 6)
-        ids = frame_rows[:, 1].astype(np.int64) if path.parent.name != "det" else None
-        boxes.append(_given(frame_rows[:, 2:6], ids))
+        frame_rows = rows.frame(frame_number)
+        ids = None if path.parent.name == "det" else frame_rows.track_ids
+        boxes.append(_given(frame_rows.boxes_xywh, ids))
     return ImageListSource(source_name(path), path, images, start_frame, end_frame, boxes)
 
 
 def posetrack_boxes_source(path: Path, base_path: Path | None, start_frame: int | None, end_frame: int | None) -> ImageListSource:
     """PoseTrack 18/21 JSON (``images`` with ``file_name``, ``annotations`` with ``bbox`` xywh and ``track_id``)."""
+    from phalp_lightning.datamodules.formats.posetrack import PoseTrackFormatError, read_posetrack
+
     try:
-        data = json.loads(path.read_text())
-        images = sorted(data["images"], key=lambda image: image.get("frame_id", image["id"]))
-        annotations = data.get("annotations", [])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise FrameSourceError(f"boxes file {path}: not a PoseTrack JSON with 'images' ({error})") from error
+        video = read_posetrack(path)
+    except PoseTrackFormatError as error:
+        raise FrameSourceError(f"boxes file {path}: {error}") from error
     base = base_path or path.parent
-    per_image: dict[Any, list[dict[str, Any]]] = {}
-    for annotation in annotations:
-        if annotation.get("bbox") is not None and len(annotation["bbox"]) == 4:
-            per_image.setdefault(annotation["image_id"], []).append(annotation)
     boxes = []
-    for image in images:
-        people = per_image.get(image["id"], [])
-        boxes.append(_given(np.array([p["bbox"] for p in people], dtype=np.float32), np.array([p.get("track_id", -1) for p in people])))
-    return ImageListSource(source_name(path), path, [base / image["file_name"] for image in images], start_frame, end_frame, boxes)
+    for frame in video.frames:
+        people = [person for person in frame.people if person.box_xywh is not None]
+        boxes.append(_given(np.array([p.box_xywh for p in people], dtype=np.float32), np.array([p.track_id for p in people])))
+    return ImageListSource(source_name(path), path, [base / frame.file_name for frame in video.frames], start_frame, end_frame, boxes)
 
 
 def source_name(path: str | os.PathLike[str]) -> str:

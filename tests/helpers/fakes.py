@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from phalp_lightning.structures import Detections
 from phalp_lightning.utils.geometry import IMG_SIZE, crop_cam_to_full_translation, project_to_padded_frame
 
 
@@ -55,31 +53,11 @@ class FakeHMAR(torch.nn.Module):
         return pooled.repeat(1, 4, 1, 1).flatten(1)  # (B, 4096)
 
 
-class BlobDetector:
-    """Finds saturated-colour blobs (the people of :func:`make_blob_video`), one box per colour."""
-
-    def __init__(self, min_area: int = 200) -> None:
-        self.min_area = min_area
-
-    def __call__(self, images: Tensor) -> list[Detections]:
-        import cv2
-
-        results = []
-        for frame in images.cpu().numpy():
-            hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV)
-            saturated = ((hsv[..., 1] > 120) & (hsv[..., 2] > 80)).astype(np.uint8)
-            count, _, stats, _ = cv2.connectedComponentsWithStats(saturated)
-            boxes = [[x, y, x + w, y + h] for x, y, w, h, area in stats[1:count] if area >= self.min_area]
-            boxes_t = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-            results.append(Detections(boxes=boxes_t, scores=torch.full((len(boxes_t),), 0.99)))
-        return results
-
-
 class FakeTracker:
     """The PHALPTracker interface with greedy nearest-box-centre matching and a fixed emit delay.
 
     Frames come out ``delay`` frames late and in order (like PHALP's back-fill delay); ``finalize``
-    flushes the rest. ``appearance_encoder`` and ``pose_predictor`` are accepted and recorded.
+    flushes the rest. Frames with ground-truth ids keep those ids. ``appearance_encoder`` and ``pose_predictor`` are accepted and recorded.
     """
 
     def __init__(self, delay: int = 2, max_distance: float = 80.0, appearance_encoder=None, pose_predictor=None, **_: object) -> None:
@@ -110,6 +88,8 @@ class FakeTracker:
             else:
                 ids.append(self._next_id)
                 self._next_id += 1
+        if frame.gt_track_ids is not None:  # PHALP's use_gt: given boxes carry their ids
+            ids = [int(t) for t in frame.gt_track_ids]
         self._last = {t: c for t, c in zip(ids, centres)}
         if self.appearance_encoder is not None and frame.uv is not None and len(frame):
             assert self.appearance_encoder(frame.uv).shape == (len(frame), 4096)
