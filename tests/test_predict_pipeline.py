@@ -155,3 +155,12 @@ def test_render_boxes_writes_a_video_with_every_frame(compose_cfg, synthetic_vid
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     assert (int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))) == (256, 384)
     capture.release()
+
+
+def test_render_mesh_falls_back_to_the_cpu_rasteriser(compose_cfg, synthetic_video, assets_env):
+    import cv2
+
+    cfg, _ = run_predict(compose_cfg, [*given_boxes(synthetic_video), "render=mesh", "render.writer.mesh_backend=auto", "source.end_frame=2"])
+    capture = cv2.VideoCapture(f"{cfg.output_dir}/PHALP_{source_name(synthetic_video.mot_gt_path)}.mp4")
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    capture.release()

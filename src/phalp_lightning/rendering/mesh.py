@@ -112,8 +112,30 @@ class PyrenderMeshRenderer:
         return (colour[..., :3] * alpha + image * (1 - alpha)).astype(np.uint8)
 
 
+class RasterMeshRenderer:
+    """The CPU z-buffer rasteriser (:mod:`phalp_lightning.rendering.rasterize`): no GL needed, slower."""
+
+    def __init__(self, builder: MeshBuilder) -> None:
+        self.builder = builder
+
+    def render(self, image: np.ndarray, tracks: FrameTracks) -> np.ndarray:
+        """Draw the meshes of the detected tracks over ``image`` (H, W, 3) uint8 RGB."""
+        from phalp_lightning.rendering.rasterize import render_meshes
+
+        meshes = self.builder(tracks)
+        if len(meshes.vertices) == 0:
+            return image
+        num_vertices = meshes.vertices.shape[1]
+        colours = [np.broadcast_to(colour.astype(np.float64), (num_vertices, 3)) for colour in meshes.colours]
+        height, width = image.shape[:2]
+        output = render_meshes(
+            list(meshes.vertices), meshes.faces, colours, meshes.focal, meshes.principal_point, height, width, background=image
+        )
+        return output.image
+
+
 def build_mesh_renderer(backend: str = "auto", assets_dir: str | None = None) -> Any:
-    """A mesh renderer for ``backend`` ("auto", "pyrender", "cpu"), or None when none can be built.
+    """A mesh renderer for ``backend`` ("auto", "pyrender", "cpu").
 
     "auto" tries pyrender first (needs the ``render`` extra and a working EGL/OSMesa), then the CPU
     rasteriser; a missing body model raises :class:`~phalp_lightning.assets.AssetMissingError`.
@@ -132,9 +154,4 @@ def build_mesh_renderer(backend: str = "auto", assets_dir: str | None = None) ->
             if backend == "pyrender":
                 raise
             log.info("pyrender unavailable (%s); using the CPU rasteriser", error)
-    try:
-        from phalp_lightning.rendering.rasterize_overlay import RasterMeshRenderer
-    except ImportError as error:
-        log.warning("CPU rasteriser unavailable (%s)", error)
-        return None
     return RasterMeshRenderer(builder)
