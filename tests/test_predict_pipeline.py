@@ -164,3 +164,14 @@ def test_render_mesh_falls_back_to_the_cpu_rasteriser(compose_cfg, synthetic_vid
     capture = cv2.VideoCapture(f"{cfg.output_dir}/PHALP_{source_name(synthetic_video.mot_gt_path)}.mp4")
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
     capture.release()
+
+
+@pytest.mark.slow
+def test_two_processes_split_the_videos_and_each_writes_its_own(compose_cfg, synthetic_video):
+    videos = f"video=[{synthetic_video.mot_gt_path},{synthetic_video.frames_dir}]"
+    cfg, reports = run_predict(compose_cfg, [*given_boxes(synthetic_video), videos, "trainer=ddp_cpu"])
+    name = source_name(synthetic_video.mot_gt_path)
+    assert sorted((r.name, r.frames) for r in reports) == sorted([(name, 6), ("frames", 6)])
+    for video in (name, "frames"):
+        assert os.path.isfile(f"{cfg.output_dir}/results/demo_{video}.pkl")
+    assert len(np.loadtxt(f"{cfg.output_dir}/mot/{name}.txt", delimiter=",", ndmin=2)) > 0

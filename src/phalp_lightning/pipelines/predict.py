@@ -10,6 +10,7 @@ failed video is reported and the others are still written; the run fails at the 
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from phalp_lightning.assets import AssetMissingError
 from phalp_lightning.datamodules.video import source_name
 from phalp_lightning.pipelines.progress import PredictProgressBar
 from phalp_lightning.sinks.base import VideoInfo
-from phalp_lightning.tracking.callback import OnModuleDevice, PoseTransformerPredictor, TrackerCallback, VideoReport
+from phalp_lightning.tracking.callback import OnModuleDevice, PoseTransformerPredictor, TrackerCallback, VideoReport, load_reports
 from phalp_lightning.utils.logging import get_logger, task_wrapper
 
 log = get_logger(__name__)
@@ -125,12 +126,12 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         appearance_encoder=OnModuleDevice(hmar, "encode_appearance"),
         pose_predictor=build_pose_predictor(cfg.get("pose_predictor_ckpt"), cfg.get("pose_predictor_config")),
     )
-    callback = TrackerCallback(tracker, writers, output_dir, fps=float(cfg.get("fps", 30.0)))
+    # Spawned DDP ranks cannot hand their reports back in memory: each saves them for this run.
+    reports_path = str(output_dir / ".predict_reports" / f"{uuid.uuid4().hex}-rank{{rank}}.json")
+    callback = TrackerCallback(tracker, writers, output_dir, fps=float(cfg.get("fps", 30.0)), reports_path=reports_path)
     callbacks: list[Any] = [callback]
     if cfg.get("progress_bar", True):
-        progress = PredictProgressBar()
-        callback.on_frame = lambda report: progress.show_video(report.name, report.frames, report.fps)
-        callbacks.append(progress)
+        callbacks.append(PredictProgressBar())  # the callback shows the current video's frames/s on it
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer,
         callbacks=callbacks,
@@ -143,9 +144,7 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     datamodule.prepare_data()
     trainer.predict(system, datamodule=datamodule, return_predictions=False)
 
-    reports = list(callback.reports)
-    reports += [VideoReport(name=source_name(path), source=path, error=message) for path, message in datamodule.failures.items()]
-    reports += [VideoReport(name=name, source=name, skipped=True) for name in datamodule.skipped]
+    reports = load_reports(reports_path) if trainer.world_size > 1 else list(callback.reports)
     summary = summarise(reports, output_dir)
     log.info("Summary (rank %d):\n%s", trainer.global_rank, summary)
     failed = [report for report in reports if report.error]

@@ -12,8 +12,9 @@ run goes on with the next video.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,13 @@ class VideoReport:
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "track_ids": sorted(self.track_ids)}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> VideoReport:
+        return VideoReport(**{**data, "track_ids": set(data["track_ids"])})
+
 
 def empty_frame_tracks(frame: FrameDetections) -> FrameTracks:
     """A frame with no confirmed track (for frames the tracker does not emit)."""
@@ -99,10 +107,15 @@ class TrackerCallback(BasePredictionWriter):
         writers: the :class:`~phalp_lightning.sinks.base.TrackWriter` s each video is written with.
         output_dir: folder the writers write under.
         fps: frame rate passed to video writers.
+        reports_path: where each rank saves its :class:`VideoReport` s as JSON at the end
+            (``{rank}`` is replaced by the rank), so the launching process can summarise spawned ranks.
     """
 
-    def __init__(self, tracker: Any, writers: Sequence[TrackWriter], output_dir: str | Path, fps: float = 30.0) -> None:
+    def __init__(
+        self, tracker: Any, writers: Sequence[TrackWriter], output_dir: str | Path, fps: float = 30.0, reports_path: str | None = None
+    ) -> None:
         super().__init__(write_interval="batch")
+        self.reports_path = reports_path
         self.tracker = tracker
         self.writers = list(writers)
         self.output_dir = Path(output_dir)
@@ -113,7 +126,6 @@ class TrackerCallback(BasePredictionWriter):
         self._images: dict[int, np.ndarray] = {}
         self._next_frame = 0
         self._started = 0.0
-        self.on_frame: Callable[[VideoReport], None] | None = None  # progress hook
 
     @property
     def needs_images(self) -> bool:
@@ -208,11 +220,21 @@ class TrackerCallback(BasePredictionWriter):
                     self._track(prediction.frames, batch)
                 except (RuntimeError, ValueError, KeyError, IndexError) as error:
                     self._fail(f"{type(error).__name__}: {error}")
-        if self.on_frame is not None:
-            self._elapsed()
-            self.on_frame(current)
+        self._show_progress(trainer, current)
         if batch["is_last"]:
             self._finish()
+
+    @staticmethod
+    def _progress_bars(trainer: Any) -> list[Any]:
+        return [callback for callback in getattr(trainer, "callbacks", []) if hasattr(callback, "show_video")]
+
+    def _show_progress(self, trainer: Any, current: VideoReport) -> None:
+        bars = self._progress_bars(trainer)
+        if bars:
+            if current.error is None:
+                self._elapsed()
+            for bar in bars:
+                bar.show_video(current.name, current.frames, current.fps)
 
     def _track(self, frames: list[FrameDetections], batch: dict[str, Any]) -> None:
         images = batch["images"] if self.needs_images else None
@@ -225,3 +247,21 @@ class TrackerCallback(BasePredictionWriter):
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         # A video whose last batch never came (e.g. a limit_predict_batches run) is still flushed.
         self._finish()
+        # Videos the datamodule could not open, or skipped as finished, are reported with the others.
+        datamodule = getattr(trainer, "datamodule", None)
+        for source, message in getattr(datamodule, "failures", {}).items():
+            self.reports.append(VideoReport(name=Path(source).name, source=source, error=message))
+        for name in getattr(datamodule, "skipped", []):
+            self.reports.append(VideoReport(name=name, source=name, skipped=True))
+        if self.reports_path is not None:
+            path = Path(self.reports_path.format(rank=trainer.global_rank))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps([report.to_dict() for report in self.reports]))
+
+
+def load_reports(pattern: str) -> list[VideoReport]:
+    """The reports every rank saved with ``reports_path=pattern`` (``{rank}`` = 0, 1, ...)."""
+    reports = []
+    for path in sorted(Path(pattern.format(rank="x")).parent.glob(Path(pattern.format(rank="*")).name)):
+        reports.extend(VideoReport.from_dict(item) for item in json.loads(path.read_text()))
+    return reports
