@@ -23,6 +23,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
+from phalp_lightning.datamodules.video import source_name
 from phalp_lightning.sinks.base import TrackWriter, VideoInfo
 from phalp_lightning.structures import FrameDetections, FrameTracks
 from phalp_lightning.utils.logging import get_logger
@@ -250,7 +251,7 @@ class TrackerCallback(BasePredictionWriter):
         # Videos the datamodule could not open, or skipped as finished, are reported with the others.
         datamodule = getattr(trainer, "datamodule", None)
         for source, message in getattr(datamodule, "failures", {}).items():
-            self.reports.append(VideoReport(name=Path(source).name, source=source, error=message))
+            self.reports.append(VideoReport(name=source_name(source), source=source, error=message))
         for name in getattr(datamodule, "skipped", []):
             self.reports.append(VideoReport(name=name, source=name, skipped=True))
         if self.reports_path is not None:
