@@ -46,7 +46,7 @@ class TrackingSystem(L.LightningModule):
         detector: a :class:`~phalp_lightning.detection.base.Detector`; an ``nn.Module`` detector is
             registered as a submodule so Lightning places it on the device.
         hmar: the HMAR network (``forward``, ``get_3d_parameters``, ``encode_appearance``).
-        crop_size: HMAR input side (256 for the official weights).
+        crop_size: HMAR input side; None takes ``hmar.img_size`` (256 for the official weights).
         aspect_ratio: optional (w, h) box expansion before cropping (4D-Humans: [192, 256]).
         min_box_width, min_box_height: the small-box filter, original-frame pixels (PHALP 50 x 100).
         use_given_boxes: frames whose source gives boxes use them instead of the detector (PHALP).
@@ -58,7 +58,7 @@ class TrackingSystem(L.LightningModule):
         self,
         detector: Detector,
         hmar: torch.nn.Module,
-        crop_size: int = 256,
+        crop_size: int | None = None,
         aspect_ratio: tuple[float, float] | None = None,
         min_box_width: float = MIN_BOX_WIDTH,
         min_box_height: float = MIN_BOX_HEIGHT,
@@ -69,6 +69,11 @@ class TrackingSystem(L.LightningModule):
         super().__init__()
         self.detector = detector
         self.hmar = hmar.eval().requires_grad_(False)
+        network_size = getattr(hmar, "img_size", None)
+        if crop_size is None:
+            crop_size = int(network_size) if network_size is not None else 256
+        elif network_size is not None and int(network_size) != crop_size:
+            raise ValueError(f"system.crop_size={crop_size} but HMAR takes {network_size} px crops; set system.crop_size=null")
         self.crop_size = crop_size
         self.aspect_ratio = tuple(aspect_ratio) if aspect_ratio is not None else None
         self.min_box_width = min_box_width
