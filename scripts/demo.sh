@@ -25,17 +25,16 @@ fi
 
 echo "== synthetic video ($FRAMES frames, $PEOPLE people) -> $OUT/video"
 "$PYTHON" -m phalp_lightning.datamodules.synthetic video --out "$OUT/video" --num-frames "$FRAMES" --num-people "$PEOPLE"
-VIDEO=$(ls "$OUT"/video/*.mp4 | head -n 1)
+VIDEO="$OUT/video/video.mp4"
 
 echo "== predict on $VIDEO"
 # shellcheck disable=SC2086
-"$PYTHON" predict.py video="$VIDEO" ckpt="${CKPT:-null}" output_dir="$OUT/predict" ${PREDICT_ARGS:-render=boxes}
+"$PYTHON" predict.py video="$VIDEO" ckpt="${CKPT:-null}" hydra.run.dir="$OUT/predict" overwrite=true ${PREDICT_ARGS:-render=boxes}
 
-if [ -f evaluate.py ] && "$PYTHON" -c "import phalp_lightning.pipelines.evaluate" 2>/dev/null; then
-    GT=$(ls "$OUT"/video/*gt*.txt 2>/dev/null | head -n 1 || true)
-    if [ -n "$GT" ]; then
-        echo "== evaluate against $GT"
-        "$PYTHON" evaluate.py predictions="$OUT/predict/mot" ground_truth="$GT" output_dir="$OUT/evaluate" || echo "(evaluation failed; see above)"
-    fi
+# The generator writes <OUT>/video/gt/gt.txt (sequence "video", the folder's name) and predict names
+# video.mp4's results "video": evaluation pairs them by that name.
+if "$PYTHON" -c "import phalp_lightning.pipelines.evaluate" 2>/dev/null; then
+    echo "== evaluate against $OUT/video/gt/gt.txt"
+    "$PYTHON" evaluate.py pred="$OUT/predict/mot" gt="$OUT/video/gt/gt.txt" format=mot logger=none hydra.run.dir="$OUT/evaluate"
 fi
 echo "== done: results in $OUT/predict (results/*.pkl|npz, mot/*.txt, PHALP_*.mp4)"
