@@ -8,7 +8,7 @@ by frame in order, and writes its files only when the video is closed, atomicall
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,14 +60,16 @@ class TrackWriter(Protocol):
 
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one step."""
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one step.
+
+    The temporary file is not created here, so the writer creates it with the usual permissions.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     # Keep the real suffix last: OpenCV picks the container from it.
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.tmp.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
+    temporary = path.parent / f".{path.stem}.tmp.{uuid.uuid4().hex[:12]}{path.suffix}"
     try:
-        yield Path(temporary)
+        yield temporary
         os.replace(temporary, path)
     finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        if temporary.exists():
+            temporary.unlink()
