@@ -57,7 +57,7 @@ class FrameSource(ABC):
         """Boxes given for frame ``index`` (with their track ids), or None when there are none."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: sources without decoders have nothing to release
         """Release decoders; the source reopens itself on the next read."""
 
 

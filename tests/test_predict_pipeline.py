@@ -7,11 +7,11 @@ import os
 import joblib
 import numpy as np
 import pytest
-from omegaconf import open_dict
-
 from helpers import synthetic_data
-from helpers.tracks import id_pairs, is_one_to_one
+from helpers.tracks import id_pairs
+from omegaconf import open_dict
 from phalp_lightning.datamodules.video import source_name
+
 from phalp_lightning.sinks.results import load_results_npz
 
 synthetic_video = synthetic_data.synthetic_video
@@ -96,9 +96,9 @@ def test_npz_has_the_same_content_as_the_pkl(compose_cfg, synthetic_video):
         for key in PHALP_KEYS:
             left, right = pkl[name][key], npz[name][key]
             if key == "smpl":
-                assert all(np.array_equal(a[k], b[k]) for a, b in zip(left, right) for k in a)
+                assert all(np.array_equal(a[k], b[k]) for a, b in zip(left, right, strict=True) for k in a)
             elif key in VECTOR_SHAPES or key == "tracked_bbox":
-                assert len(left) == len(right) and all(np.array_equal(a, b) for a, b in zip(left, right)), key
+                assert len(left) == len(right) and all(np.array_equal(a, b) for a, b in zip(left, right, strict=True)), key
             else:
                 assert left == right, key
 

@@ -8,7 +8,6 @@ import joblib
 import numpy as np
 import pytest
 import torch
-
 from helpers import synthetic_data
 from phalp_lightning.datamodules.video import FrameSourceError, VideoDataModule, open_source, source_name
 
@@ -18,7 +17,7 @@ synthetic_video = synthetic_data.synthetic_video
 @pytest.fixture()
 def video(synthetic_video):
     """The generated 6-frame, 3-person 256 x 384 video, with boxes as (T, P, 4) xyxy sorted by id."""
-    boxes = np.stack([frame_boxes[np.argsort(ids)] for frame_boxes, ids in zip(synthetic_video.boxes, synthetic_video.track_ids)])
+    boxes = np.stack([frame_boxes[np.argsort(ids)] for frame_boxes, ids in zip(synthetic_video.boxes, synthetic_video.track_ids, strict=True)])
     return SimpleNamespace(
         video_path=synthetic_video.video_path, frames_dir=synthetic_video.frames_dir, mot_gt_path=synthetic_video.mot_gt_path,
         boxes=boxes.astype(np.float32), frame=synthetic_video.frame_paths,
@@ -112,3 +111,16 @@ def test_videos_are_split_across_ranks(video, tmp_path):
         module.setup("predict")
         names.append([source.name for source in module.sources])
     assert names == [["video", source_name(video.mot_gt_path)], ["frames"]] and module.failures == {}
+
+
+def test_pyav_backend_reads_the_same_frames(video):
+    pytest.importorskip("av")
+    opencv = open_source(video.video_path, start_frame=1)
+    pyav = open_source(video.video_path, start_frame=1)
+    pyav.backend = "pyav"  # the fallback used for containers OpenCV cannot open
+    for index in (0, 3, 1):  # includes a backwards read, which restarts decoding
+        difference = np.abs(pyav.read(index).astype(int) - opencv.read(index).astype(int))
+        assert difference.mean() < 2.0
+    with pytest.raises(FrameSourceError, match="frame 99 cannot be decoded"):
+        pyav.frames = range(100)
+        pyav.read(99)

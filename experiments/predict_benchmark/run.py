@@ -69,11 +69,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     args = parser.parse_args(argv)
 
+    from phalp_lightning.datamodules.synthetic import make_synthetic_video
+    from phalp_lightning.datamodules.video import open_source
     from scipy.optimize import linear_sum_assignment
 
     from phalp_lightning.assets.synthetic import write_synthetic_assets
-    from phalp_lightning.datamodules.synthetic import make_synthetic_video
-    from phalp_lightning.datamodules.video import open_source
     from phalp_lightning.detection.crops import crop_people
     from phalp_lightning.detection.hog import HOGDetector
 
@@ -89,11 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
 
         # Crops, side by side on the same frames and ground-truth boxes.
         batched_s, loop_s, people = 0.0, 0.0, 0
-        for frame, boxes in zip(frames, video.boxes):
+        for frame, boxes in zip(frames, video.boxes, strict=True):
             boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
             image = torch.from_numpy(frame)
-            batched_s += _best_of(lambda: crop_people(image, torch.from_numpy(boxes).float(), None, crop_size=args.crop_size))
-            loop_s += _best_of(lambda: crops_loop(frame, boxes, args.crop_size))
+            batched_s += _best_of(lambda image=image, boxes=boxes: crop_people(image, torch.from_numpy(boxes).float(), None, crop_size=args.crop_size))
+            loop_s += _best_of(lambda frame=frame, boxes=boxes: crops_loop(frame, boxes, args.crop_size))
             people += len(boxes)
 
         detector = HOGDetector(score_threshold=0.3)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         detections = [detector(torch.from_numpy(frame)[None])[0] for frame in frames]
         hog_s = (time.perf_counter() - start) / len(frames)
         matched = predicted = truth = 0
-        for found, boxes in zip(detections, video.boxes):
+        for found, boxes in zip(detections, video.boxes, strict=True):
             predicted += len(found)
             truth += len(boxes)
             if len(found) and len(boxes):

@@ -90,7 +90,7 @@ class FakeTracker:
                 self._next_id += 1
         if frame.gt_track_ids is not None:  # PHALP's use_gt: given boxes carry their ids
             ids = [int(t) for t in frame.gt_track_ids]
-        self._last = {t: c for t, c in zip(ids, centres)}
+        self._last = {t: c for t, c in zip(ids, centres, strict=True)}
         if self.appearance_encoder is not None and frame.uv is not None and len(frame):
             assert self.appearance_encoder(frame.uv).shape == (len(frame), 4096)
         tracks = FrameTracks(

@@ -24,14 +24,14 @@ def id_pairs(mot_rows: np.ndarray, gt_boxes: list[np.ndarray], gt_ids: list[np.n
         gt_boxes, gt_ids: per 0-based frame (N, 4) xyxy boxes and (N,) ids.
     """
     pairs = set()
-    for t, (boxes, ids) in enumerate(zip(gt_boxes, gt_ids)):
+    for t, (boxes, ids) in enumerate(zip(gt_boxes, gt_ids, strict=True)):
         rows = mot_rows[mot_rows[:, 0] == t + 1]
         if not len(rows) or not len(boxes):
             continue
         predicted = np.concatenate([rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]], axis=1)
         iou = box_iou(predicted, np.asarray(boxes, np.float64))
         rows_i, cols_i = linear_sum_assignment(-iou)
-        pairs |= {(int(rows[r, 1]), int(ids[c])) for r, c in zip(rows_i, cols_i) if iou[r, c] >= min_iou}
+        pairs |= {(int(rows[r, 1]), int(ids[c])) for r, c in zip(rows_i, cols_i, strict=True) if iou[r, c] >= min_iou}
     return pairs
 
 

@@ -152,7 +152,7 @@ class TrackingSystem(L.LightningModule):
             features = self.hmar_features(torch.cat(crops), torch.cat(padded), (height, width))
         frames = []
         offset = 0
-        for frame, ((found, index), count) in enumerate(zip(kept, counts)):
+        for frame, ((found, index), count) in enumerate(zip(kept, counts, strict=True)):
             rows = slice(offset, offset + count)
             offset += count
             frames.append(self._frame_detections(batch, frame, found, index, {k: v[rows] for k, v in features.items()}, centers[frame], sides[frame], (height, width)))

@@ -23,7 +23,13 @@ from phalp_lightning.assets import AssetMissingError
 from phalp_lightning.datamodules.video import source_name
 from phalp_lightning.pipelines.progress import PredictProgressBar
 from phalp_lightning.sinks.base import VideoInfo
-from phalp_lightning.tracking.callback import OnModuleDevice, PoseTransformerPredictor, TrackerCallback, VideoReport, load_reports
+from phalp_lightning.tracking.callback import (
+    OnModuleDevice,
+    PoseTransformerPredictor,
+    TrackerCallback,
+    VideoReport,
+    load_reports,
+)
 from phalp_lightning.utils.logging import get_logger, task_wrapper
 
 log = get_logger(__name__)

@@ -96,7 +96,7 @@ class PyrenderMeshRenderer:
         scene = pyrender.Scene(bg_color=[0, 0, 0, 0], ambient_light=[0.3, 0.3, 0.3])
         # OpenGL looks down -z with y up: rotate the OpenCV-frame meshes 180 degrees about x.
         flip = np.diag([1.0, -1.0, -1.0])
-        for vertices, colour in zip(meshes.vertices, meshes.colours):
+        for vertices, colour in zip(meshes.vertices, meshes.colours, strict=True):
             material = pyrender.MetallicRoughnessMaterial(metallicFactor=0.0, roughnessFactor=0.7, baseColorFactor=(*(colour / 255.0), 1.0))
             mesh = trimesh.Trimesh(vertices @ flip.T, meshes.faces, process=False)
             scene.add(pyrender.Mesh.from_trimesh(mesh, material=material))

@@ -11,9 +11,9 @@ run goes on with the next video.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
