@@ -112,6 +112,18 @@ def summarise(reports: list[VideoReport], output_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def evaluate_outputs(reports: list[VideoReport], output_dir: Path, ground_truth: Any, ground_truth_format: str) -> dict[str, float]:
+    """Score this run's MOT outputs against ``ground_truth`` (files or folders), sequences matched by name."""
+    from phalp_lightning.pipelines.evaluate import evaluate_files, report
+
+    if not ground_truth:
+        raise ValueError("evaluate=true needs ground_truth=<MOT gt.txt / PoseTrack JSON files or folders>")
+    names = [r.name for r in reports if r.error is None]
+    result = evaluate_files(output_dir / "mot", video_list(ground_truth), format="mot", gt_format=ground_truth_format, sequences=names)
+    report(result, output_dir / "evaluation")
+    return dict(result.overall)
+
+
 @task_wrapper
 def run(cfg: DictConfig) -> list[VideoReport]:
     """Track every video of ``cfg.video``; returns one report per video (raises PredictError if any failed)."""
@@ -153,6 +165,9 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     reports = load_reports(reports_path) if trainer.world_size > 1 else list(callback.reports)
     summary = summarise(reports, output_dir)
     log.info("Summary (rank %d):\n%s", trainer.global_rank, summary)
+    if cfg.get("evaluate", False) and trainer.is_global_zero:
+        metrics = evaluate_outputs(reports, output_dir, cfg.get("ground_truth"), cfg.get("ground_truth_format", "mot"))
+        log.info("Evaluation (%s): %s", output_dir / "evaluation", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     failed = [report for report in reports if report.error]
     if failed:
         raise PredictError("; ".join(f"{report.source}: {report.error}" for report in failed))
