@@ -8,7 +8,7 @@ import joblib
 import numpy as np
 import pytest
 from helpers import synthetic_data
-from helpers.tracks import id_pairs
+from helpers.tracks import id_pairs, is_one_to_one
 from omegaconf import open_dict
 from phalp_lightning.datamodules.video import source_name
 
@@ -175,3 +175,21 @@ def test_two_processes_split_the_videos_and_each_writes_its_own(compose_cfg, syn
     for video in (name, "frames"):
         assert os.path.isfile(f"{cfg.output_dir}/results/demo_{video}.pkl")
     assert len(np.loadtxt(f"{cfg.output_dir}/mot/{name}.txt", delimiter=",", ndmin=2)) > 0
+
+
+def test_the_real_tracker_runs_in_the_loop_with_its_back_fill_delay(compose_cfg, synthetic_video):
+    from phalp_lightning.pipelines.predict import run
+
+    cfg = compose_cfg("predict", [*given_boxes(synthetic_video), "ckpt=null", "progress_bar=false", "trainer.accelerator=cpu", "source.batch_size=4", "tracker.n_init=3"])
+    with open_dict(cfg):
+        cfg.hmar = {"_target_": "helpers.fakes.FakeHMAR", "img_size": 32}
+    (report,) = run(cfg)
+    name = source_name(synthetic_video.mot_gt_path)
+    results = joblib.load(f"{cfg.output_dir}/results/demo_{name}.pkl")
+    assert report.error is None and [record["time"] for record in results.values()] == list(range(6))
+    mot = np.loadtxt(f"{cfg.output_dir}/mot/{name}.txt", delimiter=",", ndmin=2)
+    pairs = id_pairs(mot, *gt_per_frame(synthetic_video), min_iou=0.99)
+    assert is_one_to_one(pairs) and len(pairs) >= 2, pairs
+    # Tracks confirmed on frame 2 (n_init=3) are back-filled into frames 0 and 1.
+    first = results[next(iter(results))]
+    assert len(first["tid"]) >= 2 and set(first["tracked_time"]) == {0}

@@ -16,8 +16,9 @@ class FakeHMAR(torch.nn.Module):
     is all the tracker needs to follow people in the test videos.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, img_size: int | None = None) -> None:
         super().__init__()
+        self.img_size = img_size  # crop side it expects (None: any)
         self.scale = torch.nn.Parameter(torch.ones(()))  # gives the module a device
         generator = torch.Generator().manual_seed(0)
         joints = torch.rand(45, 3, generator=generator) - 0.5
