@@ -17,7 +17,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from phalp_lightning.assets import AssetMissingError
 from phalp_lightning.datamodules.video import source_name
@@ -139,10 +139,16 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"))
     detector = hydra.utils.instantiate(cfg.detector)
     system = hydra.utils.instantiate(cfg.system, detector=detector, hmar=hmar)
+    # The pose-transformer checkpoint: pose_predictor_ckpt=..., or tracker.pose_predictor=<ckpt path>.
+    pose_ckpt = cfg.get("pose_predictor_ckpt")
+    tracker_cfg = cfg.tracker
+    if isinstance(tracker_cfg.get("pose_predictor"), str):
+        pose_ckpt = pose_ckpt or tracker_cfg.pose_predictor
+        tracker_cfg = OmegaConf.merge(tracker_cfg, {"pose_predictor": None})
     tracker = hydra.utils.instantiate(
-        cfg.tracker,
+        tracker_cfg,
         appearance_encoder=OnModuleDevice(hmar, "encode_appearance"),
-        pose_predictor=build_pose_predictor(cfg.get("pose_predictor_ckpt"), cfg.get("pose_predictor_config")),
+        pose_predictor=build_pose_predictor(pose_ckpt, cfg.get("pose_predictor_config")),
     )
     # Spawned DDP ranks cannot hand their reports back in memory: each saves them for this run.
     reports_path = str(output_dir / ".predict_reports" / f"{uuid.uuid4().hex}-rank{{rank}}.json")
