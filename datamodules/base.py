@@ -131,6 +131,10 @@ class ShardDataModule(L.LightningDataModule):
                 num_workers=self.num_workers, shuffle_buffer=self.shuffle_buffer, seed=self.seed,
                 rank=rank, world_size=world, pass_rng=self.pass_rng,
             )
+            trainer = getattr(self, "trainer", None)
+            if trainer is not None and getattr(trainer, "overfit_batches", 0):
+                # Overfitting means the same few batches every epoch: stop reshuffling.
+                self.train_dataset.fixed_epoch = 0
             log.info("training on %s (epoch of %d samples over %d rank(s))", [s.name for s in sources], epoch_length, world)
         if stage in (None, "fit", "validate") and self.val_shards is not None and self.val_dataset is None:
             self.val_dataset = self._eval_stream(self.val_shards, rank, world)

@@ -602,6 +602,8 @@ class ShardStream(IterableDataset):
         self.balanced_eval = balanced_eval
         self._epoch = 0
         self._iterations = 0
+        # Set to an epoch number to replay the same stream every epoch (overfitting a few batches).
+        self.fixed_epoch: int | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch (reshuffles the training stream); called by :class:`EpochDataLoader`."""
@@ -678,7 +680,7 @@ class ShardStream(IterableDataset):
                 )
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        self._current_epoch = self._epoch + self._iterations
+        self._current_epoch = self._epoch + self._iterations if self.fixed_epoch is None else self.fixed_epoch
         self._iterations += 1
         slot, slots = self._position()
         if not self.train:

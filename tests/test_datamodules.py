@@ -163,3 +163,46 @@ def test_lightning_fit_runs_two_epochs_on_the_tracklet_datamodule(synthetic_trac
                         enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(probe, datamodule=module)
     assert probe.seen == [4] * 4 and "val_loss" in trainer.callback_metrics
+
+
+def test_the_default_data_configs_instantiate_and_load_the_synthetic_shards(compose_cfg, tmp_path, synthetic_assets):
+    import hydra
+    from helpers.synthetic_data import body_model_handle
+    from phalp_lightning.datamodules.synthetic import write_synthetic_crops, write_synthetic_tracklets
+
+    body = body_model_handle(str(synthetic_assets))
+    write_synthetic_crops(tmp_path / "synthetic" / "crops", num_train=2, num_val=2, crop_size=32, body_model=body)
+    write_synthetic_tracklets(tmp_path / "synthetic" / "tracklets", num_train_tracks=1, num_val_tracks=1, track_length=8, window=8, body_model=body)
+    for model, key, shape in (("hmar", "image", (2, 4, 64, 64)), ("pose_transformer", "pose", (2, 8, 229))):
+        cfg = compose_cfg("train", [f"model={model}", f"paths.data_dir={tmp_path}", "data.batch_size=2", "data.epoch_length=2"]
+                          + (["data.crop_size=64"] if model == "hmar" else []))
+        module = hydra.utils.instantiate(cfg.data)
+        module.setup("fit")
+        assert next(iter(module.train_dataloader()))[key].shape == shape
+        assert next(iter(module.val_dataloader()))[key].shape[0] >= 1
+
+
+@pytest.mark.slow
+def test_overfit_batches_replays_the_same_batches_every_epoch(synthetic_tracklet_shards, tmp_path):
+    import lightning as L
+
+    class Recorder(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(229, 1)
+            self.first_values = []
+
+        def training_step(self, batch, _):
+            self.first_values.append(float(batch["pose"][:, 0, 0].sum() + batch["time"][:, 0].sum()))
+            return self.layer(batch["pose"]).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    module = TrackletDataModule(synthetic_tracklet_shards["train"]["pattern"], None, batch_size=4, epoch_length=16)
+    recorder = Recorder()
+    trainer = L.Trainer(overfit_batches=2, max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0)
+    trainer.fit(recorder, datamodule=module)
+    assert len(recorder.first_values) == 6
+    assert recorder.first_values[0:2] == recorder.first_values[2:4] == recorder.first_values[4:6]

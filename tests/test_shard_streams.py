@@ -4,7 +4,6 @@ import collections
 
 import pytest
 import torch
-
 from helpers import synthetic_data
 from phalp_lightning.datamodules.shards import EpochDataLoader, ShardSource, ShardStream, expand_shards
 
@@ -102,3 +101,19 @@ def test_tracklet_batches_from_workers_collate(synthetic_tracklet_shards):
     assert len(batches) == 4 and all(isinstance(batch["pose"], torch.Tensor) for batch in batches)
     counts = collections.Counter(tuple(batch["pose"].shape) for batch in batches)
     assert counts == {(4, 8, 229): 4}
+
+
+@pytest.mark.slow
+def test_real_ddp_two_cpu_processes_see_disjoint_equal_halves(synthetic_tracklet_shards, tmp_path):
+    import lightning as L
+    from helpers.ddp_probe import FingerprintRecorder
+    from phalp_lightning.datamodules.tracklets import TrackletDataModule
+
+    total = synthetic_tracklet_shards["train"]["num_samples"]
+    module = TrackletDataModule(synthetic_tracklet_shards["train"]["pattern"], None, batch_size=4, epoch_length=total, shuffle_buffer=4)
+    trainer = L.Trainer(strategy="ddp_spawn", accelerator="cpu", devices=2, max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, limit_val_batches=0)
+    trainer.fit(FingerprintRecorder(str(tmp_path)), datamodule=module)
+    seen = [(tmp_path / f"rank{rank}.txt").read_text().split() for rank in range(2)]
+    assert len(seen[0]) == len(seen[1]) == total // 2
+    assert set(seen[0]).isdisjoint(seen[1]) and len(set(seen[0]) | set(seen[1])) == total

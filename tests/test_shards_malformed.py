@@ -6,7 +6,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from helpers import synthetic_data
 from phalp_lightning.datamodules.shards import (
     CropDecoder,

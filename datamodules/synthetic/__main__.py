@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in ("video", "all"):
         from phalp_lightning.datamodules.synthetic.video import make_synthetic_video
 
-        options = {} if args.command == "all" else dict(
+        options = dict(num_frames=60) if args.command == "all" else dict(
             num_frames=args.num_frames, num_people=args.num_people, height=args.height, width=args.width,
             fps=args.fps, write_video=not args.no_mp4,
         )
