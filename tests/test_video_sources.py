@@ -124,3 +124,14 @@ def test_pyav_backend_reads_the_same_frames(video):
     with pytest.raises(FrameSourceError, match="frame 99 cannot be decoded"):
         pyav.frames = range(100)
         pyav.read(99)
+
+
+def test_decoding_workers_keep_the_order(video):
+    module = VideoDataModule([str(video.video_path)], batch_size=2, num_workers=2)
+    module.setup("predict")
+    batches = list(module.predict_dataloader())
+    assert [b["frame_index"].tolist() for b in batches] == [[0, 1], [2, 3], [4, 5]]
+    reference = open_source(video.video_path)
+    for batch in batches:
+        for k, index in enumerate(batch["frame_index"].tolist()):
+            np.testing.assert_array_equal(batch["images"][k].numpy(), reference.read(index))
