@@ -31,7 +31,7 @@ class HOGDetector:
 
     def __init__(
         self,
-        score_threshold: float = 0.5,
+        score_threshold: float = 0.3,
         nms_threshold: float = 0.4,
         max_side: int | None = 640,
         win_stride: int = 8,

@@ -169,6 +169,9 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     trainer.predict(system, datamodule=datamodule, return_predictions=False)
 
     reports = load_reports(reports_path) if trainer.world_size > 1 else list(callback.reports)
+    if trainer.is_global_zero:
+        for path in (output_dir / ".predict_reports").glob(Path(reports_path.format(rank="*")).name):
+            path.unlink()
     summary = summarise(reports, output_dir)
     log.info("Summary (rank %d):\n%s", trainer.global_rank, summary)
     if cfg.get("evaluate", False) and trainer.is_global_zero:
