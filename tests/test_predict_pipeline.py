@@ -193,3 +193,14 @@ def test_the_real_tracker_runs_in_the_loop_with_its_back_fill_delay(compose_cfg,
     # Tracks confirmed on frame 2 (n_init=3) are back-filled into frames 0 and 1.
     first = results[next(iter(results))]
     assert len(first["tid"]) >= 2 and set(first["tracked_time"]) == {0}
+
+
+def test_a_single_unreadable_video_fails_the_run_with_its_reason(compose_cfg, tmp_path):
+    from phalp_lightning.pipelines.predict import PredictError
+
+    empty = tmp_path / "clip.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(PredictError, match=r"clip\.mp4: the file is empty"):
+        run_predict(compose_cfg, [f"video={empty}"])
+    with pytest.raises(PredictError, match=r"missing\.mp4: no such file"):
+        run_predict(compose_cfg, [f"video={tmp_path / 'missing.mp4'}"])

@@ -164,11 +164,20 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         # Videos, not frames, are split across ranks (VideoDataModule.setup); frame order must hold.
         use_distributed_sampler=False,
     )
-    log.info("Tracking %d video(s) into %s", len(videos), output_dir)
-    datamodule.prepare_data()
-    trainer.predict(system, datamodule=datamodule, return_predictions=False)
-
-    reports = load_reports(reports_path) if trainer.world_size > 1 else list(callback.reports)
+    # Open every video once here: unreadable ones are reported even when no rank gets to run
+    # (Lightning skips the loop, and its hooks, when there is nothing to predict).
+    datamodule.setup("predict")
+    failures, skipped = dict(datamodule.failures), list(datamodule.skipped)
+    for source in datamodule.sources:
+        source.close()
+    if datamodule.sources:
+        log.info("Tracking %d video(s) into %s", len(datamodule.sources), output_dir)
+        trainer.predict(system, datamodule=datamodule, return_predictions=False)
+        reports = load_reports(reports_path) if trainer.world_size > 1 else list(callback.reports)
+    else:
+        reports = []
+    reports += [VideoReport(name=source_name(path), source=path, error=message) for path, message in failures.items()]
+    reports += [VideoReport(name=name, source=name, skipped=True) for name in skipped]
     if trainer.is_global_zero:
         for path in (output_dir / ".predict_reports").glob(Path(reports_path.format(rank="*")).name):
             path.unlink()

@@ -248,12 +248,6 @@ class TrackerCallback(BasePredictionWriter):
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         # A video whose last batch never came (e.g. a limit_predict_batches run) is still flushed.
         self._finish()
-        # Videos the datamodule could not open, or skipped as finished, are reported with the others.
-        datamodule = getattr(trainer, "datamodule", None)
-        for source, message in getattr(datamodule, "failures", {}).items():
-            self.reports.append(VideoReport(name=source_name(source), source=source, error=message))
-        for name in getattr(datamodule, "skipped", []):
-            self.reports.append(VideoReport(name=name, source=name, skipped=True))
         if self.reports_path is not None:
             path = Path(self.reports_path.format(rank=trainer.global_rank))
             path.parent.mkdir(parents=True, exist_ok=True)
