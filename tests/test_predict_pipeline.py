@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -204,3 +205,16 @@ def test_a_single_unreadable_video_fails_the_run_with_its_reason(compose_cfg, tm
         run_predict(compose_cfg, [f"video={empty}"])
     with pytest.raises(PredictError, match=r"missing\.mp4: no such file"):
         run_predict(compose_cfg, [f"video={tmp_path / 'missing.mp4'}"])
+
+
+def test_evaluate_true_scores_the_run_against_the_ground_truth(compose_cfg, synthetic_video):
+    pytest.importorskip("phalp_lightning.pipelines.evaluate")
+    import json
+
+    gt = synthetic_video.mot_gt_path
+    cfg, _ = run_predict(compose_cfg, [*given_boxes(synthetic_video), "evaluate=true", f"ground_truth={gt}"])
+    overall = json.loads((Path(cfg.output_dir) / "evaluation" / "metrics.json").read_text())["overall"]
+    # Ground-truth boxes with their ids: only the boxes under PHALP's size filter are missed.
+    rows = np.loadtxt(gt, delimiter=",", ndmin=2)
+    kept = ((rows[:, 4] >= 50) & (rows[:, 5] >= 100)).mean()
+    assert overall["MOTA"] == pytest.approx(kept, abs=1e-6)

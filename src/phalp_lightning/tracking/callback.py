@@ -221,9 +221,9 @@ class TrackerCallback(BasePredictionWriter):
                     self._track(prediction.frames, batch)
                 except (RuntimeError, ValueError, KeyError, IndexError) as error:
                     self._fail(f"{type(error).__name__}: {error}")
-        self._show_progress(trainer, current)
         if batch["is_last"]:
             self._finish()
+        self._show_progress(trainer, current)
 
     @staticmethod
     def _progress_bars(trainer: Any) -> list[Any]:
@@ -232,7 +232,7 @@ class TrackerCallback(BasePredictionWriter):
     def _show_progress(self, trainer: Any, current: VideoReport) -> None:
         bars = self._progress_bars(trainer)
         if bars:
-            if current.error is None:
+            if current.error is None and current is self._current:
                 self._elapsed()
             for bar in bars:
                 bar.show_video(current.name, current.frames, current.fps)
