@@ -11,6 +11,7 @@ failed video is reported and the others are still written; the run fails at the 
 from __future__ import annotations
 
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,10 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         source.close()
     if datamodule.sources:
         log.info("Tracking %d video(s) into %s", len(datamodule.sources), output_dir)
-        trainer.predict(system, datamodule=datamodule, return_predictions=False)
+        with warnings.catch_warnings():
+            # Batches are built by the dataset (batch_size=None): there are no sampler indices to infer.
+            warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+            trainer.predict(system, datamodule=datamodule, return_predictions=False)
         reports = load_reports(reports_path) if trainer.world_size > 1 else list(callback.reports)
     else:
         reports = []
