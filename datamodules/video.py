@@ -96,7 +96,16 @@ class VideoFileSource(FrameSource):
                 total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
                 ok, _ = capture.read()
                 if ok and total > 0:
-                    return "opencv", total
+                    # Container frame counts can be wrong: trust it only if its last frame decodes.
+                    capture.set(cv2.CAP_PROP_POS_FRAMES, total - 1)
+                    if capture.grab():
+                        return "opencv", total
+                    capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    counted = 0
+                    while capture.grab():
+                        counted += 1
+                    if counted > 0:
+                        return "opencv", counted
         finally:
             capture.release()
         try:

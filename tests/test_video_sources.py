@@ -135,3 +135,11 @@ def test_decoding_workers_keep_the_order(video):
     for batch in batches:
         for k, index in enumerate(batch["frame_index"].tolist()):
             np.testing.assert_array_equal(batch["images"][k].numpy(), reference.read(index))
+
+
+def test_truncated_video_gives_a_clear_error(video, tmp_path):
+    data = video.video_path.read_bytes()
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(data[: len(data) * 2 // 3])  # OpenCV's mp4v writer puts the index at the end
+    with pytest.raises(FrameSourceError, match="truncated.mp4: cannot decode"):
+        open_source(path)
