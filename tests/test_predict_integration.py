@@ -58,3 +58,11 @@ def test_hog_walker_keeps_one_id_with_the_real_models(compose_cfg, tmp_path_fact
     assert report.error is None and report.frames == 6 and report.track_ids == {1}
     mot = np.loadtxt(f"{cfg.output_dir}/mot/video.txt", delimiter=",", ndmin=2)
     assert len(mot) >= 4 and id_pairs(mot, walker.boxes, [ids + 1 for ids in walker.track_ids]) == {(1, 1)}
+
+
+def test_missing_body_model_points_at_the_generate_command(compose_cfg, tmp_path, monkeypatch, synthetic_video):
+    from phalp_lightning.assets import AssetMissingError
+
+    monkeypatch.setenv("PHALP_ASSETS", str(tmp_path / "no_assets"))
+    with pytest.raises(AssetMissingError, match="python -m phalp_lightning.assets generate"):
+        run_predict(compose_cfg, [f"video={synthetic_video.video_path}"])

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from phalp_lightning.assets import AssetMissingError
+from phalp_lightning.assets import AssetMissingError, resolve
 from phalp_lightning.datamodules.video import source_name
 from phalp_lightning.pipelines.progress import PredictProgressBar
 from phalp_lightning.sinks.base import VideoInfo
@@ -34,6 +34,10 @@ from phalp_lightning.tracking.callback import (
 from phalp_lightning.utils.logging import get_logger, task_wrapper
 
 log = get_logger(__name__)
+
+
+# What HMAR needs besides its weights (the body model and its mean parameters).
+BODY_MODEL_ASSETS = ("smpl_neutral", "smpl_to_j19", "smpl_mean_params")
 
 
 class PredictError(RuntimeError):
@@ -62,6 +66,10 @@ def build_hmar(ckpt: str | None, hmar_config: DictConfig | None) -> torch.nn.Mod
         )
         if hmar_config is None:
             raise ValueError("ckpt=null and no hmar config to build an untrained HMAR from")
+        if "assets_dir" in hmar_config:
+            # Checked here: Hydra would wrap the error raised inside HMAR's constructor.
+            for name in BODY_MODEL_ASSETS:
+                resolve(name, hmar_config.assets_dir)
         return hydra.utils.instantiate(hmar_config)
     except AssetMissingError as error:
         raise AssetMissingError(
