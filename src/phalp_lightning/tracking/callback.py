@@ -127,6 +127,7 @@ class TrackerCallback(BasePredictionWriter):
         self._images: dict[int, np.ndarray] = {}
         self._next_frame = 0
         self._started = 0.0
+        self._batch_started: float | None = None
 
     @property
     def needs_images(self) -> bool:
@@ -139,7 +140,8 @@ class TrackerCallback(BasePredictionWriter):
         self._current = VideoReport(name=batch["video"], source=batch["video_path"])
         self.reports.append(self._current)
         self._frames, self._images, self._next_frame = {}, {}, 0
-        self._started = time.perf_counter()
+        # The clock starts before the video's first batch is detected and lifted, not after.
+        self._started = self._batch_started or time.perf_counter()
         self.tracker.reset()
         info = self.video_info(batch["video"], batch["video_path"], int(batch["num_frames"]))
         for writer in self.writers:
@@ -196,6 +198,9 @@ class TrackerCallback(BasePredictionWriter):
         finally:
             self._current = None
             self._frames, self._images = {}, {}
+
+    def on_predict_batch_start(self, trainer: Any, pl_module: Any, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._batch_started = time.perf_counter()
 
     def write_on_batch_end(
         self,
