@@ -66,3 +66,34 @@ def test_missing_body_model_points_at_the_generate_command(compose_cfg, tmp_path
     monkeypatch.setenv("PHALP_ASSETS", str(tmp_path / "no_assets"))
     with pytest.raises(AssetMissingError, match="python -m phalp_lightning.assets generate"):
         run_predict(compose_cfg, [f"video={synthetic_video.video_path}"])
+
+
+def test_pose_transformer_checkpoint_drives_the_tracker(compose_cfg, synthetic_video, tmp_path):
+    import hydra
+    import torch
+
+    from phalp_lightning.pipelines.predict import build_pose_predictor
+    from phalp_lightning.tracking.callback import PoseTransformerPredictor
+
+    module = hydra.utils.instantiate(compose_cfg("train", ["model=pose_transformer"]).model)
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    path = tmp_path / "pose.ckpt"
+    torch.save(checkpoint, path)
+    predictor = build_pose_predictor(str(path), None)
+    assert isinstance(predictor, PoseTransformerPredictor)
+    history, times, gaps = torch.randn(2, 7, 229), torch.arange(7).repeat(2, 1), torch.tensor([1, 3])
+    torch.testing.assert_close(predictor.predict_next(history, times, gaps), module.encoder.eval().predict_next(history, times, gaps))
+
+    # The whole loop with it (fake HMAR for speed): tracker.pose_predictor=<ckpt> selects it too.
+    from omegaconf import open_dict
+
+    from phalp_lightning.pipelines.predict import run
+
+    cfg = compose_cfg("predict", [f"video={synthetic_video.mot_gt_path}", f"source.boxes_base_path={synthetic_video.frames_dir}",
+                                  "detector=given_boxes", "progress_bar=false", "trainer.accelerator=cpu", "tracker.n_init=2",
+                                  f"tracker.pose_predictor={path}"])
+    with open_dict(cfg):
+        cfg.hmar = {"_target_": "helpers.fakes.FakeHMAR"}
+    (report,) = run(cfg)
+    assert report.error is None and report.frames == 6 and len(report.track_ids) >= 2
