@@ -23,7 +23,6 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from phalp_lightning.datamodules.video import source_name
 from phalp_lightning.sinks.base import TrackWriter, VideoInfo
 from phalp_lightning.structures import FrameDetections, FrameTracks
 from phalp_lightning.utils.logging import get_logger
