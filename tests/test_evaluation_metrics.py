@@ -12,6 +12,7 @@ from phalp_lightning.evaluation.evaluator import evaluate_sequences
 from phalp_lightning.evaluation.hota import ALPHAS, combine_hota, hota_sequence
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
 from phalp_lightning.evaluation.sequences import TrackSequence, box_iou_xywh, build_sequence_data
+from phalp_lightning.evaluation.synthetic import random_tracking_scene as random_scene
 
 BOX_A = [0.0, 0.0, 10.0, 20.0]
 BOX_B = [100.0, 0.0, 10.0, 20.0]
@@ -193,33 +194,12 @@ def test_results_are_written_as_csv_and_json(tmp_path: Path):
 # ---------------------------------------------------------------- reference implementations
 
 
-def random_scene(seed: int, num_frames: int = 25, num_people: int = 6) -> tuple[TrackSequence, TrackSequence]:
-    """Walking boxes with misses, noisy predictions, id switches and clutter (no hand values)."""
-    rng = np.random.default_rng(seed)
-    start, velocity = rng.uniform(0, 400, (num_people, 2)), rng.normal(0, 5, (num_people, 2))
-    size = rng.uniform(40, 120, (num_people, 2))
-    pred_ids = rng.permutation(100)[:num_people]
-    gt, pred = [], []
-    for frame in range(num_frames):
-        for person in range(num_people):
-            if rng.random() < 0.15:
-                continue
-            xy = start[person] + velocity[person] * frame
-            gt.append([frame, person, *xy, *size[person]])
-            if rng.random() < 0.9:
-                track = 999 if (person == 0 and frame > num_frames // 2) else pred_ids[person]
-                pred.append([frame, track, *(xy + rng.normal(0, 8, 2)), *(size[person] * rng.uniform(0.8, 1.2, 2))])
-        if rng.random() < 0.3:
-            pred.append([frame, 500 + rng.integers(3), *rng.uniform(0, 400, 2), 50, 80])
-    return seq(f"s{seed}", gt), seq(f"s{seed}", pred)
-
-
 def test_own_hota_equals_trackeval_on_several_sequences():
     trackeval = pytest.importorskip("trackeval")
     reference = trackeval.metrics.HOTA()
     own_results, reference_results = [], {}
     for seed in range(6):
-        gt, pred = random_scene(seed)
+        gt, pred = random_scene(seed, num_people=3 + 3 * seed)
         data = build_sequence_data(gt, pred)
         own = hota_sequence(data)
         expected = reference.eval_sequence(data.to_trackeval_dict())
@@ -234,9 +214,8 @@ def test_own_hota_equals_trackeval_on_several_sequences():
     np.testing.assert_allclose(combined.ass_a, expected["AssA"], atol=1e-6)
     np.testing.assert_allclose(combined.loc_a, expected["LocA"], atol=1e-6)
     # The trackeval backend of evaluate_sequences gives the same table.
-    gts, preds = dict(map(lambda pair: (pair[0].name, pair[0]), (random_scene(s) for s in range(3)))), {}
-    for s in range(3):
-        preds[f"s{s}"] = random_scene(s)[1]
+    scenes = [random_scene(seed, num_frames=12) for seed in range(3)]
+    gts, preds = {gt.name: gt for gt, _ in scenes}, {pred.name: pred for _, pred in scenes}
     own_table = evaluate_sequences(preds, gts, hota_backend="own").overall
     reference_table = evaluate_sequences(preds, gts, hota_backend="trackeval").overall
     for key in ("HOTA", "DetA", "AssA", "LocA"):
