@@ -275,3 +275,27 @@ def test_tud_sequences_match_motmetrics_reference_values():
         assert result.per_sequence[name]["IDSW"] == clear["IDSW"]
         identity = trackeval.metrics.Identity().eval_sequence(data.to_trackeval_dict())
         assert result.per_sequence[name]["IDF1"] == pytest.approx(identity["IDF1"], abs=1e-6)
+
+
+def test_track_sequence_from_frame_tracks_keeps_detected_entries_as_xywh():
+    import torch
+
+    from phalp_lightning.structures import FrameDetections, FrameTracks
+
+    def frame(index: int, boxes: list[list[float]], ids: list[int], since_update: list[int]) -> FrameTracks:
+        count = len(boxes)
+        detections = FrameDetections(video="clip", frame_index=index, frame_name=f"{index:06d}.jpg", image_size=(480, 640),
+                                     boxes=torch.tensor(boxes), scores=torch.ones(count),
+                                     appearance=torch.zeros(count, 4096), pose=torch.zeros(count, 229),
+                                     location=torch.zeros(count, 99))
+        return FrameTracks(video="clip", frame_index=index, frame_name=f"{index:06d}.jpg", image_size=(480, 640),
+                           track_ids=torch.tensor(ids), time_since_update=torch.tensor(since_update), detections=detections)
+
+    tracks = [frame(0, [[0, 0, 10, 20], [50, 50, 60, 80]], [1, 2], [0, 0]),
+              frame(1, [[1, 0, 11, 20], [50, 50, 60, 80]], [1, 2], [0, 3])]  # track 2 is a ghost in frame 1
+    sequence = TrackSequence.from_frame_tracks(tracks)
+    assert sequence.name == "clip"
+    np.testing.assert_array_equal(sequence.frames, [0, 0, 1])
+    np.testing.assert_array_equal(sequence.track_ids, [1, 2, 1])
+    np.testing.assert_allclose(sequence.boxes[2], [1, 0, 10, 20])
+    assert len(TrackSequence.from_frame_tracks(tracks, detected_only=False)) == 4
