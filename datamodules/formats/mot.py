@@ -1,0 +1,170 @@
+"""MOTChallenge text files: ``frame, id, bb_left, bb_top, bb_width, bb_height, conf[, x, y, z | class, visibility]``.
+
+Frames are 1-based, one file per sequence, boxes in pixels as (left, top, width, height). In
+ground truth the ``conf`` column is an ignore flag (0 = ignore); MOT17 ground truth adds the class
+and the visibility ratio, results add ``x, y, z = -1``. Extra columns are kept as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class MOTFormatError(ValueError):
+    """A MOT file has a malformed line; the message names the file and the line."""
+
+
+@dataclass
+class MOTSequence:
+    """All rows of one MOT file, as parallel arrays sorted by (frame, id).
+
+    Attributes:
+        frames: (N,) int64 1-based frame numbers.
+        track_ids: (N,) int64.
+        boxes_xywh: (N, 4) float64 left, top, width, height in pixels.
+        confidences: (N,) float64 (the ignore flag in ground truth).
+        extra: (N, K) float64 remaining columns (K may be 0).
+        path: the file it was read from, if any.
+    """
+
+    frames: np.ndarray
+    track_ids: np.ndarray
+    boxes_xywh: np.ndarray
+    confidences: np.ndarray
+    extra: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        count = len(self.frames)
+        if self.extra.shape[0] != count:
+            self.extra = np.zeros((count, 0))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def boxes_xyxy(self) -> np.ndarray:
+        """(N, 4) boxes as x1, y1, x2, y2."""
+        return np.concatenate([self.boxes_xywh[:, :2], self.boxes_xywh[:, :2] + self.boxes_xywh[:, 2:]], axis=1)
+
+    @property
+    def frame_numbers(self) -> np.ndarray:
+        """Sorted unique frame numbers that have rows."""
+        return np.unique(self.frames)
+
+    def frame(self, number: int) -> MOTSequence:
+        """The rows of one (1-based) frame."""
+        keep = self.frames == number
+        return MOTSequence(self.frames[keep], self.track_ids[keep], self.boxes_xywh[keep], self.confidences[keep], self.extra[keep], self.path)
+
+    def to_array(self) -> np.ndarray:
+        """(N, 7 + K) rows in file order of columns."""
+        return np.concatenate(
+            [self.frames[:, None], self.track_ids[:, None], self.boxes_xywh, self.confidences[:, None], self.extra], axis=1
+        )
+
+
+def _validate_rows(rows: np.ndarray, source: str, line_numbers: np.ndarray | None = None) -> None:
+    def where(index: int) -> str:
+        return f"{source}:{line_numbers[index]}" if line_numbers is not None else f"{source} row {index}"
+
+    bad = np.flatnonzero(~np.isfinite(rows[:, :7]).all(axis=1))
+    if len(bad):
+        raise MOTFormatError(f"{where(bad[0])}: non-finite value in {rows[bad[0], :7].tolist()}")
+    bad = np.flatnonzero((rows[:, 0] < 1) | (rows[:, 0] != np.round(rows[:, 0])))
+    if len(bad):
+        raise MOTFormatError(f"{where(bad[0])}: frame must be an integer >= 1 (MOT frames are 1-based), got {rows[bad[0], 0]}")
+    bad = np.flatnonzero(rows[:, 1] != np.round(rows[:, 1]))
+    if len(bad):
+        raise MOTFormatError(f"{where(bad[0])}: track id must be an integer, got {rows[bad[0], 1]}")
+    bad = np.flatnonzero((rows[:, 4] <= 0) | (rows[:, 5] <= 0))
+    if len(bad):
+        raise MOTFormatError(f"{where(bad[0])}: box width and height must be > 0, got {rows[bad[0], 4:6].tolist()}")
+
+
+def _from_rows(rows: np.ndarray, path: Path | None) -> MOTSequence:
+    order = np.lexsort((rows[:, 1], rows[:, 0]))
+    rows = rows[order]
+    return MOTSequence(
+        frames=rows[:, 0].astype(np.int64),
+        track_ids=rows[:, 1].astype(np.int64),
+        boxes_xywh=rows[:, 2:6].astype(np.float64),
+        confidences=rows[:, 6].astype(np.float64),
+        extra=rows[:, 7:].astype(np.float64),
+        path=path,
+    )
+
+
+def read_mot(path: str | os.PathLike[str]) -> MOTSequence:
+    """Read a MOTChallenge text file (ground truth or results).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        MOTFormatError: a line is malformed (the message gives ``file:line``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"MOT file not found: {path}")
+    rows, line_numbers = [], []
+    width = None
+    with path.open() as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            fields = [item for item in text.replace(" ", ",").split(",") if item != ""]
+            try:
+                values = [float(item) for item in fields]
+            except ValueError:
+                raise MOTFormatError(f"{path}:{number}: not a list of numbers: {text!r}") from None
+            if len(values) < 7:
+                raise MOTFormatError(f"{path}:{number}: expected at least 7 columns (frame, id, x, y, w, h, conf), got {len(values)}")
+            if width is not None and len(values) != width:
+                raise MOTFormatError(f"{path}:{number}: {len(values)} columns where earlier lines have {width}")
+            width = len(values)
+            rows.append(values)
+            line_numbers.append(number)
+    if not rows:
+        return _from_rows(np.zeros((0, 7)), path)
+    array = np.asarray(rows, np.float64)
+    _validate_rows(array, str(path), np.asarray(line_numbers))
+    return _from_rows(array, path)
+
+
+def write_mot(path: str | os.PathLike[str], rows: MOTSequence | np.ndarray | Iterable[Iterable[float]], precision: int = 2) -> Path:
+    """Write rows in MOTChallenge format atomically (temporary file + ``os.replace``).
+
+    Args:
+        path: destination file (parent folders are created).
+        rows: a :class:`MOTSequence` or (N, >= 7) rows ``frame, id, x, y, w, h, conf, ...``;
+            rows with exactly 7 columns get ``-1, -1, -1`` appended (the results layout).
+        precision: decimals written for the box and extra columns.
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    array = rows.to_array() if isinstance(rows, MOTSequence) else np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, np.float64)
+    if array.size == 0:
+        array = np.zeros((0, 10))
+    if array.ndim != 2 or array.shape[1] < 7:
+        raise MOTFormatError(f"{path}: rows must be (N, >= 7), got shape {array.shape}")
+    _validate_rows(array, str(path))
+    if array.shape[1] == 7:
+        array = np.concatenate([array, -np.ones((len(array), 3))], axis=1)
+    array = array[np.lexsort((array[:, 1], array[:, 0]))]
+    lines = []
+    for row in array:
+        numbers = [f"{int(row[0])}", f"{int(row[1])}"] + [f"{value:.{precision}f}" for value in row[2:6]]
+        numbers += [f"{value:g}" for value in row[6:]]
+        lines.append(",".join(numbers))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + ("\n" if lines else ""))
+    os.replace(tmp, path)
+    return path
