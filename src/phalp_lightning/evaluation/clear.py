@@ -13,6 +13,7 @@ motmetrics 1.4.0 is used only through the paths that work with NumPy 2 and panda
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -93,7 +94,14 @@ def clear_identity_metrics(sequences: Sequence[SequenceData], protocol: Evaluati
         return {}, {column: float("nan") for column in CLEAR_IDENTITY_METRICS.values()}
     accumulators = [accumulate(data, protocol) for data in sequences]
     host = motmetrics.metrics.create()
-    summary = host.compute_many(accumulators, metrics=list(CLEAR_IDENTITY_METRICS), names=names, generate_overall=True)
+    # compute_many reports its own timings on the root logger at INFO; keep them out of the run log.
+    previous = logging.root.manager.disable
+    logging.disable(max(previous, logging.INFO))
+    try:
+        summary = host.compute_many(accumulators, metrics=list(CLEAR_IDENTITY_METRICS), names=names,
+                                    generate_overall=True)
+    finally:
+        logging.disable(previous)
 
     def row(label: str) -> dict[str, float]:
         return {column: float(summary.loc[label, key]) for key, column in CLEAR_IDENTITY_METRICS.items()}

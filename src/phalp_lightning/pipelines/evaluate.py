@@ -81,7 +81,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                                 missing_prediction=cfg.missing_prediction)
     loggers = instantiate_loggers(cfg.get("logger"))
     frames = _read_frames(_paths(cfg.sample_frames), cfg.max_sample_frames) if cfg.get("sample_frames") else []
-    report(result, cfg.output_dir, loggers=loggers, sample_frames=frames)
+    report(result, cfg.paths.output_dir, loggers=loggers, sample_frames=frames)
     for logger in loggers:
         logger.finalize("success")
     return result.overall
