@@ -46,7 +46,7 @@ def main() -> None:
     dicts = [sequence.to_trackeval_dict() for sequence in data.values()]
     max_difference = max(
         float(np.abs(hota_sequence(sequence).hota - reference.eval_sequence(d)["HOTA"]).max())
-        for sequence, d in zip(data.values(), dicts)
+        for sequence, d in zip(data.values(), dicts, strict=True)
     )
     own_s = best_of(args.repeats, lambda: [hota_sequence(sequence) for sequence in data.values()])
     trackeval_s = best_of(args.repeats, lambda: [reference.eval_sequence(d) for d in dicts])

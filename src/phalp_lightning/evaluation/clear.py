@@ -63,7 +63,7 @@ def accumulate(data: SequenceData, protocol: EvaluationProtocol):  # -> motmetri
 
     accumulator = motmetrics.MOTAccumulator(auto_id=False)
     for frame, gt_ids, tracker_ids, similarity in zip(
-        data.frames.tolist(), data.gt_ids, data.tracker_ids, data.similarity_scores
+        data.frames.tolist(), data.gt_ids, data.tracker_ids, data.similarity_scores, strict=True
     ):
         accumulator.update(
             data.gt_id_names[gt_ids], data.tracker_id_names[tracker_ids],

@@ -78,7 +78,7 @@ class EvaluationResult:
         body = [[row["sequence"], *(cell(column, row.get(column, float("nan"))) for column in columns)] for row in self.rows()]
         widths = [max(len(str(line[index])) for line in [header, *body]) for index in range(len(header))]
         lines = ["  ".join(str(value).rjust(width) if index else str(value).ljust(width)
-                           for index, (value, width) in enumerate(zip(line, widths))) for line in [header, *body]]
+                           for index, (value, width) in enumerate(zip(line, widths, strict=True))) for line in [header, *body]]
         lines.insert(1, "-" * len(lines[0]))
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
         return "\n".join(lines) + f"\nprotocol: {self.protocol.name} (IoU >= {self.protocol.iou_threshold} for CLEAR/Identity, HOTA {self.protocol.hota_aggregation})"

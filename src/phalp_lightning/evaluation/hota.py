@@ -103,7 +103,7 @@ def hota_sequence(data: SequenceData) -> HotaResult:
 
     # 1. Global alignment: per-frame Jaccard-normalised similarity of every present (gt, tracker) pair.
     pair_gt, pair_tracker, pair_score = [], [], []
-    for gt_ids, tracker_ids, similarity in zip(data.gt_ids, data.tracker_ids, data.similarity_scores):
+    for gt_ids, tracker_ids, similarity in zip(data.gt_ids, data.tracker_ids, data.similarity_scores, strict=True):
         if similarity.size == 0:
             continue
         denominator = similarity.sum(0)[None, :] + similarity.sum(1)[:, None] - similarity
@@ -120,7 +120,7 @@ def hota_sequence(data: SequenceData) -> HotaResult:
 
     # 2. Per-frame matching maximising alignment x similarity.
     match_gt, match_tracker, match_similarity = [], [], []
-    for gt_ids, tracker_ids, similarity in zip(data.gt_ids, data.tracker_ids, data.similarity_scores):
+    for gt_ids, tracker_ids, similarity in zip(data.gt_ids, data.tracker_ids, data.similarity_scores, strict=True):
         if gt_ids.size == 0 or tracker_ids.size == 0:
             continue
         score = global_alignment[gt_ids[:, None], tracker_ids[None, :]] * similarity

@@ -16,7 +16,12 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from phalp_lightning.evaluation.evaluator import TABLE_COLUMNS, EvaluationResult, HotaBackend, evaluate_sequences
+from phalp_lightning.evaluation.evaluator import (
+    TABLE_COLUMNS,
+    EvaluationResult,
+    HotaBackend,
+    evaluate_sequences,
+)
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
 from phalp_lightning.evaluation.sequences import TrackSequence
 

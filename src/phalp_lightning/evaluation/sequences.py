@@ -208,7 +208,7 @@ def _split_by_frame(sequence: TrackSequence, frames: np.ndarray) -> list[np.ndar
     sorted_frames = sequence.frames[order]
     starts = np.searchsorted(sorted_frames, frames, side="left")
     ends = np.searchsorted(sorted_frames, frames, side="right")
-    return [order[start:end] for start, end in zip(starts, ends)]
+    return [order[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
 def _ignored_predictions(iou: np.ndarray, pred_boxes: np.ndarray, regions: Sequence[np.ndarray],
@@ -258,7 +258,7 @@ def build_sequence_data(ground_truth: TrackSequence, prediction: TrackSequence,
     pred_rows = _split_by_frame(prediction, frames)
 
     kept_pred_rows, similarities, ignored = [], [], 0
-    for frame, gt_index, pred_index in zip(frames.tolist(), gt_rows, pred_rows):
+    for frame, gt_index, pred_index in zip(frames.tolist(), gt_rows, pred_rows, strict=True):
         iou = box_iou_xywh(ground_truth.boxes[gt_index], prediction.boxes[pred_index])
         regions = ground_truth.ignore_regions.get(frame, ()) if protocol.use_ignore_regions else ()
         if len(regions) and pred_index.size:
