@@ -136,17 +136,17 @@ def hota_sequence(data: SequenceData) -> HotaResult:
     counted = matched_similarity[None, :] >= ALPHAS[:, None] - _EPS
     tp = counted.sum(axis=1).astype(float)
     loc_sum = (counted * matched_similarity[None, :]).sum(axis=1)
-    num_alphas, num_pairs = len(ALPHAS), num_gt_ids * num_tracker_ids
-    pair_index = matched_gt * num_tracker_ids + matched_tracker  # (M,)
-    flat = (np.arange(num_alphas)[:, None] * num_pairs + pair_index[None, :])[counted]
-    matches_count = np.bincount(flat, minlength=num_alphas * num_pairs).reshape(
-        num_alphas, num_gt_ids, num_tracker_ids).astype(float)
-
-    gt_count, tracker_count = gt_id_count[None, :, None], tracker_id_count[None, None, :]
+    # Association counts only for the (gt, tracker) pairs that ever matched: (A, K), K <= matches.
+    num_alphas = len(ALPHAS)
+    pairs, pair_of_match = np.unique(matched_gt * num_tracker_ids + matched_tracker, return_inverse=True)
+    flat = (np.arange(num_alphas)[:, None] * pairs.shape[0] + pair_of_match.reshape(-1)[None, :])[counted]
+    matches_count = np.bincount(flat, minlength=num_alphas * pairs.shape[0]).reshape(num_alphas, -1).astype(float)
+    gt_count = gt_id_count[pairs // num_tracker_ids][None, :]
+    tracker_count = tracker_id_count[pairs % num_tracker_ids][None, :]
     weight = np.maximum(1, tp)
-    ass_a = (matches_count * matches_count / np.maximum(1, gt_count + tracker_count - matches_count)).sum((1, 2)) / weight
-    ass_re = (matches_count * matches_count / np.maximum(1, gt_count)).sum((1, 2)) / weight
-    ass_pr = (matches_count * matches_count / np.maximum(1, tracker_count)).sum((1, 2)) / weight
+    ass_a = (matches_count * matches_count / np.maximum(1, gt_count + tracker_count - matches_count)).sum(1) / weight
+    ass_re = (matches_count * matches_count / np.maximum(1, gt_count)).sum(1) / weight
+    ass_pr = (matches_count * matches_count / np.maximum(1, tracker_count)).sum(1) / weight
     return HotaResult(
         tp=tp, fn=num_gt_dets - tp, fp=num_tracker_dets - tp, ass_a=ass_a, ass_re=ass_re, ass_pr=ass_pr,
         loc_a=np.maximum(1e-10, loc_sum) / np.maximum(1e-10, tp),
