@@ -7,7 +7,8 @@ Numerically the same as TrackEval's ``trackeval.metrics.HOTA`` (tests compare bo
 2. per frame, a Hungarian match on alignment x similarity (the only per-frame loop: one
    ``linear_sum_assignment`` call);
 3. for every alpha in 0.05, 0.10, ..., 0.95 at once, matches with similarity >= alpha are TPs;
-   association scores come from one ``bincount`` over (alpha, gt id, tracker id).
+   association scores come from one ``bincount`` over (alpha, matched id pair), so memory grows
+   with the matches, not with gt ids x tracker ids.
 """
 
 from __future__ import annotations
