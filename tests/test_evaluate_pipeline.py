@@ -135,3 +135,29 @@ def test_evaluate_config_composes(compose_cfg, protocol, logger):
     assert isinstance(built, EvaluationProtocol) and built.name == protocol
     if logger in ("wandb", "many"):
         assert cfg.logger.wandb.offline is None and list(cfg.logger.wandb.tags) == ["eval"]
+
+
+def test_sample_frames_are_logged_as_pngs_without_wandb(compose_cfg, tmp_path: Path):
+    import cv2
+
+    from phalp_lightning.pipelines.evaluate import run
+
+    pred, gt = write_mot_files(tmp_path / "data")
+    image = np.zeros((12, 16, 3), dtype=np.uint8)
+    image[:, :, 1] = 200
+    cv2.imwrite(str(tmp_path / "frame.png"), image)
+    cfg = compose_cfg("evaluate", [f"pred={pred}", f"gt={gt}", f"sample_frames=[{tmp_path / 'frame.png'}]"])
+    run(cfg)
+    written = cv2.imread(str(Path(cfg.paths.output_dir) / "eval_frames" / "0000.png"))
+    assert written is not None and written[0, 0].tolist() == [0, 200, 0]
+
+
+def test_evaluate_files_is_the_plain_function_behind_the_cli(tmp_path: Path):
+    from phalp_lightning.evaluation.protocol import EvaluationProtocol
+    from phalp_lightning.pipelines.evaluate import evaluate_files
+
+    pred, gt = write_mot_files(tmp_path / "data")
+    result = evaluate_files([pred / "walk.txt"], gt, format="mot", sequences=["walk"],
+                            protocol=EvaluationProtocol.phalp())
+    assert list(result.per_sequence) == ["walk"] and result.per_sequence["walk"]["IDSW"] == 1
+    assert result.protocol.name == "phalp"

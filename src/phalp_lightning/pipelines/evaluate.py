@@ -62,23 +62,49 @@ def _read_frames(paths: Sequence[str], limit: int) -> list[Any]:
     return frames
 
 
-@task_wrapper
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Evaluate ``cfg.pred`` against ``cfg.gt``; returns the overall metrics."""
-    protocol: EvaluationProtocol = hydra.utils.instantiate(cfg.eval_protocol)
-    ground_truth = load_sequences(_paths(cfg.gt), cfg.gt_format, role="gt")
-    predictions = load_sequences(_paths(cfg.pred), cfg.format, role="pred")
-    if cfg.get("sequences"):
-        wanted = [str(name) for name in cfg.sequences]
+def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                   gt: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], format: str = "mot",
+                   gt_format: str | None = None, protocol: EvaluationProtocol | None = None,
+                   sequences: Sequence[str] | None = None, hota_backend: str = "own",
+                   missing_prediction: str = "empty") -> EvaluationResult:
+    """Read result and ground-truth files and evaluate them (what ``evaluate.py`` does before reporting).
+
+    Args:
+        pred: result files / folders (e.g. predict's ``<output_dir>/mot``).
+        gt: ground-truth files / folders.
+        format: format of ``pred``: "mot" | "posetrack" | "phalp_pkl".
+        gt_format: format of ``gt`` (default: ``format``).
+        protocol: evaluation protocol (default: standard).
+        sequences: score only these ground-truth sequences.
+        hota_backend: "own" | "trackeval".
+        missing_prediction: "empty" | "error".
+
+    Returns:
+        The evaluation result.
+    """
+    ground_truth = load_sequences(_paths(gt), gt_format or format, role="gt")
+    predictions = load_sequences(_paths(pred), format, role="pred")
+    if sequences:
+        wanted = [str(name) for name in sequences]
         unknown = sorted(set(wanted) - set(ground_truth))
         if unknown:
             raise ValueError(f"sequences={unknown} not in the ground truth ({sorted(ground_truth)[:10]} ...)")
         ground_truth = {name: ground_truth[name] for name in wanted}
         predictions = {name: sequence for name, sequence in predictions.items() if name in ground_truth}
+    protocol = protocol or EvaluationProtocol()
     log.info("Evaluating %d predicted against %d ground-truth sequences, protocol %s",
              len(predictions), len(ground_truth), protocol)
-    result = evaluate_sequences(predictions, ground_truth, protocol=protocol, hota_backend=cfg.hota_backend,
-                                missing_prediction=cfg.missing_prediction)
+    return evaluate_sequences(predictions, ground_truth, protocol=protocol, hota_backend=hota_backend,  # type: ignore[arg-type]
+                              missing_prediction=missing_prediction)  # type: ignore[arg-type]
+
+
+@task_wrapper
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Evaluate ``cfg.pred`` against ``cfg.gt``; returns the overall metrics."""
+    protocol: EvaluationProtocol = hydra.utils.instantiate(cfg.eval_protocol)
+    result = evaluate_files(cfg.pred, cfg.gt, format=cfg.format, gt_format=cfg.gt_format, protocol=protocol,
+                            sequences=list(cfg.sequences) if cfg.get("sequences") else None,
+                            hota_backend=cfg.hota_backend, missing_prediction=cfg.missing_prediction)
     loggers = instantiate_loggers(cfg.get("logger"))
     frames = _read_frames(_paths(cfg.sample_frames), cfg.max_sample_frames) if cfg.get("sample_frames") else []
     report(result, cfg.paths.output_dir, loggers=loggers, sample_frames=frames)
