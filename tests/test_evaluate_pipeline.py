@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import synthetic_data
+
+synthetic_video = synthetic_data.synthetic_video
 
 BOX_A = [10.0, 10.0, 20.0, 40.0]
 BOX_B = [200.0, 10.0, 20.0, 40.0]
@@ -161,3 +164,25 @@ def test_evaluate_files_is_the_plain_function_behind_the_cli(tmp_path: Path):
                             protocol=EvaluationProtocol.phalp())
     assert list(result.per_sequence) == ["walk"] and result.per_sequence["walk"]["IDSW"] == 1
     assert result.protocol.name == "phalp"
+
+
+@pytest.mark.slow
+def test_generated_scene_mot_ground_truth_against_its_posetrack_json(synthetic_video, tmp_path: Path):
+    """The generator's MOT ground truth (1-based frames, ids + 1) and PoseTrack JSON (0-based) line up."""
+    from phalp_lightning.pipelines.evaluate import evaluate_files
+
+    json_copy = tmp_path / f"{synthetic_video.out_dir.name}.json"  # name the JSON like the MOT sequence
+    json_copy.write_text(synthetic_video.posetrack_json_path.read_text())
+    result = evaluate_files(json_copy, synthetic_video.mot_gt_path, format="posetrack", gt_format="mot")
+    overall = result.overall
+    assert overall["GT_Dets"] == sum(len(ids) for ids in synthetic_video.track_ids) > 0
+    for name in ("HOTA", "MOTA", "IDF1", "Recall", "Precision"):
+        assert overall[name] == pytest.approx(1.0, abs=1e-3), name
+    # Ground truth shifted by one frame (what a 1-based/0-based mix-up does) is no longer perfect.
+    from phalp_lightning.datamodules.formats.mot import read_mot, write_mot
+
+    rows = read_mot(synthetic_video.mot_gt_path).to_array()
+    rows[:, 0] += 1
+    shifted_gt = write_mot(tmp_path / synthetic_video.out_dir.name / "gt" / "gt.txt", rows)
+    shifted = evaluate_files(json_copy, shifted_gt, format="posetrack", gt_format="mot").overall
+    assert shifted["HOTA"] < 0.99 and shifted["FN"] > 0

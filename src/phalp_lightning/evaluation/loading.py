@@ -1,6 +1,8 @@
 """Turn result / ground-truth files into :class:`TrackSequence` s, through the readers in ``datamodules.formats``.
 
-Layouts understood (``paths`` may mix files and folders):
+Every loader keys frames by their 0-based position in the video, so formats can be mixed (e.g.
+predict's MOT text against PoseTrack ground truth). Layouts understood (``paths`` may mix files and
+folders):
 
 - ``mot``: a ``.txt`` file per sequence, named ``<sequence>.txt`` (results) or
   ``<sequence>/gt/gt.txt`` (MOTChallenge ground truth); a folder is searched for both. Ground-truth
@@ -56,12 +58,12 @@ def _mot_name(path: Path) -> str:
 
 
 def load_mot(path: Path, role: Role) -> TrackSequence:
-    """One MOTChallenge text file (1-based frames kept as they are)."""
+    """One MOTChallenge text file; its 1-based frame numbers become 0-based frame indices."""
     from phalp_lightning.datamodules.formats.mot import read_mot
 
     sequence = read_mot(path)
     keep = sequence.confidences != 0 if role == "gt" else np.ones(len(sequence), dtype=bool)
-    return TrackSequence(_mot_name(path), sequence.frames[keep], sequence.track_ids[keep], sequence.boxes_xywh[keep])
+    return TrackSequence(_mot_name(path), sequence.frames[keep] - 1, sequence.track_ids[keep], sequence.boxes_xywh[keep])
 
 
 def load_posetrack(path: Path, role: Role) -> TrackSequence:
