@@ -72,11 +72,16 @@ def _ddp_worker(rank: int, world_size: int, port: int, results: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        metric = MOTMetrics()
+        interleaved, lopsided = MOTMetrics(), MOTMetrics()
         for index, update in enumerate(frames()):
             if index % world_size == rank:
-                metric.update(**update)
-        results[rank] = {key: float(value) for key, value in metric.compute().items()}
+                interleaved.update(**update)
+            if rank == 0:  # every frame on rank 0: rank 1 syncs empty states
+                lopsided.update(**update)
+        results[rank] = {
+            "interleaved": {key: float(value) for key, value in interleaved.compute().items()},
+            "lopsided": {key: float(value) for key, value in lopsided.compute().items()},
+        }
     finally:
         dist.destroy_process_group()
 
@@ -93,4 +98,5 @@ def test_two_process_gloo_sync_equals_single_process():
     mp.spawn(_ddp_worker, args=(2, port, results), nprocs=2, join=True)
     assert set(results.keys()) == {0, 1}
     for rank in (0, 1):
-        assert_expected({key: torch.tensor(value) for key, value in results[rank].items()})
+        for split in ("interleaved", "lopsided"):
+            assert_expected({key: torch.tensor(value) for key, value in results[rank][split].items()})

@@ -27,7 +27,7 @@ from phalp_lightning.evaluation.sequences import TrackSequence
 
 
 def _rows(sequence: int, frame: int, ids: Tensor, boxes: Tensor, box_format: str) -> Tensor:
-    """(N, 7) float64 rows: sequence, frame, id, x, y, w, h."""
+    """(N * 7,) float64: rows ``sequence, frame, id, x, y, w, h``, flattened (see ``MOTMetrics``)."""
     boxes = torch.as_tensor(boxes).detach().to(dtype=torch.float64).reshape(-1, 4)
     ids = torch.as_tensor(ids).detach().to(device=boxes.device, dtype=torch.float64).reshape(-1)
     if ids.shape[0] != boxes.shape[0]:
@@ -37,7 +37,7 @@ def _rows(sequence: int, frame: int, ids: Tensor, boxes: Tensor, box_format: str
     elif box_format != "xywh":
         raise ValueError(f"MOTMetrics.update: box_format must be 'xyxy' or 'xywh', got {box_format!r}")
     key = boxes.new_tensor([float(sequence), float(frame)]).expand(boxes.shape[0], 2)
-    return torch.cat([key, ids[:, None], boxes], dim=1)
+    return torch.cat([key, ids[:, None], boxes], dim=1).reshape(-1)
 
 
 class MOTMetrics(Metric):
@@ -78,6 +78,9 @@ class MOTMetrics(Metric):
         self.add_state("pred_rows", default=[], dist_reduce_fx="cat")
         # (sequence, frame) of every update, so frames without any box are still scored.
         self.add_state("frames", default=[], dist_reduce_fx="cat")
+        # States are 1-D float64: a rank without updates syncs an empty tensor of the metric's dtype
+        # and of one dimension, and torchmetrics' gather needs dtype and ndim equal on every rank.
+        self.set_dtype(torch.float64)
 
     def update(self, gt_boxes: Tensor, gt_ids: Tensor, pred_boxes: Tensor, pred_ids: Tensor, frame: int,
                sequence: int = 0) -> None:
@@ -93,14 +96,16 @@ class MOTMetrics(Metric):
         """
         self.gt_rows.append(_rows(sequence, frame, gt_ids, gt_boxes, self.box_format))
         self.pred_rows.append(_rows(sequence, frame, pred_ids, pred_boxes, self.box_format))
-        self.frames.append(torch.tensor([[float(sequence), float(frame)]], dtype=torch.float64, device=self.device))
+        self.frames.append(torch.tensor([float(sequence), float(frame)], dtype=torch.float64, device=self.device))
 
     def compute(self) -> dict[str, Tensor]:
         """Evaluate every sequence seen so far; returns ``{prefix + column: scalar tensor}``."""
-        empty = torch.zeros((0, 7), dtype=torch.float64)
-        gt = (dim_zero_cat(self.gt_rows) if len(self.gt_rows) else empty).cpu().numpy().reshape(-1, 7)
-        pred = (dim_zero_cat(self.pred_rows) if len(self.pred_rows) else empty).cpu().numpy().reshape(-1, 7)
-        frames = (dim_zero_cat(self.frames) if len(self.frames) else empty[:, :2]).cpu().numpy().reshape(-1, 2)
+        def rows(state: list[Tensor] | Tensor, width: int) -> np.ndarray:
+            if isinstance(state, list) and not state:
+                return np.zeros((0, width))
+            return dim_zero_cat(state).double().cpu().numpy().reshape(-1, width)
+
+        gt, pred, frames = rows(self.gt_rows, 7), rows(self.pred_rows, 7), rows(self.frames, 2)
         # DistributedSampler pads ranks by repeating samples: a frame seen twice adds identical rows.
         gt, pred, frames = np.unique(gt, axis=0), np.unique(pred, axis=0), np.unique(frames, axis=0)
         ground_truth, predictions = {}, {}
