@@ -187,6 +187,11 @@ def test_results_are_written_as_csv_and_json(tmp_path: Path):
     assert payload["overall"]["HOTA"] == pytest.approx(1.0) and payload["protocol"]["iou_threshold"] == 0.5
     assert len(payload["hota_curves"]["OVERALL"]["HOTA"]) == 19
     assert not list(tmp_path.glob(".*.tmp"))
+    # A sequence without any match has no MOTP: null in strict JSON, nan in the CSV.
+    _, unmatched = evaluate_one([[0, 1, *BOX_A]], [[0, 1, *FAR]])
+    paths = unmatched.write(tmp_path / "unmatched")
+    assert json.loads(paths["json"].read_text())["per_sequence"]["s"]["MOTP"] is None
+    assert list(csv.DictReader(paths["csv"].open()))[0]["MOTP"] == "nan"
     table = result.format_table()
     assert "OVERALL" in table and "100.00" in table
 

@@ -96,6 +96,8 @@ class EvaluationResult:
     def write(self, output_dir: str | os.PathLike[str], stem: str = "metrics") -> dict[str, Path]:
         """Write ``<stem>.csv`` (one row per sequence + OVERALL) and ``<stem>.json`` atomically.
 
+        Undefined values (e.g. MOTP without any match) are "nan" in the CSV and null in the JSON.
+
         Returns:
             {"csv": path, "json": path}.
         """
@@ -107,8 +109,19 @@ class EvaluationResult:
         writer.writerows(self.rows())
         paths = {"csv": output_dir / f"{stem}.csv", "json": output_dir / f"{stem}.json"}
         atomic_write_text(paths["csv"], buffer.getvalue())
-        atomic_write_text(paths["json"], json.dumps(self.to_json_dict(), indent=2, allow_nan=True) + "\n")
+        atomic_write_text(paths["json"], json.dumps(_json_safe(self.to_json_dict()), indent=2, allow_nan=False) + "\n")
         return paths
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN / inf (e.g. MOTP without any match) become null, so the file is strict JSON."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
