@@ -186,3 +186,28 @@ def test_generated_scene_mot_ground_truth_against_its_posetrack_json(synthetic_v
     shifted_gt = write_mot(tmp_path / synthetic_video.out_dir.name / "gt" / "gt.txt", rows)
     shifted = evaluate_files(json_copy, shifted_gt, format="posetrack", gt_format="mot").overall
     assert shifted["HOTA"] < 0.99 and shifted["FN"] > 0
+
+
+def test_phalp_pickles_evaluate_detected_entries_against_given_boxes(compose_cfg, tmp_path: Path):
+    import joblib
+
+    from phalp_lightning.datamodules.formats.phalp_results import GivenBoxes, write_given_boxes
+    from phalp_lightning.pipelines.evaluate import run
+
+    given = {f"{index:06d}.jpg": GivenBoxes(np.array([BOX_A, BOX_B]), np.array([1, 2]), ["person"] * 2) for index in range(3)}
+    write_given_boxes(tmp_path / "gt" / "clip.pkl", given)
+    records = {
+        # frame 1: track 6 is a ghost (missed for 2 frames) and track 5 is listed twice (a back-fill).
+        # frame 2: person 2 comes back under a new id, 7.
+        "clip/000000.jpg": dict(time=0, tid=[5, 6], bbox=[BOX_A, BOX_B], tracked_time=[0, 0]),
+        "clip/000001.jpg": dict(time=1, tid=[5, 6, 5], bbox=[BOX_A, BOX_B, BOX_A], tracked_time=[0, 2, 0]),
+        "clip/000002.jpg": dict(time=2, tid=[5, 7], bbox=[BOX_A, BOX_B], tracked_time=[0, 0]),
+    }
+    (tmp_path / "results").mkdir()
+    joblib.dump(records, tmp_path / "results" / "demo_clip.pkl")
+    overall = run(compose_cfg("evaluate", [f"pred={tmp_path / 'results'}", f"gt={tmp_path / 'gt'}", "format=phalp_pkl"]))
+    # GT 6, TP 5, FN 1 (the ghost), FP 0, IDSW 1 (6 -> 7): MOTA = 1 - (1 + 0 + 1) / 6 = 2/3.
+    assert (overall["GT_Dets"], overall["Pred_Dets"], overall["FN"], overall["FP"], overall["IDSW"]) == (6, 5, 1, 0, 1)
+    assert overall["MOTA"] == pytest.approx(2 / 3)
+    # IDTP = 3 (gt 1 <-> 5) + 1 (gt 2 <-> 6 or 7) = 4; IDFN = 6 - 4; IDFP = 5 - 4 -> IDF1 = 8 / (8 + 3) = 8/11.
+    assert overall["IDF1"] == pytest.approx(8 / 11)

@@ -11,8 +11,9 @@ folders):
   their position in the video (images sorted by ``frame_id``), so a prediction file must list the
   video's images like the ground truth does (the official submission format). Ground truth scores
   only ``is_labeled`` frames and carries the ignore regions.
-- ``phalp_pkl``: PHALP results pickles (``<video>.pkl``); as predictions the detected tracks
-  (``tracked_ids`` / ``tracked_bbox``), as ground truth the given boxes (``gt_bbox`` / ``gt_track_id``).
+- ``phalp_pkl``: as predictions PHALP results pickles (``demo_<video>.pkl`` -> sequence ``<video>``):
+  the entries detected in their frame; as ground truth PHALP given-boxes pickles (``<video>.pkl``
+  with ``gt_bbox`` / ``extra_data.gt_track_id`` per frame).
 """
 
 from __future__ import annotations
@@ -90,6 +91,47 @@ def load_posetrack(path: Path, role: Role) -> TrackSequence:
     )
 
 
+def _phalp_name(path: Path, prefix: str = "demo_") -> str:
+    # PHALP (and predict.py) name results "demo_<video>.pkl"; the sequence is "<video>".
+    return path.stem[len(prefix):] if path.stem.startswith(prefix) and len(path.stem) > len(prefix) else path.stem
+
+
+def load_phalp_pkl(path: Path, role: Role) -> TrackSequence:
+    """A PHALP results pickle (pred) or a PHALP given-boxes pickle (gt).
+
+    Predictions: the entries detected in their frame (``tracked_time == 0``, PHALP's
+    ``tracked_ids``), at frame index ``time`` (the file's order when ``time`` is absent); a track
+    listed twice in one frame (back-fill) counts once. Ground truth: ``gt_bbox`` / ``gt_track_id``
+    per frame, frames in sorted-name order as PHALP reads them; boxes without a track id (-1) are
+    dropped, every listed frame is scored.
+    """
+    from phalp_lightning.datamodules.formats.phalp_results import read_given_boxes, read_phalp_results
+
+    if role == "gt":
+        given = read_given_boxes(path)
+        frames = [np.full(len(entry.track_ids), index) for index, entry in enumerate(given.values())]
+        ids = [entry.track_ids for entry in given.values()]
+        boxes = [entry.boxes_xywh for entry in given.values()]
+        frames_all = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int64)
+        ids_all = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        boxes_all = np.concatenate(boxes) if boxes else np.zeros((0, 4))
+        known = ids_all >= 0
+        return TrackSequence(_phalp_name(path), frames_all[known], ids_all[known], boxes_all[known],
+                             evaluated_frames=np.arange(len(given)))
+    results = read_phalp_results(path)
+    frames, ids, boxes = [], [], []
+    for position, frame in enumerate(results.frames):
+        detected = np.flatnonzero(frame.detected)
+        _, first = np.unique(frame.track_ids[detected], return_index=True)
+        keep = detected[np.sort(first)]
+        frames.append(np.full(keep.shape[0], frame.time if frame.time >= 0 else position))
+        ids.append(frame.track_ids[keep])
+        boxes.append(frame.boxes_xywh[keep])
+    if not frames:
+        return TrackSequence(_phalp_name(path), np.zeros(0), np.zeros(0), np.zeros((0, 4)))
+    return TrackSequence(_phalp_name(path), np.concatenate(frames), np.concatenate(ids), np.concatenate(boxes))
+
+
 def _as_list(value: object) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -97,6 +139,7 @@ def _as_list(value: object) -> list:
 _LOADERS: dict[str, Callable[[Path, Role], TrackSequence | list[TrackSequence]]] = {
     "mot": load_mot,
     "posetrack": load_posetrack,
+    "phalp_pkl": load_phalp_pkl,
 }
 
 
