@@ -31,7 +31,11 @@ Batches (what the DataModules yield; the LightningModules consume exactly these 
                smpl_body_pose (B,23,3,3), smpl_betas (B,10), has_smpl (B,), camera (B,3),
                has_camera (B,), box_xyxy (B,4)
     tracklets: pose (B,T,229), location (B,T,99), time (B,T) int64, valid (B,T) bool,
-               appearance (B,T,4096) when present
+               appearance (B,T,4096) when present,
+               actions (B,T,A) float32 + has_actions (B,) bool when the datamodule loads actions
+
+Crop images are stored once at the writer's size; the DataModule resizes them to its ``crop_size``
+(keypoints are stored in stored-crop pixels and arrive in crop units, so resizing does not move them).
 """
 
 SCHEMA_VERSION = 1
@@ -40,3 +44,14 @@ CROP_KEYS_REQUIRED = ("crop.png", "mask.png", "meta.json", "keypoints_2d.npy")
 CROP_KEYS_OPTIONAL = ("keypoints_3d.npy", "smpl.npz", "camera.npy")
 TRACKLET_KEYS_REQUIRED = ("pose.npy", "location.npy", "time.npy", "valid.npy", "meta.json")
 TRACKLET_KEYS_OPTIONAL = ("appearance.npy", "actions.npy")
+
+CROP_BATCH_KEYS = (
+    "image", "keypoints_2d", "keypoints_3d", "has_keypoints_3d", "smpl_global_orient", "smpl_body_pose",
+    "smpl_betas", "has_smpl", "camera", "has_camera", "box_xyxy",
+)
+TRACKLET_BATCH_KEYS = ("pose", "location", "time", "valid")
+TRACKLET_BATCH_KEYS_OPTIONAL = ("appearance", "actions", "has_actions")
+
+NUM_KEYPOINTS = 44
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)

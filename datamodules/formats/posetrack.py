@@ -27,6 +27,9 @@ POSETRACK_SKELETON = (
     (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
 )
 NUM_KEYPOINTS = len(POSETRACK_KEYPOINTS)
+# PoseTrack keypoint -> index in the 44-joint set (OpenPose BODY-25, then the 19 J19 joints):
+# the head bottom and head top are J19's neck (25 + 12) and head top (25 + 13).
+POSETRACK_TO_JOINTS44 = (0, 37, 38, 18, 17, 5, 2, 6, 3, 7, 4, 12, 9, 13, 10, 14, 11)
 
 
 class PoseTrackFormatError(ValueError):

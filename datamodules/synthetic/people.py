@@ -111,10 +111,17 @@ def random_body_pose(rng: np.random.Generator, count: int) -> np.ndarray:
     poses = np.empty((count, 23, 3, 3))
     for index in range(count):
         poses[index] = walking_body_pose(Gait.sample(rng), np.array([rng.uniform(0, 60)]))[0]
-    from scipy.spatial.transform import Rotation
+    return axis_angle(rng.normal(0.0, 0.12, size=(count, 23, 3))) @ poses
 
-    noise = Rotation.from_rotvec(rng.normal(0.0, 0.12, size=(count * 23, 3))).as_matrix().reshape(count, 23, 3, 3)
-    return noise @ poses
+
+def axis_angle(vectors: np.ndarray) -> np.ndarray:
+    """Rodrigues: axis-angle vectors (..., 3) -> rotation matrices (..., 3, 3)."""
+    angle = np.linalg.norm(vectors, axis=-1)[..., None, None]
+    axis = vectors / np.maximum(angle[..., 0], 1e-12)
+    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+    zero = np.zeros_like(x)
+    skew = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*vectors.shape[:-1], 3, 3)
+    return np.eye(3) + np.sin(angle) * skew + (1.0 - np.cos(angle)) * (skew @ skew)
 
 
 def global_orientation(heading: np.ndarray, lean: np.ndarray | float = 0.0) -> np.ndarray:

@@ -8,7 +8,8 @@ which is what OpenCV's HOG people detector needs.
 
 Outputs under ``out_dir``: ``frames/000000.jpg ...``, ``video.mp4`` (OpenCV mp4v), ``gt/gt.txt`` (MOT17
 layout: frame, id, x, y, w, h, 1, 1, visibility; ids = track + 1), ``posetrack.json`` (PoseTrack21 layout;
-track ids 0-based) and ``ground_truth.npz`` (per MOT row: SMPL parameters, 229-d pose vector, camera).
+track ids 0-based), ``gt_boxes.pkl`` (PHALP's given-boxes pkl keyed by frame name; ids = track + 1) and
+``ground_truth.npz`` (per MOT row: SMPL parameters, 229-d pose vector, camera).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from phalp_lightning.datamodules.formats.posetrack import POSETRACK_KEYPOINTS, POSETRACK_TO_JOINTS44
 from phalp_lightning.datamodules.synthetic.people import (
     BodyModelHandle,
     Clothing,
@@ -29,7 +31,7 @@ from phalp_lightning.datamodules.synthetic.people import (
 )
 
 # 44-joint set (BODY-25 then J19) -> PoseTrack's 17 keypoints; -1 = never annotated (the ears).
-POSETRACK_FROM_JOINTS = np.array([0, 37, 38, -1, -1, 5, 2, 6, 3, 7, 4, 12, 9, 13, 10, 14, 11])
+POSETRACK_FROM_JOINTS = np.array([-1 if name.endswith("ear") else joint for name, joint in zip(POSETRACK_KEYPOINTS, POSETRACK_TO_JOINTS44, strict=True)])
 BODY_HEIGHT_M = 1.72
 CAMERA_HEIGHT_M = 1.0  # the camera looks horizontally from this height above the ground
 
@@ -54,6 +56,7 @@ class SyntheticVideo:
     mot_gt_path: Path
     posetrack_json_path: Path
     ground_truth_path: Path
+    given_boxes_path: Path
     boxes: list[np.ndarray]
     track_ids: list[np.ndarray]
     visibility: list[np.ndarray]
@@ -289,6 +292,13 @@ def make_synthetic_video(
 
     mot_path = write_mot(out_dir / "gt" / "gt.txt", np.asarray(rows, np.float64).reshape(-1, 9))
     posetrack_path = write_posetrack(out_dir / "posetrack.json", PoseTrackVideo(None, sequence_name, posetrack_frames, []))
+    from phalp_lightning.datamodules.formats.phalp_results import GivenBoxes, write_given_boxes
+
+    given_path = write_given_boxes(
+        out_dir / "gt_boxes.pkl",
+        {path.name: GivenBoxes(np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1), ids + 1, [0] * len(ids))
+         for path, b, ids in zip(frame_paths, boxes_all, ids_all, strict=True)},
+    )
     truth_path = out_dir / "ground_truth.npz"
     arrays = {key: np.asarray(value, np.float64) for key, value in smpl_rows.items()}
     arrays["mot_rows"] = np.asarray(rows, np.float64).reshape(-1, 9)
@@ -299,7 +309,7 @@ def make_synthetic_video(
     os.replace(tmp, truth_path)
     return SyntheticVideo(
         out_dir=out_dir, video_path=video_path, frames_dir=frames_dir, frame_paths=frame_paths,
-        mot_gt_path=mot_path, posetrack_json_path=posetrack_path, ground_truth_path=truth_path,
+        mot_gt_path=mot_path, posetrack_json_path=posetrack_path, ground_truth_path=truth_path, given_boxes_path=given_path,
         boxes=boxes_all, track_ids=ids_all, visibility=visibility_all, keypoints=keypoints_all,
         masks_area=area_all, masks=masks_all, height=height, width=width, fps=fps, focal_length=focal, num_people=num_people,
     )

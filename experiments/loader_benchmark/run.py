@@ -1,0 +1,89 @@
+"""Throughput of the crop and tracklet DataModules (samples/s) with 0, 1 and 2 DataLoader workers.
+
+    python experiments/loader_benchmark/run.py [--data DIR] [--batches 30] [--crop-size 256]
+
+Writes synthetic shards under DIR (default: a temporary folder) unless they are there, then times
+full training epochs of each DataModule, side by side in one run. Prints a table and writes
+``results.json`` and ``results.md`` next to this file (or to --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _time_loader(module, batches: int, warmup: int = 2) -> dict:
+    module.setup("fit")
+    loader = module.train_dataloader()
+    started = None
+    seen = 0
+    for index, batch in enumerate(loader):
+        if index == warmup:
+            started = time.perf_counter()  # worker start-up and first decodes are excluded
+        elif index > warmup:
+            seen += len(next(iter(batch.values())))
+        if index == warmup + batches:
+            break
+    elapsed = time.perf_counter() - started
+    return {"samples": seen, "seconds": round(elapsed, 3), "samples_per_s": round(seen / elapsed, 1)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None, help="folder for the synthetic shards (kept)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--batches", type=int, default=30, help="timed batches per setting")
+    parser.add_argument("--crop-size", type=int, default=256, help="crop size of the batches (stored crops are 128 px)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads in the main process (collation with workers=0)")
+    args = parser.parse_args(argv)
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+
+    from phalp_lightning.datamodules.crops import CropDataModule
+    from phalp_lightning.datamodules.synthetic import write_synthetic_crops, write_synthetic_tracklets
+    from phalp_lightning.datamodules.tracklets import TrackletDataModule
+
+    data = args.data or Path(tempfile.mkdtemp(prefix="loader_benchmark_"))
+    if not (data / "crops" / "manifest.json").is_file():
+        write_synthetic_crops(data / "crops", num_train=256, num_val=16, crop_size=128, shard_size=32)
+    if not (data / "tracklets" / "manifest.json").is_file():
+        write_synthetic_tracklets(data / "tracklets", num_train_tracks=32, num_val_tracks=4, track_length=64, window=32, shard_size=32)
+
+    results = []
+    for workers in args.workers:
+        crops = CropDataModule(str(data / "crops" / "train-*.tar"), None, batch_size=16, num_workers=workers,
+                               crop_size=args.crop_size, epoch_length=16 * (args.batches + 3), shuffle_buffer=64)
+        results.append({"loader": f"CropDataModule ({args.crop_size} px)", "workers": workers, **_time_loader(crops, args.batches)})
+        tracklets = TrackletDataModule(str(data / "tracklets" / "train-*.tar"), None, batch_size=64, num_workers=workers,
+                                       epoch_length=64 * (args.batches + 3), shuffle_buffer=256)
+        results.append({"loader": "TrackletDataModule (T=32)", "workers": workers, **_time_loader(tracklets, args.batches)})
+        for row in results[-2:]:
+            print(f"{row['loader']:<30} workers={row['workers']}  {row['samples_per_s']:>8.1f} samples/s")
+
+    report = {
+        "command": "python experiments/loader_benchmark/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch_threads_main": torch.get_num_threads()},
+        "note": "cores are shared with other jobs; compare rows of one run only",
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(report, indent=2))
+    lines = ["| loader | workers | samples/s |", "|---|---|---|"]
+    lines += [f"| {row['loader']} | {row['workers']} | {row['samples_per_s']} |" for row in results]
+    (args.out / "results.md").write_text(f"Command: `{report['command'].strip()}` ({report['machine']['cpus']} CPUs, shared; torch threads in the main process: {torch.get_num_threads()})\n\n" + "\n".join(lines) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""PHALP's association cost (EQ_019) and the thresholded Hungarian assignment.
+
+All functions work on every track and detection at once. T = tracks, D = detections, P = pairs.
+The cost of track i and detection j is (spec tracker.md 10.3)::
+
+    (1 + beta_T r_T) (1 + beta_P min(d_P, 1.5))
+        * exp(d_L / (0.1 + tanh(c_xy)) / beta_L) * exp(d_N / (0.1 + tanh(c_N)) / beta_N)
+
+with the texture distance r_T, the squared pose distance d_P over the first 226 pose entries, the
+image distance d_L of the location points, the log depth ratio d_N, and the track's location and
+depth uncertainties c_xy and c_N read from its (predicted) location vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from phalp_lightning.utils.vectors import POSE_SMPL, location_point
+
+AppearanceEncoder = Callable[[Tensor], Tensor]
+
+# PHALP EQ_019 weights (texture, pose, location, depth) and pose clip.
+EQ019_BETAS = (4.0536, 1.3070, 0.3792, 4.1658)
+EQ019_POSE_CLIP = 1.5
+# Appearance codes are compared after division by 1000 (spec 10.2).
+APPEARANCE_SCALE = 1000.0
+TEXTURE_WEIGHT = 100.0
+_FLOAT64_MAX = torch.finfo(torch.float64).max
+
+
+def pose_distance(track_pose: Tensor, detection_pose: Tensor) -> Tensor:
+    """Squared L2 distance over the SMPL part (first 226 entries) of the pose vectors.
+
+    Computed as ``|a|^2 + |b|^2 - 2 a.b`` in float32 and clipped at 0, as PHALP does.
+
+    Args:
+        track_pose: (T, 229); detection_pose: (D, 229).
+
+    Returns:
+        (T, D) float32.
+    """
+    a = track_pose[:, POSE_SMPL].float()
+    b = detection_pose[:, POSE_SMPL].float()
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return squared.clamp_min(0.0)
+
+
+def location_terms(
+    track_location: Tensor, detection_location: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Location distance, depth distance and the track's two uncertainties.
+
+    Args:
+        track_location: (T, 99) predicted (or, for a one-frame-old track, raw) location vectors.
+        detection_location: (D, 99) raw location vectors.
+
+    Returns:
+        d_L (T, D) image distance of the location points, d_N (T, D) ``|ln(z_track / z_det)|``,
+        c_xy (T,) ``sqrt(L[93]^2 + L[94]^2)`` and c_N (T,) ``|ln(1 / L[95])|``.
+    """
+    track_point = location_point(track_location).float()
+    detection_point = location_point(detection_location).float()
+    image_distance = torch.linalg.vector_norm(track_point[:, None, :] - detection_point[None, :, :], dim=-1)
+    ratio = track_location[:, 92].float()[:, None] / detection_location[:, 92].float()[None, :]
+    ratio = torch.where(ratio > 1, 1.0 / ratio, ratio)
+    depth_distance = -torch.log(ratio)
+    location_uncertainty = torch.sqrt(track_location[:, 93].float() ** 2 + track_location[:, 94].float() ** 2)
+    depth_uncertainty = torch.abs(torch.log(1.0 / track_location[:, 95].float()))
+    return image_distance, depth_distance, location_uncertainty, depth_uncertainty
+
+
+def motion_cost(
+    track_pose: Tensor,
+    track_location: Tensor,
+    detection_pose: Tensor,
+    detection_location: Tensor,
+    betas: Sequence[float] = EQ019_BETAS,
+    pose_clip: float = EQ019_POSE_CLIP,
+) -> Tensor:
+    """The EQ_019 cost without its texture factor: pose, location and depth factors multiplied.
+
+    Args:
+        track_pose: (T, 229); track_location: (T, 99); detection_pose: (D, 229); detection_location: (D, 99).
+        betas: (beta_T, beta_P, beta_L, beta_N).
+        pose_clip: upper clip of the squared pose distance.
+
+    Returns:
+        (T, D) float64, every finite entry >= 1.
+    """
+    _, beta_pose, beta_location, beta_depth = betas
+    pose_term = pose_distance(track_pose, detection_pose).clamp_max(pose_clip)
+    image_distance, depth_distance, location_unc, depth_unc = location_terms(
+        track_location, detection_location
+    )
+    location_factor = torch.exp(image_distance / (0.1 + torch.tanh(location_unc))[:, None] / beta_location)
+    depth_factor = torch.exp(depth_distance / (0.1 + torch.tanh(depth_unc))[:, None] / beta_depth)
+    pose_factor = 1.0 + beta_pose * pose_term
+    return pose_factor.double() * location_factor.double() * depth_factor.double()
+
+
+def masked_pair_maps(
+    track_uv: Tensor, detection_uv: Tensor, pairs: Tensor, out: Tensor | None = None
+) -> Tensor:
+    """The pair-wise jointly visible UV maps that the texture distance encodes.
+
+    Texels visible in both maps (mask channel > 0.5) are kept; all four channels are zeroed
+    elsewhere, so the mask channel becomes 1/0.
+
+    Args:
+        track_uv: (T, 4, S, S); detection_uv: (D, 4, S, S); pairs: (P, 2) int64 (track, detection).
+        out: optional (>= 2P, 4, S, S) float32 buffer to fill (avoids re-allocating per batch).
+
+    Returns:
+        (2P, 4, S, S) float32: the P masked track maps, then the P masked detection maps.
+    """
+    count = pairs.shape[0]
+    shape = (2 * count, *track_uv.shape[1:])
+    maps = (
+        torch.empty(shape, dtype=torch.float32, device=track_uv.device) if out is None else out[: 2 * count]
+    )
+    maps[:count] = track_uv[pairs[:, 0]]
+    maps[count:] = detection_uv[pairs[:, 1]]
+    visible = (maps[:count, 3:4] > 0.5) & (maps[count:, 3:4] > 0.5)
+    maps.view(2, count, *track_uv.shape[1:]).mul_(visible)
+    return maps
+
+
+def texture_distance(
+    track_uv: Tensor,
+    detection_uv: Tensor,
+    pairs: Tensor,
+    encoder: AppearanceEncoder,
+    pairs_per_batch: int = 16,
+) -> Tensor:
+    """PHALP's per-pair texture distance ``r_T = 100 |enc(U_t * M) / 1000 - enc(U_d * M) / 1000|^2``.
+
+    The mask M depends on the pair, so both maps of every pair are encoded; the 2P maps go through
+    the encoder in batches of ``2 * pairs_per_batch`` (one forward per batch, never one per pair),
+    assembled in one reused buffer.
+
+    Args:
+        track_uv: (T, 4, S, S); detection_uv: (D, 4, S, S).
+        pairs: (P, 2) int64 (track index, detection index).
+        encoder: maps (B, 4, S, S) -> (B, 4096) appearance codes (HMAR.encode_appearance).
+        pairs_per_batch: pairs per encoder call; bounds memory at 2 * pairs_per_batch maps.
+
+    Returns:
+        (P,) float64.
+    """
+    total = pairs.shape[0]
+    if total == 0:
+        return torch.zeros(0, dtype=torch.float64, device=track_uv.device)
+    buffer = torch.empty(
+        (2 * min(pairs_per_batch, total), *track_uv.shape[1:]), dtype=torch.float32, device=track_uv.device
+    )
+    distances = []
+    for start in range(0, total, pairs_per_batch):
+        chunk = pairs[start : start + pairs_per_batch]
+        maps = masked_pair_maps(track_uv, detection_uv, chunk, out=buffer)
+        with torch.no_grad():
+            codes = encoder(maps).double() / APPEARANCE_SCALE
+        track_codes, detection_codes = codes.split(chunk.shape[0], dim=0)
+        distances.append(
+            TEXTURE_WEIGHT * ((track_codes - detection_codes) ** 2).sum(dim=1).to(track_uv.device)
+        )
+    return torch.cat(distances)
+
+
+def appearance_code_distance(track_appearance: Tensor, detection_appearance: Tensor) -> Tensor:
+    """Squared L2 between appearance codes divided by 1000 (PHALP's 'A' cue); (T, D) float64."""
+    a = track_appearance.double() / APPEARANCE_SCALE
+    b = detection_appearance.double() / APPEARANCE_SCALE
+    return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T).clamp_min(0.0)
+
+
+@dataclass
+class TrackFeatures:
+    """Track-side features at matching time (T rows, tracker-list order)."""
+
+    pose: Tensor  # (T, 229) predicted pose
+    location: Tensor  # (T, 99) predicted location
+    appearance: Tensor  # (T, 4096) last detection's appearance code
+    uv: Tensor | None  # (C, 4, S, S) blended UV maps (the bank's storage), or None
+    uv_rows: Tensor | None = None  # (T,) row of ``uv`` for each track; None = row t is track t
+
+
+def eq019_cost(
+    tracks: TrackFeatures,
+    detection_pose: Tensor,
+    detection_location: Tensor,
+    detection_appearance: Tensor,
+    detection_uv: Tensor | None,
+    encoder: AppearanceEncoder | None,
+    betas: Sequence[float] = EQ019_BETAS,
+    pose_clip: float = EQ019_POSE_CLIP,
+    gate_threshold: float | None = None,
+    pairs_per_batch: int = 16,
+    nan_cost: float = 0.0,
+    stats: dict[str, int] | None = None,
+) -> Tensor:
+    """The full EQ_019 cost matrix.
+
+    The texture distance is used when an encoder and both UV maps are available; otherwise the
+    appearance codes are compared directly.
+
+    Args:
+        tracks: track-side features.
+        detection_pose: (D, 229); detection_location: (D, 99); detection_appearance: (D, 4096);
+        detection_uv: (D, 4, S, S) or None.
+        encoder: appearance encoder for the texture distance, or None.
+        betas: (beta_T, beta_P, beta_L, beta_N).
+        pose_clip: clip of the squared pose distance.
+        gate_threshold: when set, the texture is only encoded for pairs whose motion cost is
+            <= this value. The texture factor is >= 1, so the skipped pairs cost more than the
+            threshold anyway and the thresholded matrix is unchanged; their entry is the motion
+            cost (a lower bound).
+        pairs_per_batch: pairs per encoder call.
+        nan_cost: value of NaN entries (PHALP's ``nan_to_num`` gives 0).
+        stats: if given, ``stats["texture_pairs"]`` is increased by the number of pairs encoded.
+
+    Returns:
+        (T, D) float64; +inf becomes the largest float64, NaN becomes ``nan_cost``.
+    """
+    beta_texture = betas[0]
+    motion = motion_cost(tracks.pose, tracks.location, detection_pose, detection_location, betas, pose_clip)
+    num_tracks, num_detections = motion.shape
+    use_texture = encoder is not None and tracks.uv is not None and detection_uv is not None
+    if use_texture:
+        if gate_threshold is None:
+            candidates = torch.ones_like(motion, dtype=torch.bool)
+        else:
+            candidates = motion <= gate_threshold  # NaN compares False: stays NaN below
+        pairs = candidates.nonzero()
+        if stats is not None:
+            stats["texture_pairs"] = stats.get("texture_pairs", 0) + int(pairs.shape[0])
+        texture = torch.zeros_like(motion)
+        if pairs.numel():
+            storage_pairs = pairs.clone()
+            if tracks.uv_rows is not None:
+                storage_pairs[:, 0] = tracks.uv_rows[pairs[:, 0]]
+            texture[pairs[:, 0], pairs[:, 1]] = texture_distance(
+                tracks.uv, detection_uv, storage_pairs.to(tracks.uv.device), encoder, pairs_per_batch
+            ).to(motion.device)
+    else:
+        texture = appearance_code_distance(tracks.appearance, detection_appearance)
+    cost = (1.0 + beta_texture * texture) * motion
+    return torch.nan_to_num(cost, nan=nan_cost, posinf=_FLOAT64_MAX)
+
+
+@dataclass
+class Assignment:
+    """Result of the thresholded assignment, in PHALP's list orders."""
+
+    matches: list[tuple[int, int]]  # (track index, detection index), ascending track index
+    unmatched_tracks: list[int]
+    unmatched_detections: list[int]  # unassigned columns ascending, then rejected pairs' columns
+
+
+def cpython_set_order_difference(num_tracks: int, matched_tracks: Sequence[int]) -> list[int]:
+    """``list(set(range(num_tracks)) - set(matched_tracks))``: PHALP's unmatched-track order.
+
+    The iteration order of a CPython set of small ints is hash-slot order (``i & mask`` of the
+    result set's table), not ascending: {3, 9, 12} iterates as [9, 3, 12]. Building the same set
+    expression with Python ints reproduces the original's order exactly on CPython.
+    """
+    return list(set(range(num_tracks)) - {int(index) for index in matched_tracks})
+
+
+def hungarian_assignment(cost: Tensor, threshold: float, set_order: bool = False) -> Assignment:
+    """Rectangular min-sum assignment with PHALP's threshold rules (spec 11.2).
+
+    Costs above ``threshold`` are clipped to ``threshold + 1e-5`` before solving; assigned pairs
+    with cost above the threshold are rejected.
+
+    Args:
+        cost: (T, D) cost matrix.
+        threshold: largest accepted cost (PHALP 100).
+        set_order: order the unmatched tracks as a CPython set (reference) instead of ascending.
+
+    Returns:
+        The :class:`Assignment`.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    num_tracks, num_detections = cost.shape
+    if num_tracks == 0 or num_detections == 0:
+        unmatched_tracks = (
+            cpython_set_order_difference(num_tracks, []) if set_order else list(range(num_tracks))
+        )
+        return Assignment([], unmatched_tracks, list(range(num_detections)))
+    clipped = cost.detach().double().cpu().numpy().copy()
+    clipped[clipped > threshold] = threshold + 1e-5
+    rows, cols = linear_sum_assignment(clipped)
+    accepted = clipped[rows, cols] <= threshold
+    matches = [(int(r), int(c)) for r, c, ok in zip(rows, cols, accepted, strict=True) if ok]
+    assigned_cols = set(int(c) for c in cols)
+    unmatched_detections = [c for c in range(num_detections) if c not in assigned_cols]
+    unmatched_detections += [int(c) for c, ok in zip(cols, accepted, strict=True) if not ok]
+    matched_rows = [r for r, _ in matches]
+    if set_order:
+        unmatched_tracks = cpython_set_order_difference(num_tracks, matched_rows)
+    else:
+        matched = set(matched_rows)
+        unmatched_tracks = [r for r in range(num_tracks) if r not in matched]
+    return Assignment(matches, unmatched_tracks, unmatched_detections)
+
+
+def ground_truth_assignment(
+    track_gt_ids: Tensor, detection_gt_ids: Tensor, set_order: bool = False
+) -> Assignment:
+    """Match tracks and detections that carry the same given id (PHALP's ``use_gt``).
+
+    Each track takes the first detection with its id and each detection is used once (PHALP would
+    update a track twice on duplicate ids).
+
+    Args:
+        track_gt_ids: (T,) id of each track's latest detection (-1 = none).
+        detection_gt_ids: (D,) given ids (-1 = none).
+        set_order: CPython set order for the unmatched tracks.
+    """
+    num_tracks, num_detections = track_gt_ids.shape[0], detection_gt_ids.shape[0]
+    equal = (track_gt_ids[:, None] == detection_gt_ids[None, :]) & (detection_gt_ids[None, :] >= 0)
+    matches: list[tuple[int, int]] = []
+    used: set[int] = set()
+    for track_index, detection_index in equal.nonzero().tolist():
+        if detection_index in used or (matches and matches[-1][0] == track_index):
+            continue
+        matches.append((track_index, detection_index))
+        used.add(detection_index)
+    matched_rows = [r for r, _ in matches]
+    if set_order:
+        unmatched_tracks = cpython_set_order_difference(num_tracks, matched_rows)
+    else:
+        unmatched_tracks = sorted(set(range(num_tracks)) - set(matched_rows))
+    unmatched_detections = [c for c in range(num_detections) if c not in used]
+    return Assignment(matches, unmatched_tracks, unmatched_detections)

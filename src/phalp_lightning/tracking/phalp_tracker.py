@@ -1,0 +1,462 @@
+"""The PHALP tracker: frame-by-frame association of detections to 3D tracks.
+
+``update(frame)`` runs PHALP's per-frame step (spec tracker.md sections 6-12) on a
+:class:`~phalp_lightning.structures.FrameDetections` and returns the :class:`FrameTracks` that are
+complete. A newly confirmed track is back-filled into the ``n_init - 1`` frames before it, so each
+frame is emitted ``n_init - 1`` frames late; ``finalize()`` flushes the rest at the end of a video.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from phalp_lightning.structures import FrameDetections, FrameTracks
+from phalp_lightning.tracking.association import (
+    EQ019_BETAS,
+    EQ019_POSE_CLIP,
+    AppearanceEncoder,
+    Assignment,
+    TrackFeatures,
+    eq019_cost,
+    ground_truth_assignment,
+    hungarian_assignment,
+)
+from phalp_lightning.tracking.predictors import ConstantPosePredictor, PosePredictor, RidgeLocationPredictor
+from phalp_lightning.tracking.track import DetectionRecord, TrackBank, TrackState, blend_uv
+
+log = logging.getLogger(__name__)
+
+_FRAME_FIELDS = {"video", "frame_index", "frame_name", "image_size", "shot", "extra"}
+
+
+@dataclass
+class _PendingFrame:
+    """A processed frame whose entries may still receive back-filled tracks."""
+
+    frame: FrameDetections  # the frame's detections without UV maps (frame-level fields + template)
+    track_ids: list[int] = field(default_factory=list)
+    time_since_update: list[int] = field(default_factory=list)
+    records: list[DetectionRecord] = field(default_factory=list)
+    pose_parts: list[Tensor] = field(default_factory=list)  # predicted poses, aligned with track_ids
+    location_parts: list[Tensor] = field(default_factory=list)
+
+
+def concat_detections(parts: Sequence[FrameDetections], template: FrameDetections) -> FrameDetections:
+    """Row-wise concatenation of detection blocks; frame-level fields come from ``template``.
+
+    A per-row field that is None in any block is None in the result.
+    """
+    if not parts:
+        return template.select(torch.zeros(0, dtype=torch.int64))
+    values: dict[str, Any] = {}
+    for f in fields(FrameDetections):
+        if f.name in _FRAME_FIELDS:
+            continue
+        column = [getattr(part, f.name) for part in parts]
+        values[f.name] = (
+            None if any(v is None for v in column) else torch.cat([v.to(column[0].device) for v in column])
+        )
+    return replace(template, **values)
+
+
+def enable_reference_quirks(predictor: PosePredictor) -> bool:
+    """Switch a pose predictor (or the module a wrapper holds as ``.module``) to ``reference_quirks``.
+
+    The original reads every track of a predictor batch at the first track's slot; the pose
+    transformer reproduces that when its ``reference_quirks`` attribute is True. Returns whether a
+    predictor with that attribute was found (a constant predictor has no slots and needs none).
+    """
+    for candidate in (predictor, getattr(predictor, "module", None)):
+        if candidate is not None and hasattr(candidate, "reference_quirks"):
+            candidate.reference_quirks = True
+            log.info("reference_mode: %s switched to reference_quirks=True", type(candidate).__name__)
+            return True
+    if not isinstance(predictor, ConstantPosePredictor):
+        log.warning(
+            "reference_mode: pose predictor %s has no reference_quirks attribute", type(predictor).__name__
+        )
+    return False
+
+
+class PHALPTracker:
+    """PHALP association with tentative/confirmed/deleted tracks, predictors and back-filling.
+
+    Args:
+        n_init: consecutive hits that confirm a tentative track; also the back-fill depth + 1.
+        max_age: a confirmed track is deleted once ``time_since_update > max_age``.
+        track_history: length H of the per-track detection history used by the predictors.
+        hungarian_threshold: largest accepted association cost.
+        betas: EQ_019 weights (texture, pose, location, depth).
+        pose_clip: clip of the squared pose distance.
+        uv_alpha: UV blending rate; a matched detection with score c blends with ``uv_alpha * c^2``.
+        location_alpha_x, location_alpha_y, location_alpha_depth: ridge penalties of the location
+            predictor's x, y and log-depth series.
+        max_prediction_gap: cap on the location extrapolation gap.
+        pose_predictor: a :class:`PosePredictor` (the pose transformer); None -> constant pose.
+        appearance_encoder: (K, 4, S, S) -> (K, 4096) encoder for the per-pair texture distance
+            (``HMAR.encode_appearance``); None (or a frame without ``uv``) -> appearance codes.
+        reference_mode: reproduce the original's order-dependent quirks so that identical inputs give
+            identical ids (unmatched tracks in CPython set order, the pose predictor read at the first
+            track's slot in two batches, NaN costs as 0); see docs/tracker.md.
+        use_gt: when a frame carries ``gt_track_ids``, match tracks to detections by those ids instead
+            of by cost, and confirm tracks created from an id >= 0 immediately.
+        gate_texture: only encode the texture of pairs whose motion cost is within the threshold
+            (exact: the other pairs cannot be accepted whatever their texture).
+        pairs_per_batch: track-detection pairs per appearance-encoder call.
+        device: where track state lives and the cost is computed.
+    """
+
+    def __init__(
+        self,
+        n_init: int = 5,
+        max_age: int = 50,
+        track_history: int = 7,
+        hungarian_threshold: float = 100.0,
+        betas: Sequence[float] = EQ019_BETAS,
+        pose_clip: float = EQ019_POSE_CLIP,
+        uv_alpha: float = 0.1,
+        location_alpha_x: float = 1.2,
+        location_alpha_y: float = 2.0,
+        location_alpha_depth: float = 5.0,
+        max_prediction_gap: int = 48,
+        pose_predictor: PosePredictor | None = None,
+        appearance_encoder: AppearanceEncoder | None = None,
+        reference_mode: bool = False,
+        use_gt: bool = False,
+        gate_texture: bool = True,
+        pairs_per_batch: int = 16,
+        device: str = "cpu",
+    ) -> None:
+        if n_init < 1 or max_age < 0 or track_history < 3:
+            raise ValueError(
+                f"need n_init >= 1, max_age >= 0, track_history >= 3; got {n_init}, {max_age}, {track_history}"
+            )
+        if len(betas) != 4:
+            raise ValueError(f"betas must have 4 entries (texture, pose, location, depth), got {list(betas)}")
+        self.n_init = n_init
+        self.max_age = max_age
+        self.track_history = track_history
+        self.hungarian_threshold = float(hungarian_threshold)
+        self.betas = tuple(float(b) for b in betas)
+        self.pose_clip = pose_clip
+        self.uv_alpha = uv_alpha
+        self.reference_mode = reference_mode
+        self.use_gt = use_gt
+        self.gate_texture = gate_texture
+        self.pairs_per_batch = pairs_per_batch
+        self.device = torch.device(device)
+        self.appearance_encoder = appearance_encoder
+        self.pose_predictor: PosePredictor = (
+            pose_predictor if pose_predictor is not None else ConstantPosePredictor()
+        )
+        if reference_mode:
+            enable_reference_quirks(self.pose_predictor)
+        self.location_predictor = RidgeLocationPredictor(
+            alpha_x=location_alpha_x,
+            alpha_y=location_alpha_y,
+            alpha_depth=location_alpha_depth,
+            max_gap=max_prediction_gap,
+            history_length=track_history,
+            reference_mode=reference_mode,
+        )
+        self.stage_seconds: dict[str, float] = {}
+        self.counters: dict[str, int] = {}
+        self.reset()
+
+    # ------------------------------------------------------------------ public API
+
+    def reset(self) -> None:
+        """Forget all tracks and pending frames; ids restart at 1 (call between videos).
+
+        Also zeroes ``stage_seconds`` (time per stage) and ``counters`` (pairs scored, pairs whose
+        texture was encoded).
+        """
+        self.tracks = TrackBank(
+            history_length=self.track_history,
+            record_length=self.n_init,
+            device=self.device,
+            uv_dtype=torch.float64 if self.reference_mode else torch.float32,
+        )
+        self.next_id = 1
+        self._pending: deque[_PendingFrame] = deque()
+        self._pending_by_index: dict[int, _PendingFrame] = {}
+        self._last_frame_index: int | None = None
+        self.last_cost: Tensor | None = None
+        self.last_assignment: Assignment | None = None
+        self.stage_seconds = {"association": 0.0, "update": 0.0, "prediction": 0.0, "recording": 0.0}
+        self.counters: dict[str, int] = {"texture_pairs": 0, "candidate_pairs": 0}
+
+    def update(self, frame: FrameDetections) -> list[FrameTracks]:
+        """Track one frame; return the frames that are now complete, oldest first.
+
+        Args:
+            frame: this frame's detections; ``frame_index`` must increase from call to call.
+
+        Returns:
+            Zero or more :class:`FrameTracks` (each frame is returned once, ``n_init - 1`` calls late).
+        """
+        frame.validate()
+        if frame.uv is not None and (frame.uv.ndim != 4 or frame.uv.shape[1] != 4):
+            raise ValueError(
+                f"{frame.video} frame {frame.frame_name}: uv has shape {tuple(frame.uv.shape)}, expected (N, 4, S, S)"
+            )
+        if self._last_frame_index is not None and frame.frame_index <= self._last_frame_index:
+            raise ValueError(
+                f"{frame.video} frame {frame.frame_name}: frame_index {frame.frame_index} does not increase "
+                f"(previous {self._last_frame_index}); call reset() between videos"
+            )
+        self._last_frame_index = frame.frame_index
+        bank = self.tracks
+        rows = bank.rows()
+        bank.age[rows] += 1
+        bank.time_since_update[rows] += 1
+
+        start = time.perf_counter()
+        assignment = self._associate(frame, rows)
+        self.last_assignment = assignment
+        self._tick("association", start)
+
+        start = time.perf_counter()
+        slim = replace(frame, uv=None)
+        matched_rows, just_confirmed = self._update_matched(frame, slim, rows, assignment)
+        unmatched_rows = rows[torch.tensor(assignment.unmatched_tracks, dtype=torch.int64)]
+        self._mark_missed(unmatched_rows)
+        self._tick("update", start)
+
+        start = time.perf_counter()
+        self._predict(matched_rows, unmatched_rows)
+        self._tick("prediction", start)
+
+        start = time.perf_counter()
+        self._create_tracks(frame, slim, assignment.unmatched_detections)
+        order = bank.rows()
+        bank.remove(order[bank.state[order] != TrackState.DELETED].tolist())
+        self._record(slim, just_confirmed)
+        emitted = []
+        while len(self._pending) > self.n_init - 1:
+            emitted.append(self._emit(self._pending.popleft()))
+        self._tick("recording", start)
+        return emitted
+
+    def finalize(self) -> list[FrameTracks]:
+        """Emit every frame still waiting for back-fills (end of the video)."""
+        emitted = [self._emit(pending) for pending in self._pending]
+        self._pending.clear()
+        self._pending_by_index.clear()
+        return emitted
+
+    # ------------------------------------------------------------------ steps
+
+    def _tick(self, stage: str, start: float) -> None:
+        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def _associate(self, frame: FrameDetections, rows: Tensor) -> Assignment:
+        bank = self.tracks
+        set_order = self.reference_mode
+        if self.use_gt and frame.gt_track_ids is not None:
+            self.last_cost = None
+            return ground_truth_assignment(bank.gt_id[rows], frame.gt_track_ids.to(self.device), set_order)
+        if len(rows) == 0 or len(frame) == 0:
+            self.last_cost = torch.zeros(len(rows), len(frame), dtype=torch.float64)
+            return hungarian_assignment(self.last_cost, self.hungarian_threshold, set_order)
+        self.counters["candidate_pairs"] += len(rows) * len(frame)
+        use_uv = self.appearance_encoder is not None and frame.uv is not None and bank.uv is not None
+        features = TrackFeatures(
+            pose=bank.predicted_pose[rows],
+            location=bank.predicted_location[rows],
+            appearance=bank.appearance[rows],
+            uv=bank.uv if use_uv else None,
+            uv_rows=rows,
+        )
+        cost = eq019_cost(
+            features,
+            frame.pose.to(self.device),
+            frame.location.to(self.device),
+            frame.appearance.to(self.device),
+            frame.uv.to(self.device) if use_uv else None,
+            self.appearance_encoder if use_uv else None,
+            betas=self.betas,
+            pose_clip=self.pose_clip,
+            gate_threshold=self.hungarian_threshold if self.gate_texture else None,
+            pairs_per_batch=self.pairs_per_batch,
+            # A NaN cost (e.g. a non-positive depth) is a perfect match in the original.
+            nan_cost=0.0 if self.reference_mode else float("inf"),
+            stats=self.counters,
+        )
+        self.last_cost = cost
+        return hungarian_assignment(cost, self.hungarian_threshold, set_order)
+
+    def _update_matched(
+        self, frame: FrameDetections, slim: FrameDetections, rows: Tensor, assignment: Assignment
+    ) -> tuple[Tensor, list[int]]:
+        """Apply the matched detections; returns the matched rows (match order) and newly confirmed rows."""
+        bank = self.tracks
+        if not assignment.matches:
+            return torch.zeros(0, dtype=torch.int64, device=self.device), []
+        track_index, detection_index = (
+            torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
+        )
+        matched_rows = rows[track_index]
+        detections = detection_index.to(self.device)
+        bank.push_history(
+            matched_rows,
+            frame.frame_index,
+            frame.pose.to(self.device)[detections],
+            frame.location.to(self.device)[detections],
+            reset_location=frame.shot,
+        )
+        if frame.uv is not None:
+            uv = frame.uv.to(self.device)[detections]
+            if bank.uv is None:
+                bank.uv = torch.zeros((bank.capacity, *uv.shape[1:]), dtype=bank.uv_dtype, device=self.device)
+            weight = self.uv_alpha * frame.scores.to(self.device)[detections].double() ** 2
+            bank.uv.index_copy_(0, matched_rows, blend_uv(bank.uv[matched_rows], uv, weight))
+        bank.appearance[matched_rows] = frame.appearance.to(self.device)[detections].float()
+        if frame.gt_track_ids is not None:
+            bank.gt_id[matched_rows] = frame.gt_track_ids.to(self.device)[detections]
+        bank.hits[matched_rows] += 1
+        bank.time_since_update[matched_rows] = 0
+        tentative = bank.state[matched_rows] == TrackState.TENTATIVE
+        confirm = tentative & (bank.hits[matched_rows] >= self.n_init)
+        if self.use_gt and frame.gt_track_ids is not None:
+            confirm |= tentative & (frame.gt_track_ids.to(self.device)[detections] >= 0)
+        bank.state[matched_rows[confirm]] = int(TrackState.CONFIRMED)
+        # PHALP back-fills a track when its hits reach exactly n_init, i.e. when confirmed by hits.
+        backfill = confirm & (bank.hits[matched_rows] == self.n_init)
+        just_confirmed = matched_rows[backfill].tolist()
+
+        block = slim.select(detection_index)
+        for position, row in enumerate(matched_rows.tolist()):
+            bank.records[row].append(DetectionRecord(frame.frame_index, block, position))
+        return matched_rows, just_confirmed
+
+    def _mark_missed(self, unmatched_rows: Tensor) -> None:
+        bank = self.tracks
+        state = bank.state[unmatched_rows]
+        expired = (state == TrackState.TENTATIVE) | (bank.time_since_update[unmatched_rows] > self.max_age)
+        bank.state[unmatched_rows[expired]] = int(TrackState.DELETED)
+
+    def _predict(self, matched_rows: Tensor, unmatched_rows: Tensor) -> None:
+        """Next-frame location and pose predictions of the tracks that existed before this frame."""
+        bank = self.tracks
+        every = torch.cat([matched_rows, unmatched_rows])
+        if every.numel() == 0:
+            return
+        alive = every[bank.state[every] != TrackState.DELETED]
+        if alive.numel():
+            bank.predicted_location[alive] = self.location_predictor.predict(
+                bank.history_location[alive], bank.history_time[alive], bank.time_since_update[alive]
+            )
+        if self.reference_mode:
+            # The original predicts the matched and the unmatched tracks in two batches, deleted
+            # ones included, and a quirky predictor's output depends on the batch's first track.
+            batches = [matched_rows, unmatched_rows]
+        else:
+            batches = [alive]
+        for batch in batches:
+            if batch.numel() == 0:
+                continue
+            with torch.no_grad():
+                predicted = self.pose_predictor.predict_next(
+                    bank.history_pose[batch], bank.history_time[batch], bank.time_since_update[batch]
+                )
+            bank.predicted_pose[batch] = predicted.to(self.device, torch.float32)
+
+    def _create_tracks(
+        self, frame: FrameDetections, slim: FrameDetections, detection_order: list[int]
+    ) -> None:
+        if not detection_order:
+            return
+        bank = self.tracks
+        index = torch.tensor(detection_order, dtype=torch.int64)
+        count = len(detection_order)
+        gt_ids = (
+            frame.gt_track_ids[index]
+            if frame.gt_track_ids is not None
+            else torch.full((count,), -1, dtype=torch.int64)
+        )
+        confirmed = (gt_ids >= 0) if self.use_gt else torch.zeros(count, dtype=torch.bool)
+        block = slim.select(index)
+        device_index = index.to(self.device)
+        bank.add(
+            track_ids=torch.arange(self.next_id, self.next_id + count, dtype=torch.int64),
+            frame_index=frame.frame_index,
+            pose=frame.pose.to(self.device)[device_index],
+            location=frame.location.to(self.device)[device_index],
+            appearance=frame.appearance.to(self.device)[device_index],
+            uv=frame.uv.to(self.device)[device_index] if frame.uv is not None else None,
+            gt_ids=gt_ids.to(torch.int64),
+            confirmed=confirmed,
+            records=[DetectionRecord(frame.frame_index, block, k) for k in range(count)],
+        )
+        self.next_id += count
+
+    def _record(self, slim: FrameDetections, just_confirmed: list[int]) -> None:
+        """Add this frame's confirmed tracks and back-fill the newly confirmed ones."""
+        bank = self.tracks
+        pending = _PendingFrame(frame=slim)
+        self._pending.append(pending)
+        self._pending_by_index[slim.frame_index] = pending
+        order = bank.rows()
+        rows = order[bank.state[order] == TrackState.CONFIRMED]
+        if rows.numel():
+            confirmed = rows.tolist()
+            pending.track_ids.extend(bank.track_id[rows].tolist())
+            pending.time_since_update.extend(bank.time_since_update[rows].tolist())
+            pending.records.extend(bank.records[row][-1] for row in confirmed)
+            pending.pose_parts.append(bank.predicted_pose[rows].clone())
+            pending.location_parts.append(bank.predicted_location[rows].clone())
+        for row in just_confirmed:
+            # history[-2-k] for k = 0..n_init-2 are the detections that confirmed the track.
+            records = list(bank.records[row])[:-1]
+            for record in records:
+                target = self._pending_by_index.get(record.frame_index)
+                if target is None:  # already emitted: cannot happen with consecutive hits
+                    continue
+                target.track_ids.append(int(bank.track_id[row]))
+                target.time_since_update.append(0)
+                target.records.append(record)
+                target.pose_parts.append(bank.predicted_pose[row : row + 1].clone())
+                target.location_parts.append(bank.predicted_location[row : row + 1].clone())
+
+    def _emit(self, pending: _PendingFrame) -> FrameTracks:
+        self._pending_by_index.pop(pending.frame.frame_index, None)
+        frame = pending.frame
+        # Gather detection rows block by block (one select per source frame), then restore entry order.
+        groups: dict[int, tuple[FrameDetections, list[int], list[int]]] = {}
+        for position, record in enumerate(pending.records):
+            group = groups.setdefault(id(record.detection), (record.detection, [], []))
+            group[1].append(record.row)
+            group[2].append(position)
+        parts = [
+            block.select(torch.tensor(block_rows, dtype=torch.int64))
+            for block, block_rows, _ in groups.values()
+        ]
+        detections = concat_detections(parts, frame)
+        if parts:
+            positions = torch.tensor(
+                [p for _, _, group_positions in groups.values() for p in group_positions]
+            )
+            detections = detections.select(torch.argsort(positions))
+        detections = replace(detections, **{name: getattr(frame, name) for name in _FRAME_FIELDS})
+        count = len(pending.track_ids)
+        return FrameTracks(
+            video=frame.video,
+            frame_index=frame.frame_index,
+            frame_name=frame.frame_name,
+            image_size=frame.image_size,
+            track_ids=torch.tensor(pending.track_ids, dtype=torch.int64),
+            time_since_update=torch.tensor(pending.time_since_update, dtype=torch.int64),
+            detections=detections,
+            predicted_pose=torch.cat(pending.pose_parts).cpu() if count else torch.zeros(0, 229),
+            predicted_location=torch.cat(pending.location_parts).cpu() if count else torch.zeros(0, 99),
+            shot=frame.shot,
+        )

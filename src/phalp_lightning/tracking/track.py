@@ -1,0 +1,229 @@
+"""Track state for the PHALP tracker, stored as one structure of arrays over all tracks.
+
+A :class:`TrackBank` holds every live track in preallocated storage rows (grown by doubling), so
+per-frame work gathers and scatters rows of a few tensors instead of looping over Python track
+objects. ``order`` lists the storage rows in tracker-list order (creation order = ascending id),
+which is the order PHALP's association, recording and back-filling use.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import IntEnum
+
+import torch
+from torch import Tensor
+
+from phalp_lightning.structures import FrameDetections
+from phalp_lightning.utils.vectors import APPEARANCE_DIM, LOCATION_DIM, POSE_DIM
+
+
+class TrackState(IntEnum):
+    """PHALP/deep_sort track states."""
+
+    TENTATIVE = 0
+    CONFIRMED = 1
+    DELETED = 2
+
+
+@dataclass
+class DetectionRecord:
+    """One past detection of a track: row ``row`` of ``detection`` (a block of one frame's rows).
+
+    Blocks hold only the rows that tracks refer to (without UV maps), so memory stays bounded.
+    """
+
+    frame_index: int
+    detection: FrameDetections
+    row: int
+
+
+def blend_uv(previous: Tensor, new: Tensor, weight: Tensor) -> Tensor:
+    """PHALP's running UV texture update for K matched tracks at once.
+
+    On texels visible in both maps the RGB becomes ``(1 - a) old + a new``; texels visible in one map
+    keep that map's RGB; the rest become 0. The mask becomes +1 where either map is visible, else -1.
+
+    Args:
+        previous: (K, 4, S, S) track maps; new: (K, 4, S, S) detection maps (mask channel +-1).
+        weight: (K,) blend rate ``a = alpha * score^2``.
+
+    Returns:
+        (K, 4, S, S) in ``previous``'s dtype.
+    """
+    new = new.to(previous.dtype)
+    old_visible = (previous[:, 3:4] > 0.5).to(previous.dtype)
+    new_visible = (new[:, 3:4] > 0.5).to(previous.dtype)
+    a = weight.to(previous.dtype).view(-1, 1, 1, 1)
+    # Per-texel weights: (1 - a, a) on the overlap, (1, 0) / (0, 1) where one map is visible, 0 elsewhere.
+    old_weight = old_visible * ((1.0 - a) * new_visible + (1.0 - new_visible))
+    new_weight = new_visible * (a * old_visible + (1.0 - old_visible))
+    out = torch.empty_like(previous)
+    torch.mul(previous[:, :3], old_weight, out=out[:, :3])
+    out[:, :3].addcmul_(new[:, :3], new_weight)
+    out[:, 3:4] = torch.where((old_visible + new_visible) > 0, 1.0, -1.0)
+    return out
+
+
+class TrackBank:
+    """Structure-of-arrays storage of the tracker's tracks.
+
+    Per storage row: ``track_id``, ``hits``, ``age``, ``time_since_update``, ``state``, ``gt_id``,
+    the bounded histories (``history_time`` (C, H), ``history_pose`` (C, H, 229),
+    ``history_location`` (C, H, 99)), the features matched against the next frame
+    (``predicted_pose``, ``predicted_location``, ``appearance``, ``uv``) and, in Python,
+    the last ``record_length`` :class:`DetectionRecord` (for ghosts and back-filling).
+
+    Args:
+        history_length: H (PHALP ``track_history`` = 7).
+        record_length: detection records kept per track (``n_init``, the back-fill depth).
+        device: storage device.
+        uv_dtype: dtype of the blended UV maps (PHALP blends in float64).
+    """
+
+    def __init__(
+        self,
+        history_length: int = 7,
+        record_length: int = 5,
+        device: torch.device | str = "cpu",
+        uv_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.history_length = history_length
+        self.record_length = record_length
+        self.device = torch.device(device)
+        self.uv_dtype = uv_dtype
+        self.capacity = 0
+        self.order: list[int] = []
+        self._free: list[int] = []
+        self.records: list[deque[DetectionRecord]] = []
+        self.uv: Tensor | None = None
+        self._allocate(16)
+
+    def _allocate(self, capacity: int) -> None:
+        def grow(old: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, fill: float = 0) -> Tensor:
+            new = torch.full((capacity, *shape), fill, dtype=dtype, device=self.device)
+            if old is not None:
+                new[: old.shape[0]] = old
+            return new
+
+        first = self.capacity == 0
+        h = self.history_length
+        self.track_id = grow(None if first else self.track_id, (), torch.int64, -1)
+        self.hits = grow(None if first else self.hits, (), torch.int64)
+        self.age = grow(None if first else self.age, (), torch.int64)
+        self.time_since_update = grow(None if first else self.time_since_update, (), torch.int64)
+        self.state = grow(None if first else self.state, (), torch.int64, int(TrackState.DELETED))
+        self.gt_id = grow(None if first else self.gt_id, (), torch.int64, -1)
+        self.history_time = grow(None if first else self.history_time, (h,), torch.int64)
+        self.history_pose = grow(None if first else self.history_pose, (h, POSE_DIM), torch.float32)
+        self.history_location = grow(
+            None if first else self.history_location, (h, LOCATION_DIM), torch.float32
+        )
+        self.predicted_pose = grow(None if first else self.predicted_pose, (POSE_DIM,), torch.float32)
+        self.predicted_location = grow(
+            None if first else self.predicted_location, (LOCATION_DIM,), torch.float32
+        )
+        self.appearance = grow(None if first else self.appearance, (APPEARANCE_DIM,), torch.float32)
+        if self.uv is not None:
+            self.uv = grow(self.uv, tuple(self.uv.shape[1:]), self.uv_dtype)
+        self._free.extend(range(self.capacity, capacity))
+        self.records.extend(deque(maxlen=self.record_length) for _ in range(capacity - self.capacity))
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def rows(self) -> Tensor:
+        """(T,) int64 storage rows in tracker-list order."""
+        return torch.tensor(self.order, dtype=torch.int64, device=self.device)
+
+    def add(
+        self,
+        track_ids: Tensor,
+        frame_index: int,
+        pose: Tensor,
+        location: Tensor,
+        appearance: Tensor,
+        uv: Tensor | None,
+        gt_ids: Tensor,
+        confirmed: Tensor,
+        records: list[DetectionRecord],
+    ) -> Tensor:
+        """Create K tracks from K detections (appended in the given order); returns their rows.
+
+        The history starts as H copies of the detection and its features are the first prediction.
+        """
+        count = int(track_ids.shape[0])
+        while len(self._free) < count:
+            self._allocate(max(2 * self.capacity, 16))
+        # Lowest free rows first keeps storage compact; order is tracked separately.
+        self._free.sort()
+        new_rows = self._free[:count]
+        del self._free[:count]
+        rows = torch.tensor(new_rows, dtype=torch.int64, device=self.device)
+        h = self.history_length
+        self.track_id[rows] = track_ids.to(self.device)
+        self.hits[rows] = 1
+        self.age[rows] = 1
+        self.time_since_update[rows] = 0
+        self.state[rows] = torch.where(
+            confirmed.to(self.device), int(TrackState.CONFIRMED), int(TrackState.TENTATIVE)
+        )
+        self.gt_id[rows] = gt_ids.to(self.device)
+        self.history_time[rows] = frame_index
+        self.history_pose[rows] = pose.float().unsqueeze(1).expand(-1, h, -1)
+        self.history_location[rows] = location.float().unsqueeze(1).expand(-1, h, -1)
+        self.predicted_pose[rows] = pose.float()
+        self.predicted_location[rows] = location.float()
+        self.appearance[rows] = appearance.float()
+        if uv is not None:
+            if self.uv is None:
+                self.uv = torch.zeros((self.capacity, *uv.shape[1:]), dtype=self.uv_dtype, device=self.device)
+            elif tuple(self.uv.shape[1:]) != tuple(uv.shape[1:]):
+                raise ValueError(
+                    f"uv maps of shape {tuple(uv.shape[1:])} do not match the tracks' {tuple(self.uv.shape[1:])}"
+                )
+            self.uv[rows] = uv.to(self.device, self.uv_dtype)
+        for row, record in zip(new_rows, records, strict=True):
+            self.records[row].clear()
+            self.records[row].append(record)
+        self.order.extend(new_rows)
+        return rows
+
+    def push_history(
+        self, rows: Tensor, frame_index: int, pose: Tensor, location: Tensor, reset_location: bool
+    ) -> None:
+        """Append one matched detection to the bounded histories of ``rows``.
+
+        Args:
+            rows: (K,) storage rows; pose: (K, 229); location: (K, 99).
+            reset_location: a shot boundary: every history location becomes the new one, which
+                restarts the location extrapolation.
+        """
+        h = self.history_length
+        self.history_time[rows] = torch.cat(
+            [
+                self.history_time[rows, 1:],
+                torch.full((rows.shape[0], 1), frame_index, dtype=torch.int64, device=self.device),
+            ],
+            1,
+        )
+        self.history_pose[rows] = torch.cat([self.history_pose[rows, 1:], pose.float().unsqueeze(1)], 1)
+        if reset_location:
+            self.history_location[rows] = location.float().unsqueeze(1).expand(-1, h, -1)
+        else:
+            self.history_location[rows] = torch.cat(
+                [self.history_location[rows, 1:], location.float().unsqueeze(1)], 1
+            )
+
+    def remove(self, keep: list[int]) -> list[int]:
+        """Keep only the rows in ``keep`` (a subset of ``order``); return the removed rows."""
+        kept = set(keep)
+        removed = [row for row in self.order if row not in kept]
+        self.order = [row for row in self.order if row in kept]
+        for row in removed:
+            self.records[row].clear()
+        self.state[torch.tensor(removed, dtype=torch.int64, device=self.device)] = int(TrackState.DELETED)
+        self._free.extend(removed)
+        return removed
