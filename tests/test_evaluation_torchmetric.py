@@ -100,3 +100,30 @@ def test_two_process_gloo_sync_equals_single_process():
     for rank in (0, 1):
         for split in ("interleaved", "lopsided"):
             assert_expected({key: torch.tensor(value) for key, value in results[rank][split].items()})
+
+
+def test_metric_logs_from_a_lightning_validation_loop(tmp_path):
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    updates = list(frames())
+
+    class Tracking(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+            self.tracking_metrics = MOTMetrics(prefix="val/")
+
+        def validation_step(self, batch, batch_index):
+            self.tracking_metrics.update(**updates[int(batch[0])])
+
+        def on_validation_epoch_end(self) -> None:
+            self.log_dict(self.tracking_metrics.compute())
+            self.tracking_metrics.reset()
+
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    loader = DataLoader(torch.arange(len(updates)), batch_size=1)
+    trainer.validate(Tracking(), dataloaders=loader)
+    logged = {key.replace("val/", "eval/"): value for key, value in trainer.callback_metrics.items()}
+    assert_expected(logged)
