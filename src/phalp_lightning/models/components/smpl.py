@@ -65,8 +65,10 @@ class BodyModel(nn.Module):
         self.register_buffer("joint_regressor_extra", torch.from_numpy(extra), persistent=persistent)
         self.register_buffer("joint_map", torch.tensor(JOINT_MAP, dtype=torch.long), persistent=False)
         if not persistent:
-            for name, buffer in list(self.smpl.named_buffers(recurse=False)):
-                self.smpl.register_buffer(name, buffer, persistent=False)
+            # All submodules: smplx's vertex_joint_selector holds a buffer of its own.
+            for module in self.smpl.modules():
+                for name, buffer in list(module.named_buffers(recurse=False)):
+                    module.register_buffer(name, buffer, persistent=False)
 
     @property
     def faces(self) -> np.ndarray:

@@ -1,0 +1,300 @@
+"""Train the small pose transformer on synthetic walking tracklets (CPU) and compare with baselines.
+
+Question: after a short CPU training run, does the pose transformer predict a held-out track's
+future pose better than the constant-pose baseline (what the tracker uses without a predictor)?
+
+Steps (all written under --out):
+1. synthetic tracklet shards (``python -m phalp_lightning.datamodules.synthetic tracklets``) unless
+   --data points at existing ones; the val split holds other tracks than the train split;
+2. ``mean_std.npy`` from the training windows (``pose_statistics``);
+3. ``python train.py model=pose_transformer ...`` (the real entry point, in a subprocess);
+4. the last checkpoint is re-loaded with ``load_pose_transformer`` (the tracker's loader) and scored
+   on every held-out window with ``predict_next`` against the constant-pose and constant-velocity
+   baselines, for each horizon;
+5. results.json, results.md and (if matplotlib is installed) val_curves.png.
+
+Usage:
+    python experiments/pose_transformer_cpu_training/run.py --out experiments/pose_transformer_cpu_training/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+BASELINES = ("model", "constant_pose", "constant_velocity")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def make_data(out: Path, args: argparse.Namespace) -> Path:
+    data = out / "data"
+    if (data / "manifest.json").is_file() or list(data.glob("train*.tar")):
+        return data
+    command = [
+        sys.executable,
+        "-m",
+        "phalp_lightning.datamodules.synthetic",
+        "tracklets",
+        "--out",
+        str(data),
+        "--seed",
+        str(args.seed),
+        "--num-train-tracks",
+        str(args.num_train_tracks),
+        "--num-val-tracks",
+        str(args.num_val_tracks),
+        "--track-length",
+        str(args.track_length),
+        "--window",
+        str(args.window),
+    ]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=REPO)
+    return data
+
+
+def shard_pattern(data: Path, split: str) -> str:
+    """A glob over the split's shards (one dataset for TrackletDataModule)."""
+    shards = sorted(data.rglob(f"{split}-*.tar"))
+    if not shards:
+        raise FileNotFoundError(f"no {split}-*.tar shards under {data}")
+    return str(shards[0].parent / f"{split}-*.tar")
+
+
+def datamodule(train: str, val: str, batch_size: int):
+    from phalp_lightning.datamodules.tracklets import TrackletDataModule
+
+    module = TrackletDataModule(train_shards=train, val_shards=val, batch_size=batch_size, num_workers=0)
+    module.setup("fit")
+    return module
+
+
+def evaluate_checkpoint(checkpoint: Path, val_loader, history_length: int, horizons: list[int]) -> dict:
+    """Score the re-loaded checkpoint on every held-out window (the tracker's path: predict_next)."""
+    from phalp_lightning.models.pose_transformer_module import (
+        PoseTransformerModule,
+        load_pose_transformer,
+        pose_distance,
+        rotation_angle_deg,
+    )
+
+    network = load_pose_transformer(checkpoint)
+    scorer = PoseTransformerModule(
+        network, optimizer=None, history_length=history_length, future_horizons=horizons
+    ).eval()
+    sums = {h: {name: {"pose_l2": 0.0, "rot_deg": 0.0} for name in BASELINES} for h in horizons}
+    counts = {h: 0 for h in horizons}
+    for batch in val_loader:
+        for horizon in horizons:
+            predictions = scorer.future_predictions(batch, horizon)
+            if predictions is None:
+                continue
+            counts[horizon] += len(predictions["target"])
+            for name in BASELINES:
+                sums[horizon][name]["pose_l2"] += (
+                    pose_distance(predictions[name], predictions["target"]).sum().item()
+                )
+                sums[horizon][name]["rot_deg"] += (
+                    rotation_angle_deg(predictions[name], predictions["target"]).sum().item()
+                )
+    results = {}
+    for horizon in horizons:
+        n = max(counts[horizon], 1)
+        entry = {name: {k: v / n for k, v in values.items()} for name, values in sums[horizon].items()}
+        entry["num_windows"] = counts[horizon]
+        entry["model_vs_constant_pose"] = entry["model"]["pose_l2"] / max(
+            entry["constant_pose"]["pose_l2"], 1e-12
+        )
+        entry["model_vs_constant_velocity"] = entry["model"]["pose_l2"] / max(
+            entry["constant_velocity"]["pose_l2"], 1e-12
+        )
+        results[f"h{horizon}"] = entry
+    return results
+
+
+def val_curves(metrics_csv: Path, horizons: list[int]) -> dict[str, list]:
+    import pandas as pd
+
+    frame = pd.read_csv(metrics_csv)
+    val = frame[frame["val/loss"].notna()].groupby("epoch").last().reset_index()
+    curves: dict[str, list] = {
+        "epoch": val["epoch"].astype(int).tolist(),
+        "val/loss": val["val/loss"].tolist(),
+    }
+    for horizon in horizons:
+        for name in BASELINES:
+            key = f"val/future{horizon}/{name}/pose_l2"
+            if key in val:
+                curves[key] = val[key].tolist()
+    train = frame[frame["train/loss"].notna()] if "train/loss" in frame.columns else None
+    curves["train_step"] = [] if train is None else train["step"].astype(int).tolist()
+    curves["train/loss"] = [] if train is None else train["train/loss"].tolist()
+    return curves
+
+
+def plot(curves: dict[str, list], horizons: list[int], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(1, len(horizons) + 1, figsize=(5 * (len(horizons) + 1), 4))
+    axes[0].plot(curves["train_step"], curves["train/loss"])
+    axes[0].set(title="train/loss", xlabel="step", yscale="log")
+    for axis, horizon in zip(axes[1:], horizons, strict=True):
+        for name in BASELINES:
+            key = f"val/future{horizon}/{name}/pose_l2"
+            if key in curves:
+                axis.plot(curves["epoch"], curves[key], marker="o", label=name)
+        axis.set(title=f"held-out pose_l2, {horizon} frame(s) ahead", xlabel="epoch", yscale="log")
+        axis.legend()
+    figure.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    figure.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    return True
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "# Pose transformer: CPU training on synthetic walking tracklets",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"Train command: `{results['train_command']}`",
+        "",
+        f"Data: {results['data']['train_windows']} train windows, {results['data']['val_windows']} held-out windows "
+        f"(other tracks) of {results['data']['window']} frames. Training: {results['max_epochs']} epochs of "
+        f"{results['epoch_length']} windows, "
+        f"{results['train_seconds']:.0f} s wall on {results['machine']}.",
+        "",
+        "Held-out windows, re-loaded checkpoint (`load_pose_transformer` + `predict_next`); history = first "
+        f"{results['history_length']} valid steps; `pose_l2` = tracker pose distance (squared L2, dims 0:226), "
+        "`rot_deg` = mean joint rotation error.",
+        "",
+        "| horizon | windows | model pose_l2 | constant pose | constant velocity | model / constant pose | model rot_deg | constant pose rot_deg | constant velocity rot_deg |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, entry in results["held_out"].items():
+        lines.append(
+            f"| {key[1:]} | {entry['num_windows']} | {entry['model']['pose_l2']:.4f} | {entry['constant_pose']['pose_l2']:.4f} | "
+            f"{entry['constant_velocity']['pose_l2']:.4f} | {entry['model_vs_constant_pose']:.3f} | "
+            f"{entry['model']['rot_deg']:.2f} | {entry['constant_pose']['rot_deg']:.2f} | {entry['constant_velocity']['rot_deg']:.2f} |"
+        )
+    lines += [
+        "",
+        "Per-epoch validation curves: results.json (`curves`)"
+        + (" and val_curves.png." if results["plot"] else "."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="existing tracklet shards (default: generate under OUT/data)"
+    )
+    parser.add_argument("--max-epochs", type=int, default=25)
+    parser.add_argument("--epoch-length", type=int, default=3200, help="training windows drawn per epoch")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--num-train-tracks", type=int, default=512)
+    parser.add_argument("--num-val-tracks", type=int, default=64)
+    parser.add_argument("--track-length", type=int, default=64)
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--horizons", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
+    args = parser.parse_args()
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    data = args.data.resolve() if args.data else make_data(out, args)
+    train, val = shard_pattern(data, "train"), shard_pattern(data, "val")
+    from phalp_lightning.models.pose_transformer_module import pose_statistics, write_mean_std
+
+    stats_module = datamodule(train, val, args.batch_size)
+    mean_std = write_mean_std(out / "mean_std.npy", *pose_statistics(stats_module.train_dataloader()))
+    manifest = data / "manifest.json"
+    if manifest.is_file():
+        splits = json.loads(manifest.read_text())["splits"]
+        train_windows, val_windows = splits["train"]["num_samples"], splits["val"]["num_samples"]
+    else:
+        train_windows = val_windows = None
+
+    run_dir = out / "run"
+    horizons = "[" + ",".join(str(h) for h in args.horizons) + "]"
+    train_command = [
+        sys.executable,
+        "train.py",
+        "model=pose_transformer",
+        "trainer=cpu",
+        "logger=csv",
+        f"seed={args.seed}",
+        f"data.train_shards='{train}'",
+        f"data.val_shards='{val}'",
+        f"data.epoch_length={args.epoch_length}",
+        f"data.batch_size={args.batch_size}",
+        f"model.net.mean_std={mean_std}",
+        f"model.optimizer.lr={args.lr}",
+        f"trainer.max_epochs={args.max_epochs}",
+        f"model.future_horizons={horizons}",
+        "+trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+        *args.overrides,
+    ]
+    print("+", " ".join(train_command), flush=True)
+    started = time.time()
+    subprocess.run(train_command, check=True, cwd=REPO)
+    train_seconds = time.time() - started
+
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    held_out = evaluate_checkpoint(
+        checkpoint, datamodule(train, val, args.batch_size).val_dataloader(), 7, args.horizons
+    )
+    curves = val_curves(run_dir / "csv" / "version_0" / "metrics.csv", args.horizons)
+    plotted = plot(curves, args.horizons, out / "val_curves.png")
+    results = {
+        "command": "python " + " ".join([os.path.relpath(__file__, REPO), *sys.argv[1:]]),
+        "train_command": " ".join(["python", *train_command[1:]]),
+        "data": {
+            "train": train,
+            "val": val,
+            "train_windows": train_windows,
+            "val_windows": val_windows,
+            "window": args.window,
+        },
+        "max_epochs": args.max_epochs,
+        "epoch_length": args.epoch_length,
+        "history_length": 7,
+        "train_seconds": train_seconds,
+        "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
+        "held_out": held_out,
+        "curves": curves,
+        "plot": plotted,
+    }
+    atomic_write(out / "results.json", json.dumps(results, indent=2))
+    atomic_write(out / "results.md", markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

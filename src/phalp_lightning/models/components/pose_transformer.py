@@ -1,0 +1,579 @@
+"""PHALP's pose transformer (``lart_transformer`` of pose_transformer_v2), re-written lucidrains-style.
+
+The network reads a track's history as ``frame_length`` slots of 229-d pose vectors (utils.vectors
+layout, normalised with the ``mean_std`` asset), replaces missing or masked slots by a learned mask
+token, and decodes every slot back to a 229-d vector in natural units: rotation matrices and betas
+from an HMR-style iterative SMPL head, the camera ``(t_x, t_y, t_z/200)`` from a small MLP.
+
+Layout (shared/spec/models.md 5.2), with D = ``dim``, T = ``frame_length``:
+
+    pose (B,T,229) -> pose_shape_encoder -> (B,T,D); masked slots := mask_token
+    + pos_embedding_learned1 -> transformer1 (depth blocks, masked attention)
+    -> conv_en (Conv1d, stride s) -> conv_de (ConvTranspose1d) back to T
+    + pos_embedding_learned2 -> transformer2 (1 block, no masking)
+    -> [class_token, tokens] (B,1+T,D) -> readout per slot -> (B,T,229)
+
+Parameter names follow the official checkpoint exactly, so its ``encoder.*`` weights load with
+``strict=True`` after stripping the leading ``encoder.`` (see models/convert_pose_transformer.py).
+``transformer`` (a second, unused stack), ``pos_embedding`` and the ``pe`` buffer are never used in
+the forward pass; they are only built when a checkpoint carries them.
+
+The ``mean``/``std`` buffers are not persistent: no checkpoint of the original carries them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from phalp_lightning.utils.geometry import rot6d_to_rotmat
+from phalp_lightning.utils.vectors import NUM_BETAS, NUM_BODY_JOINTS, POSE_DIM
+
+# Attention logits of blocked (query, key) pairs are *assigned* this value, as in the original.
+MASKED_LOGIT = -1000.0
+# Added to std before dividing, as in the original normalisation.
+STD_EPS = 1e-10
+NUM_ROT6D = 6 * (NUM_BODY_JOINTS + 1)  # 144: global orient + 23 body joints, 6-D each
+NUM_CAMERA = 3
+
+
+class DropPath(nn.Module):
+    """Stochastic depth on a residual branch: drops the whole branch per sample while training."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return x * x.new_empty(shape).bernoulli_(keep) / keep
+
+
+class PreNorm(nn.Module):
+    """LayerNorm, then ``fn``; extra arguments go to ``fn``."""
+
+    def __init__(self, dim: int, fn: nn.Module) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fn = fn
+
+    def forward(self, x: Tensor, *args: Tensor) -> Tensor:
+        return self.fn(self.norm(x), *args)
+
+
+class FeedForward(nn.Module):
+    """Linear -> GELU -> Dropout -> Linear -> Dropout (state-dict names ``net.0``, ``net.3``)."""
+
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def attention_block_mask(has_detection: Tensor, mask_detection: Tensor) -> Tensor:
+    """Which (query, key) pairs attention must ignore.
+
+    A pair is blocked when either token is absent, or when the key is masked: masked tokens still
+    ask (they are queries) but are never looked at (never keys).
+
+    Args:
+        has_detection: (B, N) bool, token exists.
+        mask_detection: (B, N) bool, token is masked.
+
+    Returns:
+        (B, N, N) bool, True where the logit is replaced by ``MASKED_LOGIT``.
+    """
+    present = has_detection[:, :, None] & has_detection[:, None, :]
+    return ~present | mask_detection[:, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with PHALP's masking by assignment (logit := -1000)."""
+
+    def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, dropout: float = 0.0) -> None:
+        super().__init__()
+        inner_dim = heads * dim_head
+        self.heads = heads
+        self.scale = dim_head**-0.5
+        self.to_qkv = nn.Linear(dim, inner_dim * 3, bias=False)
+        self.attend_dropout = nn.Dropout(dropout)
+        project_out = not (heads == 1 and dim_head == dim)
+        self.to_out = (
+            nn.Sequential(nn.Linear(inner_dim, dim), nn.Dropout(dropout)) if project_out else nn.Identity()
+        )
+
+    def forward(self, x: Tensor, has_detection: Tensor, mask_detection: Tensor) -> Tensor:
+        """x (B,N,D), has_detection / mask_detection (B,N) bool -> (B,N,D)."""
+        q, k, v = (
+            rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in self.to_qkv(x).chunk(3, dim=-1)
+        )
+        logits = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+        blocked = attention_block_mask(has_detection, mask_detection)
+        logits = logits.masked_fill(blocked[:, None], MASKED_LOGIT)
+        weights = self.attend_dropout(logits.softmax(dim=-1))
+        out = rearrange(torch.matmul(weights, v), "b h n d -> b n (h d)")
+        return self.to_out(out)
+
+
+class Transformer(nn.Module):
+    """``depth`` pre-norm blocks of masked attention and feed-forward, one shared DropPath."""
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        dim_head: int,
+        mlp_dim: int,
+        dropout: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.drop_path = DropPath(drop_path)
+        self.layers = nn.ModuleList(
+            nn.ModuleList(
+                [
+                    PreNorm(dim, Attention(dim, heads=heads, dim_head=dim_head, dropout=dropout)),
+                    PreNorm(dim, FeedForward(dim, mlp_dim, dropout=dropout)),
+                ]
+            )
+            for _ in range(depth)
+        )
+
+    def forward(self, x: Tensor, has_detection: Tensor, mask_detection: Tensor) -> Tensor:
+        for attention, feed_forward in self.layers:  # type: ignore[misc]
+            x = x + self.drop_path(attention(x, has_detection, mask_detection))
+            x = x + self.drop_path(feed_forward(x))
+        return x
+
+
+class SMPLParameters(NamedTuple):
+    """Output of :class:`SMPLHead`."""
+
+    global_orient: Tensor  # (N, 1, 3, 3)
+    body_pose: Tensor  # (N, 23, 3, 3)
+    betas: Tensor  # (N, 10)
+    camera: Tensor  # (N, 3) weak-perspective camera (unused by the pose transformer)
+
+
+class SMPLHead(nn.Module):
+    """HMR-style iterative regressor: refines mean SMPL parameters ``num_iterations`` times.
+
+    Args:
+        input_dim: feature width.
+        hidden_dim: width of fc1/fc2 (1024 in PHALP).
+        num_iterations: iterative error feedback steps (3).
+        dropout: dropout after fc1 and fc2 (0.5 in PHALP).
+        mean_pose: (144,) initial 6-D rotations (joint-major, joint 0 = global orient); identity if None.
+        mean_betas: (10,) initial betas; zeros if None.
+        mean_camera: (3,) initial camera; (0.9, 0, 0) if None.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int = 1024,
+        num_iterations: int = 3,
+        dropout: float = 0.5,
+        mean_pose: Tensor | None = None,
+        mean_betas: Tensor | None = None,
+        mean_camera: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_iterations = num_iterations
+        if mean_pose is None:
+            mean_pose = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).repeat(NUM_BODY_JOINTS + 1)
+        if mean_betas is None:
+            mean_betas = torch.zeros(NUM_BETAS)
+        if mean_camera is None:
+            mean_camera = torch.tensor([0.9, 0.0, 0.0])
+        self.register_buffer("init_body_pose", mean_pose.reshape(1, NUM_ROT6D).float().clone())
+        self.register_buffer("init_betas", mean_betas.reshape(1, NUM_BETAS).float().clone())
+        self.register_buffer("init_cam", mean_camera.reshape(1, NUM_CAMERA).float().clone())
+        self.fc1 = nn.Linear(input_dim + NUM_ROT6D + NUM_BETAS + NUM_CAMERA, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.decpose = nn.Linear(hidden_dim, NUM_ROT6D)
+        self.decshape = nn.Linear(hidden_dim, NUM_BETAS)
+        self.deccam = nn.Linear(hidden_dim, NUM_CAMERA)
+        # Small residual updates at the start, so training begins from the mean parameters.
+        for layer in (self.decpose, self.decshape, self.deccam):
+            nn.init.xavier_uniform_(layer.weight, gain=0.01)
+
+    def forward(self, features: Tensor) -> SMPLParameters:
+        """features (N, input_dim) -> SMPL rotations, betas and camera for N items."""
+        batch = features.shape[0]
+        pose6d = self.init_body_pose.expand(batch, -1)
+        betas = self.init_betas.expand(batch, -1)
+        camera = self.init_cam.expand(batch, -1)
+        for _ in range(self.num_iterations):
+            hidden = torch.cat([features, pose6d, betas, camera], dim=1)
+            hidden = self.dropout(F.relu(self.fc1(hidden)))
+            hidden = self.dropout(F.relu(self.fc2(hidden)))
+            pose6d = pose6d + self.decpose(hidden)
+            betas = betas + self.decshape(hidden)
+            camera = camera + self.deccam(hidden)
+        rotmats = rot6d_to_rotmat(pose6d.reshape(batch, NUM_BODY_JOINTS + 1, 6))
+        return SMPLParameters(rotmats[:, :1], rotmats[:, 1:], betas, camera)
+
+
+def scatter_to_slots(values: Tensor, slots: Tensor, keep: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Write each sequence's entries into ``length`` time slots; among entries sharing a slot the last wins.
+
+    Args:
+        values: (K, H, C) entries, oldest first.
+        slots: (K, H) int64 slot of each entry, in [0, length) where ``keep``.
+        keep: (K, H) bool, entries to write.
+        length: number of slots.
+
+    Returns:
+        sequence (K, length, C) with zeros at empty slots, observed (K, length) bool.
+    """
+    num, history = slots.shape
+    same_slot_later = (slots[:, :, None] == slots[:, None, :]) & keep[:, None, :]
+    overwritten = same_slot_later.triu(diagonal=1).any(dim=-1)
+    write = keep & ~overwritten
+    rows = torch.arange(num, device=slots.device)[:, None].expand(num, history)
+    sequence = values.new_zeros(num, length, values.shape[-1])
+    sequence[rows[write], slots[write]] = values[write]
+    observed = torch.zeros(num, length, dtype=torch.bool, device=slots.device)
+    observed[rows[write], slots[write]] = True
+    return sequence, observed
+
+
+def sinusoidal_table(length: int, dim: int) -> Tensor:
+    """1-D sinusoidal position table (length, dim): sin on even, cos on odd channels."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency)[:, : dim // 2]
+    return table
+
+
+def read_mean_std(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor]:
+    """Read the ``mean_std`` asset: an array (2, 1, K), K <= 229, padded to 229 with 0 (mean) and 1 (std).
+
+    Returns:
+        mean (229,), std (229,) float32.
+    """
+    array = np.load(path)
+    if array.ndim != 3 or array.shape[0] != 2 or array.shape[1] != 1 or array.shape[2] > POSE_DIM:
+        raise ValueError(
+            f"{path}: mean_std must have shape (2, 1, K) with K <= {POSE_DIM}, got {array.shape}"
+        )
+    width = array.shape[2]
+    mean = torch.zeros(POSE_DIM)
+    std = torch.ones(POSE_DIM)
+    mean[:width] = torch.from_numpy(np.asarray(array[0, 0], dtype=np.float32))
+    std[:width] = torch.from_numpy(np.asarray(array[1, 0], dtype=np.float32))
+    return mean, std
+
+
+def read_smpl_mean_params(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor, Tensor]:
+    """Read ``smpl_mean_params.npz``: ``pose`` (144,), ``shape`` (10,), ``cam`` (3,) as float32 tensors."""
+    with np.load(path) as data:
+        missing = [key for key in ("pose", "shape", "cam") if key not in data]
+        if missing:
+            raise KeyError(f"{path}: smpl mean params lack keys {missing} (has {sorted(data.keys())})")
+        pose, betas, camera = (
+            torch.from_numpy(np.asarray(data[key], dtype=np.float32)).reshape(-1)
+            for key in ("pose", "shape", "cam")
+        )
+    if pose.numel() != NUM_ROT6D or betas.numel() != NUM_BETAS or camera.numel() != NUM_CAMERA:
+        raise ValueError(
+            f"{path}: expected pose (144,), shape (10,), cam (3,); got {pose.shape}, {betas.shape}, {camera.shape}"
+        )
+    return pose, betas, camera
+
+
+class PoseTransformer(nn.Module):
+    """PHALP's pose predictor network: masked-token transformer over a track's pose history.
+
+    Args:
+        dim: token width D (``in_feat``; 128 in the candidate official config).
+        depth: blocks in ``transformer1`` (16).
+        heads: attention heads (16).
+        dim_head: per-head width (64).
+        mlp_dim: feed-forward width (512).
+        frame_length: number of time slots T (125); must be divisible by ``conv_stride``.
+        conv_stride: stride of the conv bottleneck (5).
+        conv_pad: padding of the conv bottleneck (1); kernel = stride + 2 * pad.
+        pose_hidden_dim: hidden width of the 229 -> D pose encoder (``mid_dim``, 229).
+        num_smpl_heads: number of read-out heads (1); only head 0 is used.
+        num_action_classes: AVA action classes of ``action_head_ava`` (60); 0 builds no action head.
+        dropout: attention / feed-forward dropout.
+        drop_path: stochastic depth of the transformer residual branches.
+        smpl_head_hidden_dim: fc width of the SMPL head (1024).
+        smpl_head_iterations: iterative refinement steps of the SMPL head (3).
+        smpl_head_dropout: dropout inside the SMPL head (0.5).
+        with_unused_transformer: also build the unused ``transformer`` stack (for checkpoints that carry it).
+        with_sinusoidal_table: also build the unused ``pos_embedding`` parameter and ``pe`` buffer.
+        sinusoidal_length: rows of that table (10000).
+        mean_std: path of the ``mean_std`` asset; identity normalisation when None.
+        smpl_mean_params: path of ``smpl_mean_params.npz`` to initialise the SMPL head; identity
+            rotations, zero betas and camera (0.9, 0, 0) when None. (A loaded checkpoint overwrites
+            these buffers anyway.)
+        reference_quirks: :meth:`predict_next` reads every track at track 0's slot, as PHALP does.
+        position_init_std: std of the initial learned position embeddings (the original: 1.0).
+    """
+
+    def __init__(
+        self,
+        dim: int = 128,
+        depth: int = 16,
+        heads: int = 16,
+        dim_head: int = 64,
+        mlp_dim: int = 512,
+        frame_length: int = 125,
+        conv_stride: int = 5,
+        conv_pad: int = 1,
+        pose_hidden_dim: int = POSE_DIM,
+        num_smpl_heads: int = 1,
+        num_action_classes: int = 60,
+        dropout: float = 0.0,
+        drop_path: float = 0.0,
+        smpl_head_hidden_dim: int = 1024,
+        smpl_head_iterations: int = 3,
+        smpl_head_dropout: float = 0.5,
+        with_unused_transformer: bool = False,
+        with_sinusoidal_table: bool = False,
+        sinusoidal_length: int = 10000,
+        mean_std: str | None = None,
+        smpl_mean_params: str | None = None,
+        reference_quirks: bool = False,
+        position_init_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        if frame_length % conv_stride != 0:
+            raise ValueError(f"frame_length={frame_length} must be divisible by conv_stride={conv_stride}")
+        if num_smpl_heads < 1:
+            raise ValueError(f"num_smpl_heads must be >= 1, got {num_smpl_heads}")
+        # Architecture arguments, saved with our checkpoints so a loader can rebuild the network.
+        self.config: dict[str, int | float | bool] = dict(
+            dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim, frame_length=frame_length,
+            conv_stride=conv_stride, conv_pad=conv_pad, pose_hidden_dim=pose_hidden_dim,
+            num_smpl_heads=num_smpl_heads, num_action_classes=num_action_classes, dropout=dropout,
+            drop_path=drop_path, smpl_head_hidden_dim=smpl_head_hidden_dim,
+            smpl_head_iterations=smpl_head_iterations, smpl_head_dropout=smpl_head_dropout,
+            with_unused_transformer=with_unused_transformer, with_sinusoidal_table=with_sinusoidal_table,
+            sinusoidal_length=sinusoidal_length,
+        )  # fmt: skip
+        self.dim = dim
+        self.frame_length = frame_length
+        self.reference_quirks = reference_quirks
+
+        self.mask_token = nn.Parameter(torch.randn(dim))
+        self.class_token = nn.Parameter(torch.randn(1, 1, dim))
+        if with_sinusoidal_table:
+            table = sinusoidal_table(sinusoidal_length, dim)
+            self.pos_embedding = nn.Parameter(table.clone())
+            self.register_buffer("pe", table)
+        # The original initialises these with randn (std 1); std 0.02 (as in ViT) lets pose content,
+        # not position offsets, dominate the residual stream at the start of training. Loaded
+        # checkpoints overwrite them, so this only affects training from scratch.
+        self.pos_embedding_learned1 = nn.Parameter(position_init_std * torch.randn(1, frame_length, dim))
+        self.pos_embedding_learned2 = nn.Parameter(position_init_std * torch.randn(1, frame_length, dim))
+        if with_unused_transformer:
+            self.transformer = Transformer(dim, depth, heads, dim_head, mlp_dim, dropout, drop_path)
+        self.transformer1 = Transformer(dim, depth, heads, dim_head, mlp_dim, dropout, drop_path)
+        self.transformer2 = Transformer(dim, 1, heads, dim_head, mlp_dim, dropout, drop_path)
+        kernel = conv_stride + 2 * conv_pad
+        self.conv_en = nn.Conv1d(dim, dim, kernel, stride=conv_stride, padding=conv_pad)
+        self.conv_de = nn.ConvTranspose1d(dim, dim, kernel, stride=conv_stride, padding=conv_pad)
+        self.pose_shape_encoder = nn.Sequential(
+            nn.Linear(POSE_DIM, pose_hidden_dim), nn.ReLU(), nn.Linear(pose_hidden_dim, dim)
+        )
+
+        mean_pose = mean_betas = mean_camera = None
+        if smpl_mean_params is not None:
+            mean_pose, mean_betas, mean_camera = read_smpl_mean_params(smpl_mean_params)
+        self.smpl_head = nn.ModuleList(
+            SMPLHead(
+                dim,
+                smpl_head_hidden_dim,
+                smpl_head_iterations,
+                smpl_head_dropout,
+                mean_pose,
+                mean_betas,
+                mean_camera,
+            )
+            for _ in range(num_smpl_heads)
+        )
+        self.loca_head = nn.ModuleList(
+            nn.Sequential(
+                nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, NUM_CAMERA)
+            )
+            for _ in range(num_smpl_heads)
+        )
+        if num_action_classes > 0:
+            self.action_head_ava = nn.ModuleList(
+                nn.Sequential(nn.Linear(dim, num_action_classes)) for _ in range(num_smpl_heads)
+            )
+
+        mean, std = (
+            read_mean_std(mean_std) if mean_std is not None else (torch.zeros(POSE_DIM), torch.ones(POSE_DIM))
+        )
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    # ------------------------------------------------------------------ normalisation
+    def set_normalisation(self, mean: Tensor, std: Tensor) -> None:
+        """Replace the input normalisation: mean, std (229,) (or (K,), padded with 0 and 1)."""
+        mean = mean.reshape(-1).to(self.mean)
+        std = std.reshape(-1).to(self.std)
+        if mean.numel() > POSE_DIM or std.numel() != mean.numel():
+            raise ValueError(
+                f"mean/std must both have K <= {POSE_DIM} entries, got {mean.numel()} and {std.numel()}"
+            )
+        self.mean.zero_()
+        self.std.fill_(1.0)
+        self.mean[: mean.numel()] = mean
+        self.std[: std.numel()] = std
+
+    def normalise(self, pose: Tensor) -> Tensor:
+        """(..., 229) natural units -> network input units ``(pose - mean) / (std + 1e-10)``."""
+        return (pose - self.mean) / (self.std + STD_EPS)
+
+    # ------------------------------------------------------------------ network
+    def forward(self, pose: Tensor, has_detection: Tensor, mask_detection: Tensor) -> Tensor:
+        """Encode a batch of slot sequences.
+
+        Args:
+            pose: (B, T, 229) normalised pose vectors (values at masked slots are ignored).
+            has_detection: (B, T) bool, the slot exists (False: padding, never attended).
+            mask_detection: (B, T) bool, the slot is replaced by the mask token and never used as a key.
+
+        Returns:
+            (B, 1 + T, D): the class token, then one token per slot.
+        """
+        batch, length = has_detection.shape
+        if length != self.frame_length or pose.shape[:2] != (batch, length):
+            raise ValueError(
+                f"expected pose (B, {self.frame_length}, {POSE_DIM}) and masks (B, {self.frame_length}); "
+                f"got pose {tuple(pose.shape)}, has_detection {tuple(has_detection.shape)}"
+            )
+        has_detection = has_detection.bool()
+        mask_detection = mask_detection.bool()
+        tokens = self.pose_shape_encoder(pose.float())
+        tokens = torch.where(mask_detection[..., None], self.mask_token.to(tokens.dtype), tokens)
+        tokens = self.transformer1(tokens + self.pos_embedding_learned1, has_detection, mask_detection)
+        tokens = self.conv_de(self.conv_en(tokens.transpose(1, 2))).transpose(1, 2)
+        tokens = tokens + self.pos_embedding_learned2
+        everyone = torch.ones_like(has_detection)
+        tokens = self.transformer2(tokens, everyone, torch.zeros_like(mask_detection))
+        return torch.cat([self.class_token.expand(batch, -1, -1), tokens], dim=1)
+
+    def readout(self, tokens: Tensor, head: int = 0) -> dict[str, Tensor]:
+        """Decode slot tokens (..., D) into natural-unit vectors.
+
+        Returns:
+            dict with ``pose`` (..., 229) = [global_orient 9 | body_pose 207 | betas 10 | camera 3] and,
+            when the network has an action head, ``action_logits`` (..., A).
+        """
+        lead = tokens.shape[:-1]
+        flat = tokens.reshape(-1, tokens.shape[-1])
+        smpl = self.smpl_head[head](flat)
+        camera = self.loca_head[head](flat)
+        pose = torch.cat(
+            [
+                smpl.global_orient.reshape(-1, 9),
+                smpl.body_pose.reshape(-1, NUM_BODY_JOINTS * 9),
+                smpl.betas,
+                camera,
+            ],
+            dim=-1,
+        )
+        out = {"pose": pose.reshape(*lead, POSE_DIM)}
+        if hasattr(self, "action_head_ava"):
+            out["action_logits"] = self.action_head_ava[head](flat).reshape(*lead, -1)
+        return out
+
+    # ------------------------------------------------------------------ tracking
+    def history_slots(self, time_history: Tensor) -> Tensor:
+        """Slot of each history entry: ``min(t - t_oldest, T - 1)`` (clamped at 0 for unsorted input).
+
+        Args:
+            time_history: (K, H) int64 absolute frame indices, oldest first.
+
+        Returns:
+            (K, H) int64.
+        """
+        return (time_history - time_history[:, :1]).clamp(min=0, max=self.frame_length - 1)
+
+    def target_slots(self, time_history: Tensor, time_since_update: Tensor) -> Tensor:
+        """Slot read out for each track: ``min(slot_newest + time_since_update + 1, T - 1)``; (K,) int64.
+
+        With ``reference_quirks`` every entry is track 0's slot (PHALP's gather-and-take-[0] bug).
+        """
+        newest = self.history_slots(time_history)[:, -1]
+        slots = (newest + time_since_update.to(newest) + 1).clamp(max=self.frame_length - 1)
+        if self.reference_quirks:
+            slots = slots[:1].expand_as(slots)
+        return slots
+
+    @torch.no_grad()
+    def predict_next(self, pose_history: Tensor, time_history: Tensor, time_since_update: Tensor) -> Tensor:
+        """Predict each track's next pose vector from its history (PHALP ``predict_next``).
+
+        Every track's history is written into ``frame_length`` slots relative to its oldest entry
+        (later entries overwrite earlier ones at the same slot), empty slots become mask tokens, and
+        the decoded vector at ``min(slot_newest + time_since_update + 1, T - 1)`` is returned. Call
+        on a network in eval mode. With ``reference_quirks=True`` every track is read at track 0's
+        slot instead of its own, reproducing PHALP; this only differs from the default when tracks
+        in the batch have different gaps.
+
+        Args:
+            pose_history: (K, H, 229) pose vectors in natural units, oldest first.
+            time_history: (K, H) int64 absolute frame indices of those entries.
+            time_since_update: (K,) int64 frames since each track's last detection (0 = just matched).
+
+        Returns:
+            (K, 229) predicted pose vectors in natural units.
+        """
+        num_tracks, history, width = pose_history.shape
+        if (
+            width != POSE_DIM
+            or time_history.shape != (num_tracks, history)
+            or time_since_update.shape != (num_tracks,)
+        ):
+            raise ValueError(
+                f"predict_next expects pose_history (K,H,{POSE_DIM}), time_history (K,H), time_since_update (K,); "
+                f"got {tuple(pose_history.shape)}, {tuple(time_history.shape)}, {tuple(time_since_update.shape)}"
+            )
+        device = self.mean.device
+        if num_tracks == 0:
+            return torch.zeros(0, POSE_DIM, device=device)
+        time_history = time_history.to(device=device, dtype=torch.long)
+        time_since_update = time_since_update.to(device=device, dtype=torch.long)
+        slots = self.history_slots(time_history)
+        sequence, observed = scatter_to_slots(
+            pose_history.to(device=device, dtype=torch.float32),
+            slots,
+            torch.ones_like(slots, dtype=torch.bool),
+            self.frame_length,
+        )
+
+        # 'zero' masking: every slot exists, the unobserved ones are mask tokens.
+        tokens = self(self.normalise(sequence), torch.ones_like(observed), ~observed)[:, 1:]
+        read_at = self.target_slots(time_history, time_since_update)
+        selected = tokens[torch.arange(num_tracks, device=device), read_at]
+        return self.readout(selected)["pose"]

@@ -1,0 +1,414 @@
+"""Masked-token training of the pose transformer on tracklet windows (LART recipe, PHALP network).
+
+Each batch (datamodules/schema.py, tracklets) holds windows of a track: ``pose`` (B,W,229) in natural
+units, ``time`` (B,W) frame indices and ``valid`` (B,W). A window is laid out in the network's
+``frame_length`` slots by time (slot = time - time of the window's first step, as the tracker does),
+then:
+
+- a random ``mask_ratio`` of the observed slots become mask tokens (BERT-style, as LART's 'random'
+  masking);
+- with probability ``future_mask_prob`` the last 1..``max_future_frames`` observed slots are masked
+  too, so the network learns the tracker's task: decode the slots after a history;
+- slots without an observation are mask tokens that exist (the tracker's 'zero' masking), not
+  absent tokens as in LART's 'random' mode, so training sees the layout ``predict_next`` builds;
+- the loss compares the decoded vectors with the raw targets at the observed slots (or only at the
+  masked ones with ``loss_on_masked_only``): squared error on the SMPL rotation matrices and on the
+  betas, L1 on the camera, each summed over dims and divided by (number of slots + 1), as in LART.
+
+Validation (and test) runs the tracker's exact inference path, :meth:`PoseTransformer.predict_next`,
+on each window's first ``history_length`` valid steps and scores the prediction ``h`` steps later
+(h in ``future_horizons``) against two baselines that need no network: the constant pose (newest
+history entry) and the constant velocity (rotations continue their last relative rotation, betas
+and camera extrapolate linearly). Logged: ``val/future{h}/{model,constant_pose,constant_velocity}/
+{pose_l2,rot_deg}`` and ``val/future{h}/model_vs_constant_pose`` (ratio of pose_l2; < 1 means the
+model wins). ``pose_l2`` is the tracker's pose distance (squared L2 over the first 226 dims);
+``rot_deg`` is the mean geodesic angle over the 24 SMPL joints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+from torchmetrics import MeanMetric
+
+from phalp_lightning.models.components.pose_transformer import PoseTransformer, scatter_to_slots
+from phalp_lightning.models.convert_pose_transformer import CONFIG_KEY, NORMALISATION_KEY
+from phalp_lightning.models.convert_pose_transformer import load_pose_transformer as _load_pose_transformer
+from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAMERA, POSE_DIM, POSE_SMPL
+
+ROTATIONS = slice(0, 9 * (NUM_BODY_JOINTS + 1))  # global orient + body pose rotation matrices
+BASELINES = ("model", "constant_pose", "constant_velocity")
+
+
+def load_pose_transformer(
+    path: str | os.PathLike[str],
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    map_location: str | torch.device = "cpu",
+    **kwargs: Any,
+) -> PoseTransformer:
+    """Load a :class:`PoseTransformer` (eval mode) from our checkpoint or the official one (+ its YAML).
+
+    See :func:`phalp_lightning.models.convert_pose_transformer.load_pose_transformer` for ``kwargs``
+    (``mean_std``, ``reference_quirks``, ``skip_pose_encoder``).
+    """
+    return _load_pose_transformer(path, config=config, map_location=map_location, **kwargs)
+
+
+class WarmupCosine:
+    """LR factor: linear warm-up over ``warmup`` steps (or epochs), then cosine decay to ``min_factor`` at ``total``."""
+
+    def __init__(self, warmup: int, total: int, min_factor: float = 0.0) -> None:
+        if total <= 0:
+            raise ValueError(f"WarmupCosine needs total > 0, got {total}")
+        self.warmup = max(int(warmup), 0)
+        self.total = int(total)
+        self.min_factor = float(min_factor)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = min((step - self.warmup) / max(self.total - self.warmup, 1), 1.0)
+        return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def random_token_mask(observed: Tensor, ratio: float, generator: torch.Generator | None = None) -> Tensor:
+    """Mask ``floor(n * ratio)`` of the n observed slots of each sequence, uniformly at random.
+
+    Args:
+        observed: (B, T) bool.
+
+    Returns:
+        (B, T) bool, a subset of ``observed``.
+    """
+    scores = torch.rand(observed.shape, generator=generator, device=observed.device)
+    scores = scores.masked_fill(~observed, float("inf"))
+    rank = scores.argsort(dim=1).argsort(dim=1)
+    count = (observed.sum(dim=1) * ratio).floor().long()
+    return observed & (rank < count[:, None])
+
+
+def future_token_mask(observed: Tensor, num_future: Tensor) -> Tensor:
+    """Mask the last ``num_future[b]`` observed slots of each sequence.
+
+    Args:
+        observed: (B, T) bool.
+        num_future: (B,) int64 (0 masks nothing).
+
+    Returns:
+        (B, T) bool, a subset of ``observed``.
+    """
+    from_end = observed.flip(1).long().cumsum(dim=1).flip(1)  # observed slots at or after each slot
+    return observed & (from_end <= num_future[:, None])
+
+
+def rotation_angle_deg(predicted: Tensor, target: Tensor) -> Tensor:
+    """Mean geodesic angle (degrees) between the 24 rotation matrices of two pose vectors (..., 229) -> (...)."""
+    lead = predicted.shape[:-1]
+    pred = predicted[..., ROTATIONS].reshape(*lead, NUM_BODY_JOINTS + 1, 3, 3)
+    true = target[..., ROTATIONS].reshape(*lead, NUM_BODY_JOINTS + 1, 3, 3)
+    cosine = ((pred.transpose(-1, -2) @ true).diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
+    return torch.rad2deg(torch.acos(cosine.clamp(-1.0, 1.0))).mean(dim=-1)
+
+
+def pose_distance(predicted: Tensor, target: Tensor) -> Tensor:
+    """The tracker's pose distance: squared L2 over rotations and betas (first 226 dims); (...,)."""
+    return (predicted[..., POSE_SMPL] - target[..., POSE_SMPL]).pow(2).sum(dim=-1)
+
+
+def constant_velocity(previous: Tensor, newest: Tensor, steps: Tensor) -> Tensor:
+    """Extrapolate two pose vectors (N,229) ``steps`` (N,) times the last step ahead.
+
+    Rotations continue their last relative rotation (applied ``round(steps)`` times via matrix
+    powers); betas and camera continue linearly.
+    """
+    count = previous.shape[0]
+    prev_rot = previous[:, ROTATIONS].reshape(count, NUM_BODY_JOINTS + 1, 3, 3)
+    new_rot = newest[:, ROTATIONS].reshape(count, NUM_BODY_JOINTS + 1, 3, 3)
+    delta = new_rot @ prev_rot.transpose(-1, -2)  # R_new = delta @ R_prev
+    repeats = steps.round().long().clamp(min=1)
+    step_rot = new_rot
+    for repeat in range(int(repeats.max())):
+        applies = (repeats > repeat)[:, None, None, None]
+        step_rot = torch.where(applies, delta @ step_rot, step_rot)
+    out = newest + (newest - previous) * steps[:, None]
+    out[:, ROTATIONS] = step_rot.reshape(count, -1)
+    return out
+
+
+def pose_statistics(batches: Iterable[Mapping[str, Tensor]], min_std: float = 0.05) -> tuple[Tensor, Tensor]:
+    """Per-dim mean and std (229,) of the valid pose vectors in ``batches`` (for the ``mean_std`` file).
+
+    ``min_std`` floors the std: dims that barely move (fixed joints) would otherwise be blown up by
+    the division in :meth:`PoseTransformer.normalise`.
+    """
+    total = torch.zeros(POSE_DIM, dtype=torch.float64)
+    total_sq = torch.zeros(POSE_DIM, dtype=torch.float64)
+    count = 0
+    for batch in batches:
+        pose = batch["pose"][batch["valid"].bool()].double()
+        total += pose.sum(dim=0)
+        total_sq += pose.pow(2).sum(dim=0)
+        count += pose.shape[0]
+    if count == 0:
+        raise ValueError("pose_statistics: no valid pose vector in the given batches")
+    mean = total / count
+    std = (total_sq / count - mean.pow(2)).clamp(min=0).sqrt().clamp(min=min_std)
+    return mean.float(), std.float()
+
+
+def write_mean_std(path: str | os.PathLike[str], mean: Tensor, std: Tensor) -> Path:
+    """Write mean/std (229,) as PHALP's ``mean_std.npy`` layout (2, 1, 229), atomically."""
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, torch.stack([mean, std])[:, None].numpy().astype(np.float32))
+    os.replace(tmp, path)
+    return path
+
+
+class PoseTransformerModule(L.LightningModule):
+    """Trains :class:`PoseTransformer` on tracklet windows; the network is held as ``self.encoder``.
+
+    ``encoder`` mirrors the official checkpoint's ``encoder.`` prefix, so our checkpoints and the
+    official one go through the same loader.
+
+    Args:
+        net: the network.
+        optimizer: partial optimizer, called with the parameters.
+        scheduler: optional partial LR scheduler, called with the optimizer.
+        scheduler_interval: "step" or "epoch".
+        mask_ratio: fraction of observed slots masked per window (LART: 0.4).
+        future_mask_prob: probability that a window also has its last observed slots masked.
+        max_future_frames: at most this many trailing slots are masked as the future.
+        rotation_weight: weight of the rotation-matrix loss.
+        betas_weight: weight of the betas loss.
+        camera_weight: weight of the camera L1 loss.
+        loss_on_masked_only: restrict the loss to the masked slots (LART ``masked``; default False).
+        history_length: history entries given to ``predict_next`` in validation (PHALP: 7).
+        future_horizons: frames ahead scored in validation (1 = the next frame; larger values act
+            like a track that missed detections).
+    """
+
+    def __init__(
+        self,
+        net: PoseTransformer,
+        optimizer: Callable[..., Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "step",
+        mask_ratio: float = 0.4,
+        future_mask_prob: float = 0.5,
+        max_future_frames: int = 8,
+        rotation_weight: float = 1.0,
+        betas_weight: float = 1.0,
+        camera_weight: float = 1.0,
+        loss_on_masked_only: bool = False,
+        history_length: int = 7,
+        future_horizons: Sequence[int] = (1,),
+    ) -> None:
+        super().__init__()
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        if not 0.0 <= mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+        if history_length < 2:
+            raise ValueError(
+                f"history_length must be >= 2 (the constant-velocity baseline needs two), got {history_length}"
+            )
+        future_horizons = tuple(int(horizon) for horizon in future_horizons)
+        if not future_horizons or min(future_horizons) < 1:
+            raise ValueError(f"future_horizons must be positive integers, got {future_horizons}")
+        self.save_hyperparameters(logger=False, ignore=["net"])
+        self.encoder = net
+        self.future_metrics = torch.nn.ModuleDict(
+            {
+                f"{horizon}__{name}__{measure}": MeanMetric()
+                for horizon in future_horizons
+                for name in BASELINES
+                for measure in ("pose_l2", "rot_deg")
+            }
+        )
+
+    # ------------------------------------------------------------------ data layout
+    def layout_windows(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Place a batch's windows in the network's slots by time.
+
+        Returns:
+            target (B, T, 229) raw pose vectors, observed (B, T) bool.
+        """
+        pose, time, valid = batch["pose"], batch["time"].long(), batch["valid"].bool()
+        if (
+            pose.ndim != 3
+            or pose.shape[-1] != 229
+            or time.shape != pose.shape[:2]
+            or valid.shape != pose.shape[:2]
+        ):
+            raise ValueError(
+                f"tracklet batch must have pose (B,W,229), time (B,W), valid (B,W); got pose {tuple(pose.shape)}, "
+                f"time {tuple(time.shape)}, valid {tuple(valid.shape)}"
+            )
+        slots = time - time[:, :1]
+        keep = valid & (slots >= 0) & (slots < self.encoder.frame_length)
+        return scatter_to_slots(pose.float(), slots.clamp(min=0), keep, self.encoder.frame_length)
+
+    def training_masks(self, observed: Tensor) -> Tensor:
+        """Random BERT-style mask plus, for some windows, the trailing 'future' slots; (B, T) bool."""
+        masked = random_token_mask(observed, self.hparams.mask_ratio)
+        batch = observed.shape[0]
+        available = (observed.sum(dim=1) - 1).clamp(min=0)  # keep at least one visible slot
+        wanted = torch.randint(1, self.hparams.max_future_frames + 1, (batch,), device=observed.device)
+        use_future = torch.rand(batch, device=observed.device) < self.hparams.future_mask_prob
+        num_future = torch.where(use_future, torch.minimum(wanted, available), torch.zeros_like(wanted))
+        return masked | future_token_mask(observed, num_future)
+
+    # ------------------------------------------------------------------ losses
+    def compute_losses(self, predicted: Tensor, target: Tensor, loss_slots: Tensor) -> dict[str, Tensor]:
+        """LART-style losses over ``loss_slots`` (B,T) bool; predicted/target (B,T,229)."""
+        weight = loss_slots.float()[..., None]
+        normaliser = loss_slots.sum() + 1.0
+        error = torch.nan_to_num(predicted - target, nan=0.0, posinf=0.0, neginf=0.0) * weight
+        losses = {
+            "rotation": error[..., ROTATIONS].pow(2).sum() / normaliser,
+            "betas": error[..., POSE_BETAS].pow(2).sum() / normaliser,
+            "camera": error[..., POSE_CAMERA].abs().sum() / normaliser,
+        }
+        losses["total"] = (
+            self.hparams.rotation_weight * losses["rotation"]
+            + self.hparams.betas_weight * losses["betas"]
+            + self.hparams.camera_weight * losses["camera"]
+        )
+        return losses
+
+    def masked_step(self, batch: Mapping[str, Tensor], masked: Tensor | None = None) -> dict[str, Tensor]:
+        target, observed = self.layout_windows(batch)
+        if masked is None:
+            masked = self.training_masks(observed)
+        # As in the tracker ('zero' mode): every slot exists, unobserved slots are mask tokens.
+        everyone = torch.ones_like(observed)
+        tokens = self.encoder(self.encoder.normalise(target), everyone, masked | ~observed)[:, 1:]
+        predicted = self.encoder.readout(tokens)["pose"]
+        loss_slots = observed & masked if self.hparams.loss_on_masked_only else observed
+        return self.compute_losses(predicted, target, loss_slots)
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        losses = self.masked_step(batch)
+        batch_size = batch["pose"].shape[0]
+        self.log("train/loss", losses["total"], prog_bar=True, batch_size=batch_size)
+        for name in ("rotation", "betas", "camera"):
+            self.log(f"train/loss/{name}", losses[name], batch_size=batch_size)
+        return losses["total"]
+
+    # ------------------------------------------------------------------ evaluation
+    def future_predictions(self, batch: Mapping[str, Tensor], horizon: int) -> dict[str, Tensor] | None:
+        """Predictions ``horizon`` steps after a ``history_length``-entry history, as the tracker makes them.
+
+        The history is each window's first ``history_length`` valid steps (missed detections leave
+        gaps, as in a track's history); the target is the step ``horizon`` positions after the
+        newest history entry, when it is valid. ``predict_next`` gets
+        ``time_since_update = t_target - t_newest - 1``.
+
+        Returns:
+            dict with ``target`` and one (N,229) tensor per entry of BASELINES, or None if no window qualifies.
+        """
+        history = self.hparams.history_length
+        pose, time, valid = batch["pose"].float(), batch["time"].long(), batch["valid"].bool()
+        width = pose.shape[1]
+        positions = torch.arange(width, device=pose.device).expand_as(valid)
+        # Valid positions first, in order: the first `history` columns index each window's history.
+        order = torch.where(valid, positions, positions + width).argsort(dim=1)[:, :history]
+        if order.shape[1] < history:
+            return None
+        target_position = order[:, -1] + horizon
+        usable = valid.sum(dim=1) >= history
+        usable &= target_position < width
+        rows = torch.arange(len(pose), device=pose.device)
+        target_position = target_position.clamp(max=width - 1)
+        usable &= valid[rows, target_position]
+        usable &= time[rows, target_position] - time[rows, order[:, 0]] < self.encoder.frame_length
+        if not usable.any():
+            return None
+        rows, order, target_position = rows[usable], order[usable], target_position[usable]
+        pose_history, time_history = pose[rows[:, None], order], time[rows[:, None], order]
+        target_time = time[rows, target_position]
+        time_since_update = target_time - time_history[:, -1] - 1
+        last_gap = (time_history[:, -1] - time_history[:, -2]).clamp(min=1).float()
+        steps = (target_time - time_history[:, -1]).float() / last_gap
+        return {
+            "target": pose[rows, target_position],
+            "model": self.encoder.predict_next(pose_history, time_history, time_since_update),
+            "constant_pose": pose_history[:, -1],
+            "constant_velocity": constant_velocity(pose_history[:, -2], pose_history[:, -1], steps),
+        }
+
+    def _evaluation_step(self, batch: Mapping[str, Tensor], stage: str) -> None:
+        _, observed = self.layout_windows(batch)
+        # Deterministic masking: every observed slot after the first `history_length` is future.
+        masked = observed & (observed.long().cumsum(dim=1) > self.hparams.history_length)
+        losses = self.masked_step(batch, masked=masked)
+        self.log(f"{stage}/loss", losses["total"], prog_bar=True, batch_size=batch["pose"].shape[0])
+        for horizon in self.hparams.future_horizons:
+            predictions = self.future_predictions(batch, horizon)
+            if predictions is None:
+                continue
+            for name in BASELINES:
+                error = pose_distance(predictions[name], predictions["target"])
+                angle = rotation_angle_deg(predictions[name], predictions["target"])
+                self.future_metrics[f"{horizon}__{name}__pose_l2"].update(error)
+                self.future_metrics[f"{horizon}__{name}__rot_deg"].update(angle)
+
+    def _log_future_metrics(self, stage: str) -> None:
+        values = {}
+        for key, metric in self.future_metrics.items():
+            if metric.update_count == 0:
+                continue
+            values[key] = metric.compute()
+            horizon, name, measure = key.split("__")
+            self.log(f"{stage}/future{horizon}/{name}/{measure}", values[key])
+            metric.reset()
+        for horizon in self.hparams.future_horizons:
+            if f"{horizon}__model__pose_l2" in values:
+                ratio = values[f"{horizon}__model__pose_l2"] / values[
+                    f"{horizon}__constant_pose__pose_l2"
+                ].clamp(min=1e-12)
+                self.log(f"{stage}/future{horizon}/model_vs_constant_pose", ratio)
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_future_metrics("val")
+
+    def test_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_future_metrics("test")
+
+    # ------------------------------------------------------------------ optimisation and checkpoints
+    def configure_optimizers(self) -> Any:
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # What load_pose_transformer needs besides the weights: the split of heads/dim_head and
+        # stride/pad, and the normalisation (non-persistent, as in the original).
+        checkpoint[CONFIG_KEY] = dict(self.encoder.config)
+        checkpoint[NORMALISATION_KEY] = {
+            "mean": self.encoder.mean.detach().cpu(),
+            "std": self.encoder.std.detach().cpu(),
+        }
