@@ -72,6 +72,7 @@ class FrameDetections:
     gt_track_ids: Tensor | None = None  # (N,) ids of given boxes (PHALP's use_gt), else None
     shot: bool = False  # a shot boundary comes right before this frame
     extra: dict[str, Any] = field(default_factory=dict)  # per-frame metadata for writers
+    detection_index: Tensor | None = None  # (N,) int64 position in the detector's output (PHALP's extra_data)
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -84,7 +85,7 @@ class FrameDetections:
             actual = tuple(getattr(self, name).shape)
             if actual != shape:
                 raise ValueError(f"{self.video} frame {self.frame_name}: {name} has shape {actual}, expected {shape}")
-        for name in ("uv", "masks", "camera_bbox", "joints_3d", "center", "scale", "gt_track_ids"):
+        for name in ("uv", "masks", "camera_bbox", "joints_3d", "center", "scale", "gt_track_ids", "detection_index"):
             value = getattr(self, name)
             if value is not None and value.shape[0] != n:
                 raise ValueError(f"{self.video} frame {self.frame_name}: {name} has {value.shape[0]} rows, expected {n}")

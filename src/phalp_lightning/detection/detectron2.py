@@ -1,0 +1,112 @@
+"""detectron2 detectors (ViTDet cascade Mask R-CNN, PHALP's default; Mask R-CNN): optional backend.
+
+detectron2 is not on PyPI and is imported only when a :class:`Detectron2Detector` is built. Weights
+are read from a local file; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from phalp_lightning.detection.base import score_filter, sort_by_score
+from phalp_lightning.structures import Detections
+
+_INSTALL_HINT = (
+    "detectron2 is not installed; it is not on PyPI: install it from source "
+    "(pip install 'git+https://github.com/facebookresearch/detectron2.git') or use detector=hog"
+)
+# COCO class index of "person" in detectron2's contiguous ids.
+PERSON_CLASS = 0
+
+
+class Detectron2Detector(torch.nn.Module):
+    """A detectron2 instance-segmentation model filtered to people (spec tracker.md 4.1, 4.3).
+
+    Args:
+        config_file: a LazyConfig ``.py`` (e.g. ViTDet's ``cascade_mask_rcnn_vitdet_h_75ep.py``) or a
+            yacs ``.yaml`` file, or a name inside detectron2's model zoo (``COCO-InstanceSegmentation/...``).
+        weights: local path of the matching weights (``model_final_f05665.pkl`` for ViTDet-H).
+        score_threshold: keep persons with score strictly above this (PHALP: 0.8).
+        model_score_threshold: the model's own ``test_score_thresh`` (PHALP: 0.5).
+        nms_threshold: override of the box-head NMS IoU (None keeps the config's).
+        input_format: channel order the model was trained on ("RGB" for ViTDet, "BGR" for the zoo models).
+    """
+
+    def __init__(
+        self,
+        config_file: str,
+        weights: str,
+        score_threshold: float = 0.8,
+        model_score_threshold: float = 0.5,
+        nms_threshold: float | None = None,
+        input_format: str = "RGB",
+    ) -> None:
+        super().__init__()
+        try:
+            import detectron2  # noqa: F401
+        except ImportError as error:
+            raise ImportError(_INSTALL_HINT) from error
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"detectron2 weights {weights!r} not found; download them once and pass detector.weights=<file>")
+        self.score_threshold = score_threshold
+        self.input_format = input_format
+        self.model = _build_model(config_file, weights, model_score_threshold, nms_threshold)
+        self.model.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> list[Detections]:
+        """(B, H, W, 3) uint8 RGB -> one :class:`Detections` per frame (masks included)."""
+        from detectron2.data import transforms as T
+
+        resize = T.ResizeShortestEdge(short_edge_length=1024, max_size=1024)
+        inputs = []
+        for frame in images.cpu().numpy():
+            height, width = frame.shape[:2]
+            if self.input_format == "BGR":
+                frame = frame[..., ::-1]
+            resized = resize.get_transform(frame).apply_image(frame)
+            tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
+            inputs.append({"image": tensor.to(next(self.model.parameters()).device), "height": height, "width": width})
+        results = []
+        for output in self.model(inputs):
+            instances = output["instances"].to("cpu")
+            people = instances[instances.pred_classes == PERSON_CLASS]
+            detections = Detections(
+                boxes=people.pred_boxes.tensor.float(),
+                scores=people.scores.float(),
+                masks=people.pred_masks.bool() if people.has("pred_masks") else None,
+            )
+            results.append(score_filter(sort_by_score(detections), self.score_threshold))
+        return results
+
+
+def _build_model(config_file: str, weights: str, score_threshold: float, nms_threshold: float | None) -> torch.nn.Module:
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    if config_file.endswith(".py"):
+        from detectron2.config import LazyConfig, instantiate
+
+        config = LazyConfig.load(config_file)
+        predictors = config.model.roi_heads.box_predictors if "box_predictors" in config.model.roi_heads else [config.model.roi_heads.box_predictor]
+        for predictor in predictors:
+            predictor.test_score_thresh = score_threshold
+            if nms_threshold is not None:
+                predictor.test_nms_thresh = nms_threshold
+        model = instantiate(config.model)
+    else:
+        from detectron2 import model_zoo
+        from detectron2.config import get_cfg
+        from detectron2.modeling import build_model
+
+        config = get_cfg()
+        config.merge_from_file(config_file if Path(config_file).is_file() else model_zoo.get_config_file(config_file))
+        config.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
+        if nms_threshold is not None:
+            config.MODEL.ROI_HEADS.NMS_THRESH_TEST = nms_threshold
+        config.MODEL.DEVICE = "cpu"
+        model = build_model(config)
+    DetectionCheckpointer(model).load(weights)
+    return model

@@ -1,0 +1,204 @@
+"""``python predict.py video=<file|folder|boxes> [ckpt=<hmar checkpoint>]``: track people, write results.
+
+Builds the frozen :class:`~phalp_lightning.models.tracking_system.TrackingSystem` (detector + crops +
+HMAR), the :class:`~phalp_lightning.datamodules.video.VideoDataModule`, the tracker (with HMAR's
+appearance encoder and the optional pose transformer injected) inside a
+:class:`~phalp_lightning.tracking.callback.TrackerCallback` with the writers, and runs
+``trainer.predict`` once over every video. Finished videos are skipped unless ``overwrite=true``; a
+failed video is reported and the others are still written; the run fails at the end if any failed.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from phalp_lightning.assets import AssetMissingError, resolve
+from phalp_lightning.datamodules.video import source_name
+from phalp_lightning.pipelines.progress import PredictProgressBar
+from phalp_lightning.sinks.base import VideoInfo
+from phalp_lightning.tracking.callback import (
+    OnModuleDevice,
+    PoseTransformerPredictor,
+    TrackerCallback,
+    VideoReport,
+    load_reports,
+)
+from phalp_lightning.utils.logging import get_logger, task_wrapper
+
+log = get_logger(__name__)
+
+
+# What HMAR needs besides its weights (the body model and its mean parameters).
+BODY_MODEL_ASSETS = ("smpl_neutral", "smpl_to_j19", "smpl_mean_params")
+
+
+class PredictError(RuntimeError):
+    """One or more videos could not be tracked (the others were written)."""
+
+
+def video_list(video: Any) -> list[str]:
+    """``video=a.mp4`` or ``video=[a.mp4,b_frames/]`` -> list of paths."""
+    if isinstance(video, (ListConfig, list, tuple)):
+        return [str(item) for item in video]
+    return [str(video)]
+
+
+def build_hmar(ckpt: str | None, hmar_config: DictConfig | None) -> torch.nn.Module:
+    """HMAR from ``ckpt`` (our checkpoint or the official weights), else untrained from ``hmar_config``."""
+    try:
+        if ckpt:
+            if not Path(ckpt).is_file():
+                raise FileNotFoundError(f"ckpt={ckpt}: no such HMAR checkpoint file")
+            from phalp_lightning.models.hmar_module import load_hmar
+
+            return load_hmar(ckpt, map_location="cpu")
+        log.warning(
+            "no HMAR checkpoint given (ckpt=null): HMAR has untrained weights, so 3D outputs (SMPL pose, "
+            "camera, meshes) are meaningless and tracking relies on boxes; pass ckpt=<hmar checkpoint> for real 3D"
+        )
+        if hmar_config is None:
+            raise ValueError("ckpt=null and no hmar config to build an untrained HMAR from")
+        if "assets_dir" in hmar_config:
+            # Checked here: Hydra would wrap the error raised inside HMAR's constructor.
+            for name in BODY_MODEL_ASSETS:
+                resolve(name, hmar_config.assets_dir)
+        return hydra.utils.instantiate(hmar_config)
+    except AssetMissingError as error:
+        raise AssetMissingError(
+            f"{error}\nWithout the licensed SMPL files, generate the synthetic body model once with "
+            "`python -m phalp_lightning.assets generate` (or point PHALP_ASSETS at a folder holding it)."
+        ) from error
+
+
+def build_pose_predictor(ckpt: str | None, config: str | None) -> PoseTransformerPredictor | None:
+    """The tracker's pose predictor from a pose-transformer checkpoint, or None (newest pose is kept)."""
+    if not ckpt:
+        return None
+    if not Path(ckpt).is_file():
+        raise FileNotFoundError(f"pose_predictor_ckpt={ckpt}: no such file")
+    from phalp_lightning.models.pose_transformer_module import load_pose_transformer
+
+    return PoseTransformerPredictor(load_pose_transformer(ckpt, config=config, map_location="cpu").eval())
+
+
+def build_writers(cfg: DictConfig) -> list[Any]:
+    """Every ``_target_`` entry of ``cfg.writers``, plus the video renderer when ``render.enabled``."""
+    writers = [hydra.utils.instantiate(entry) for entry in (cfg.get("writers") or {}).values() if entry is not None]
+    if cfg.render.get("enabled", False):
+        writers.append(hydra.utils.instantiate(cfg.render.writer))
+    if not writers:
+        raise ValueError("no writer configured: set writers.results / writers.mot or render=boxes|mesh")
+    return writers
+
+
+def finished_videos(videos: list[str], writers: list[Any], output_dir: Path) -> list[str]:
+    """Names of the videos whose every output file already exists."""
+    done = []
+    for video in videos:
+        info = VideoInfo(name=source_name(video), source=video, num_frames=0, output_dir=output_dir)
+        if all(path.is_file() for writer in writers for path in writer.outputs(info)):
+            done.append(info.name)
+    return done
+
+
+def summarise(reports: list[VideoReport], output_dir: Path) -> str:
+    """A short table: per video frames, tracks, frames/s and status; then the output folder."""
+    lines = [f"{'video':<28} {'frames':>7} {'tracks':>7} {'fps':>7}  status"]
+    for report in reports:
+        status = "skipped (finished; overwrite=true redoes it)" if report.skipped else (f"FAILED: {report.error}" if report.error else "ok")
+        lines.append(f"{report.name:<28} {report.frames:>7d} {len(report.track_ids):>7d} {report.fps:>7.1f}  {status}")
+    total_frames = sum(r.frames for r in reports)
+    total_seconds = sum(r.seconds for r in reports)
+    lines.append(f"total: {total_frames} frames in {total_seconds:.1f} s ({total_frames / total_seconds if total_seconds else 0:.1f} frames/s); outputs under {output_dir}")
+    return "\n".join(lines)
+
+
+def evaluate_outputs(reports: list[VideoReport], output_dir: Path, ground_truth: Any, ground_truth_format: str) -> dict[str, float]:
+    """Score this run's MOT outputs against ``ground_truth`` (files or folders), sequences matched by name."""
+    from phalp_lightning.pipelines.evaluate import evaluate_files, report
+
+    if not ground_truth:
+        raise ValueError("evaluate=true needs ground_truth=<MOT gt.txt / PoseTrack JSON files or folders>")
+    names = [r.name for r in reports if r.error is None]
+    result = evaluate_files(output_dir / "mot", video_list(ground_truth), format="mot", gt_format=ground_truth_format, sequences=names)
+    report(result, output_dir / "evaluation")
+    return dict(result.overall)
+
+
+@task_wrapper
+def run(cfg: DictConfig) -> list[VideoReport]:
+    """Track every video of ``cfg.video``; returns one report per video (raises PredictError if any failed)."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    videos = video_list(cfg.video)
+    output_dir = Path(cfg.output_dir)
+
+    writers = build_writers(cfg)
+    exclude = [] if cfg.get("overwrite", False) else finished_videos(videos, writers, output_dir)
+    datamodule = hydra.utils.instantiate(cfg.source, videos=videos, exclude=exclude)
+
+    hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"))
+    detector = hydra.utils.instantiate(cfg.detector)
+    system = hydra.utils.instantiate(cfg.system, detector=detector, hmar=hmar)
+    # The pose-transformer checkpoint: pose_predictor_ckpt=..., or tracker.pose_predictor=<ckpt path>.
+    pose_ckpt = cfg.get("pose_predictor_ckpt")
+    tracker_cfg = cfg.tracker
+    if isinstance(tracker_cfg.get("pose_predictor"), str):
+        pose_ckpt = pose_ckpt or tracker_cfg.pose_predictor
+        tracker_cfg = OmegaConf.merge(tracker_cfg, {"pose_predictor": None})
+    tracker = hydra.utils.instantiate(
+        tracker_cfg,
+        appearance_encoder=OnModuleDevice(hmar, "encode_appearance"),
+        pose_predictor=build_pose_predictor(pose_ckpt, cfg.get("pose_predictor_config")),
+    )
+    # Spawned DDP ranks cannot hand their reports back in memory: each saves them for this run.
+    reports_path = str(output_dir / ".predict_reports" / f"{uuid.uuid4().hex}-rank{{rank}}.json")
+    callback = TrackerCallback(tracker, writers, output_dir, fps=float(cfg.get("fps", 30.0)), reports_path=reports_path)
+    callbacks: list[Any] = [callback]
+    if cfg.get("progress_bar", True):
+        callbacks.append(PredictProgressBar())  # the callback shows the current video's frames/s on it
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=bool(cfg.get("progress_bar", True)),
+        # Videos, not frames, are split across ranks (VideoDataModule.setup); frame order must hold.
+        use_distributed_sampler=False,
+    )
+    # Open every video once here: unreadable ones are reported even when no rank gets to run
+    # (Lightning skips the loop, and its hooks, when there is nothing to predict).
+    datamodule.setup("predict")
+    failures, skipped = dict(datamodule.failures), list(datamodule.skipped)
+    for source in datamodule.sources:
+        source.close()
+    if datamodule.sources:
+        log.info("Tracking %d video(s) into %s", len(datamodule.sources), output_dir)
+        with warnings.catch_warnings():
+            # Batches are built by the dataset (batch_size=None): there are no sampler indices to infer.
+            warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+            trainer.predict(system, datamodule=datamodule, return_predictions=False)
+        reports = load_reports(reports_path) if trainer.world_size > 1 else list(callback.reports)
+    else:
+        reports = []
+    reports += [VideoReport(name=source_name(path), source=path, error=message) for path, message in failures.items()]
+    reports += [VideoReport(name=name, source=name, skipped=True) for name in skipped]
+    if trainer.is_global_zero:
+        for path in (output_dir / ".predict_reports").glob(Path(reports_path.format(rank="*")).name):
+            path.unlink()
+    summary = summarise(reports, output_dir)
+    log.info("Summary (rank %d):\n%s", trainer.global_rank, summary)
+    if cfg.get("evaluate", False) and trainer.is_global_zero:
+        metrics = evaluate_outputs(reports, output_dir, cfg.get("ground_truth"), cfg.get("ground_truth_format", "mot"))
+        log.info("Evaluation (%s): %s", output_dir / "evaluation", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    failed = [report for report in reports if report.error]
+    if failed:
+        raise PredictError("; ".join(f"{report.source}: {report.error}" for report in failed))
+    return reports

@@ -1,0 +1,108 @@
+"""Rendered tracking video: 2-D boxes/ids/joints, or body meshes (pyrender, else the CPU rasteriser)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from phalp_lightning.rendering.overlay import draw_tracks
+from phalp_lightning.sinks.base import VideoInfo, atomic_output
+from phalp_lightning.structures import FrameTracks
+from phalp_lightning.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class VideoRenderWriter:
+    """``<prefix><name>.mp4`` (OpenCV, mp4v) with the tracks drawn on every frame.
+
+    Args:
+        mode: "boxes" (boxes, ids and 2-D joints) or "mesh" (SMPL meshes of detected tracks, over
+            the boxes; falls back to "boxes" with a warning when no mesh renderer can be built).
+        fps: frame rate of the written video.
+        output_width: resize frames to this width (None keeps the source size).
+        prefix: file-name prefix (PHALP: "PHALP_").
+        mesh_backend: "auto" (pyrender, else CPU), "pyrender" or "cpu".
+        assets_dir: body-model folder for the mesh mode (None: $PHALP_ASSETS or the cache).
+    """
+
+    needs_images = True
+
+    def __init__(
+        self,
+        mode: str = "boxes",
+        fps: float = 30.0,
+        output_width: int | None = None,
+        prefix: str = "PHALP_",
+        mesh_backend: str = "auto",
+        assets_dir: str | None = None,
+    ) -> None:
+        if mode not in ("boxes", "mesh"):
+            raise ValueError(f"render mode must be 'boxes' or 'mesh', got {mode!r}")
+        self.mode = mode
+        self.fps = fps
+        self.output_width = output_width
+        self.prefix = prefix
+        self.mesh_backend = mesh_backend
+        self.assets_dir = assets_dir
+        self._mesh: Any = None
+        self._writer: Any = None
+        self._temporary: Any = None
+        self._video: VideoInfo | None = None
+
+    def outputs(self, video: VideoInfo) -> list[Path]:
+        return [video.output_dir / f"{self.prefix}{video.name}.mp4"]
+
+    def open(self, video: VideoInfo) -> None:
+        self.abort()
+        self._video = video
+        if self.mode == "mesh" and self._mesh is None:
+            from phalp_lightning.rendering.mesh import build_mesh_renderer
+
+            self._mesh = build_mesh_renderer(self.mesh_backend, self.assets_dir)
+            if self._mesh is None:
+                log.warning("no mesh renderer available (pyrender/GL and the CPU rasteriser both missing): rendering boxes")
+                self.mode = "boxes"
+
+    def _render(self, tracks: FrameTracks, image: np.ndarray) -> np.ndarray:
+        if self.mode == "mesh":
+            image = self._mesh.render(image, tracks)
+        return draw_tracks(image, tracks, draw_joints=self.mode == "boxes")
+
+    def write(self, tracks: FrameTracks, image: np.ndarray | None) -> None:
+        import cv2
+
+        if image is None or self._video is None:
+            raise RuntimeError("VideoRenderWriter.write needs open() and the frame image")
+        frame = self._render(tracks, image)
+        if self.output_width is not None and frame.shape[1] != self.output_width:
+            height = int(frame.shape[0] * self.output_width / frame.shape[1])
+            frame = cv2.resize(frame, (self.output_width, height), interpolation=cv2.INTER_LINEAR)
+        if self._writer is None:
+            (path,) = self.outputs(self._video)
+            self._temporary = atomic_output(path)
+            temporary = self._temporary.__enter__()
+            self._writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (frame.shape[1], frame.shape[0]))
+            if not self._writer.isOpened():
+                raise RuntimeError(f"OpenCV cannot open a video writer for {path}")
+        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> list[Path]:
+        if self._video is None:
+            raise RuntimeError("VideoRenderWriter.close() before open()")
+        paths = self.outputs(self._video)
+        if self._writer is None:  # no frame at all: nothing to render
+            self._video = None
+            return []
+        self._writer.release()
+        self._temporary.__exit__(None, None, None)
+        self._writer, self._temporary, self._video = None, None, None
+        return paths
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._temporary.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        self._writer, self._temporary, self._video = None, None, None

@@ -1,0 +1,266 @@
+"""TrackerCallback: runs the tracker over the TrackingSystem's per-frame detections, in order, and feeds writers.
+
+The stateful, non-differentiable half of the predict loop (design.md section 7): ``predict_step``
+returns :class:`~phalp_lightning.models.tracking_system.BatchDetections`; this callback, a
+``BasePredictionWriter`` called after every batch, passes each frame to ``tracker.update`` strictly in
+order, hands every completed :class:`~phalp_lightning.structures.FrameTracks` to the writers, and at
+the end of a video flushes the tracker (``finalize``) and closes the writers (files appear
+atomically). A video whose frames or model step fail is reported, its writers are aborted, and the
+run goes on with the next video.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import Tensor
+
+from phalp_lightning.sinks.base import TrackWriter, VideoInfo
+from phalp_lightning.structures import FrameDetections, FrameTracks
+from phalp_lightning.utils.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class OnModuleDevice(torch.nn.Module):
+    """Calls ``module.<method>`` on the module's device and returns the result on the input's device.
+
+    The tracker keeps its state on the CPU; HMAR's appearance encoder and the pose transformer live
+    wherever Lightning put the system.
+    """
+
+    def __init__(self, module: torch.nn.Module, method: str) -> None:
+        super().__init__()
+        self.module = module
+        self.method = method
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        device = next(self.module.parameters(), torch.zeros(())).device
+        output = getattr(self.module, self.method)(*(x.to(device) for x in inputs))
+        return output.to(inputs[0].device)
+
+
+class PoseTransformerPredictor(OnModuleDevice):
+    """The tracker's ``PosePredictor`` around a pose transformer (any device)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__(module, "predict_next")
+
+    def predict_next(self, pose_history: Tensor, time_history: Tensor, time_since_update: Tensor) -> Tensor:
+        return self(pose_history, time_history, time_since_update)
+
+
+@dataclass
+class VideoReport:
+    """What happened to one video: counts, speed, files written, or the error."""
+
+    name: str
+    source: str
+    frames: int = 0
+    track_ids: set[int] = field(default_factory=set)
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+    skipped: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "track_ids": sorted(self.track_ids)}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> VideoReport:
+        return VideoReport(**{**data, "track_ids": set(data["track_ids"])})
+
+
+def empty_frame_tracks(frame: FrameDetections) -> FrameTracks:
+    """A frame with no confirmed track (for frames the tracker does not emit)."""
+    rows = frame.select(torch.zeros(0, dtype=torch.long))
+    return FrameTracks(
+        video=frame.video,
+        frame_index=frame.frame_index,
+        frame_name=frame.frame_name,
+        image_size=frame.image_size,
+        track_ids=torch.zeros(0, dtype=torch.long),
+        time_since_update=torch.zeros(0, dtype=torch.long),
+        detections=rows,
+        shot=frame.shot,
+    )
+
+
+class TrackerCallback(BasePredictionWriter):
+    """Per-video tracking and writing after every predict batch.
+
+    Args:
+        tracker: a tracker with ``reset()``, ``update(FrameDetections) -> list[FrameTracks]`` and
+            ``finalize() -> list[FrameTracks]`` (PHALPTracker); reset for every video, so ids restart at 1.
+        writers: the :class:`~phalp_lightning.sinks.base.TrackWriter` s each video is written with.
+        output_dir: folder the writers write under.
+        fps: frame rate passed to video writers.
+        reports_path: where each rank saves its :class:`VideoReport` s as JSON at the end
+            (``{rank}`` is replaced by the rank), so the launching process can summarise spawned ranks.
+    """
+
+    def __init__(
+        self, tracker: Any, writers: Sequence[TrackWriter], output_dir: str | Path, fps: float = 30.0, reports_path: str | None = None
+    ) -> None:
+        super().__init__(write_interval="batch")
+        self.reports_path = reports_path
+        self.tracker = tracker
+        self.writers = list(writers)
+        self.output_dir = Path(output_dir)
+        self.fps = fps
+        self.reports: list[VideoReport] = []
+        self._current: VideoReport | None = None
+        self._frames: dict[int, FrameDetections] = {}
+        self._images: dict[int, np.ndarray] = {}
+        self._next_frame = 0
+        self._started = 0.0
+        self._batch_started: float | None = None
+
+    @property
+    def needs_images(self) -> bool:
+        return any(writer.needs_images for writer in self.writers)
+
+    def video_info(self, name: str, source: str, num_frames: int) -> VideoInfo:
+        return VideoInfo(name=name, source=source, num_frames=num_frames, output_dir=self.output_dir, fps=self.fps)
+
+    def _start(self, batch: dict[str, Any]) -> None:
+        self._current = VideoReport(name=batch["video"], source=batch["video_path"])
+        self.reports.append(self._current)
+        self._frames, self._images, self._next_frame = {}, {}, 0
+        # The clock starts before the video's first batch is detected and lifted, not after.
+        self._started = self._batch_started or time.perf_counter()
+        self.tracker.reset()
+        info = self.video_info(batch["video"], batch["video_path"], int(batch["num_frames"]))
+        for writer in self.writers:
+            writer.open(info)
+
+    def _fail(self, message: str) -> None:
+        assert self._current is not None
+        log.error("video %s failed: %s", self._current.name, message)
+        self._current.error = message
+        for writer in self.writers:
+            writer.abort()
+        self._elapsed()
+
+    def _elapsed(self) -> None:
+        assert self._current is not None
+        self._current.seconds = time.perf_counter() - self._started
+
+    def _emit(self, frames: list[FrameTracks]) -> None:
+        assert self._current is not None
+        for tracks in sorted(frames, key=lambda item: item.frame_index):
+            if tracks.frame_index < self._next_frame:
+                raise RuntimeError(f"tracker emitted frame {tracks.frame_index} of {tracks.video} twice or out of order")
+            # A frame the tracker skipped has no confirmed track; writers still get it, in order.
+            for missing in range(self._next_frame, tracks.frame_index):
+                self._write(empty_frame_tracks(self._frames[missing]))
+            self._write(tracks)
+
+    def _write(self, tracks: FrameTracks) -> None:
+        assert self._current is not None
+        image = self._images.pop(tracks.frame_index, None)
+        self._frames.pop(tracks.frame_index, None)
+        for writer in self.writers:
+            writer.write(tracks, image)
+        self._current.frames += 1
+        self._current.track_ids.update(int(t) for t in tracks.track_ids[tracks.detected])
+        self._next_frame = tracks.frame_index + 1
+
+    def _finish(self) -> None:
+        current = self._current
+        if current is None:
+            return
+        try:
+            if current.error is None:
+                self._emit(self.tracker.finalize())
+                for missing in sorted(index for index in self._frames if index >= self._next_frame):
+                    self._write(empty_frame_tracks(self._frames[missing]))
+                outputs: list[Path] = []
+                for writer in self.writers:
+                    outputs.extend(writer.close())
+                current.outputs = [str(path) for path in outputs]
+                self._elapsed()
+        except (RuntimeError, ValueError, KeyError, IndexError, OSError) as error:
+            self._fail(f"{type(error).__name__}: {error}")
+        finally:
+            self._current = None
+            self._frames, self._images = {}, {}
+
+    def on_predict_batch_start(self, trainer: Any, pl_module: Any, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._batch_started = time.perf_counter()
+
+    def write_on_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: dict[str, Any],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Track the frames of one batch (called by Lightning after ``predict_step``)."""
+        if self._current is None or self._current.name != batch["video"] or batch["is_first"]:
+            self._finish()
+            self._start(batch)
+        current = self._current
+        assert current is not None
+        if current.error is None:
+            if prediction.error is not None:
+                self._fail(prediction.error)
+            else:
+                try:
+                    self._track(prediction.frames, batch)
+                except (RuntimeError, ValueError, KeyError, IndexError) as error:
+                    self._fail(f"{type(error).__name__}: {error}")
+        if batch["is_last"]:
+            self._finish()
+        self._show_progress(trainer, current)
+
+    @staticmethod
+    def _progress_bars(trainer: Any) -> list[Any]:
+        return [callback for callback in getattr(trainer, "callbacks", []) if hasattr(callback, "show_video")]
+
+    def _show_progress(self, trainer: Any, current: VideoReport) -> None:
+        bars = self._progress_bars(trainer)
+        if bars:
+            if current.error is None and current is self._current:
+                self._elapsed()
+            for bar in bars:
+                bar.show_video(current.name, current.frames, current.fps)
+
+    def _track(self, frames: list[FrameDetections], batch: dict[str, Any]) -> None:
+        images = batch["images"] if self.needs_images else None
+        for k, frame in enumerate(frames):
+            self._frames[frame.frame_index] = frame
+            if images is not None:
+                self._images[frame.frame_index] = images[k].cpu().numpy()
+            self._emit(self.tracker.update(frame))
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        # A video whose last batch never came (e.g. a limit_predict_batches run) is still flushed.
+        self._finish()
+        if self.reports_path is not None:
+            path = Path(self.reports_path.format(rank=trainer.global_rank))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps([report.to_dict() for report in self.reports]))
+
+
+def load_reports(pattern: str) -> list[VideoReport]:
+    """The reports every rank saved with ``reports_path=pattern`` (``{rank}`` = 0, 1, ...)."""
+    reports = []
+    for path in sorted(Path(pattern.format(rank="x")).parent.glob(Path(pattern.format(rank="*")).name)):
+        reports.extend(VideoReport.from_dict(item) for item in json.loads(path.read_text()))
+    return reports
