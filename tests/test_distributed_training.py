@@ -51,6 +51,7 @@ def _assert_same_training(start: torch.nn.Module, single: torch.nn.Module, distr
 
 def test_hmar_two_ranks_match_one_process_on_the_same_global_batch(synthetic_crop_shards, synthetic_assets, tmp_path):
     from phalp_lightning.datamodules.crops import CropDataModule
+
     from phalp_lightning.models.batchnorm import FreezeBatchNorm
     from phalp_lightning.models.components.hmar import HMAR
     from phalp_lightning.models.hmar_module import HMARModule
@@ -79,6 +80,7 @@ def _pose_transformer_module():
     """The configured (small) pose transformer with dropout and random masking off."""
     import hydra
     from omegaconf import OmegaConf
+
     from phalp_lightning.models.pose_transformer_module import PoseTransformerModule
 
     net_cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "model" / "pose_transformer.yaml").net
@@ -125,6 +127,7 @@ def test_pose_transformer_two_ranks_match_one_process_on_the_same_global_batch(t
 def _train_run(shard: Path, output_dir: Path, max_epochs: int, ckpt_path: str | None = None) -> Path:
     """``python train.py model=pose_transformer ...`` through pipelines.train.run; returns last.ckpt."""
     from conftest import compose_config
+
     from phalp_lightning.pipelines import train
 
     overrides = [

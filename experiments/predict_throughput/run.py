@@ -64,6 +64,7 @@ def timed(owner: type, name: str, stage: str) -> None:
 
 def instrument() -> None:
     from phalp_lightning.datamodules.video import VideoChunks
+
     from phalp_lightning.models.tracking_system import TrackingSystem
     from phalp_lightning.tracking.callback import TrackerCallback
     from phalp_lightning.tracking.phalp_tracker import PHALPTracker
