@@ -9,8 +9,6 @@ from helpers import synthetic_data
 from helpers.tracks import id_pairs, is_one_to_one
 from phalp_lightning.datamodules.video import source_name
 
-pytest.importorskip("phalp_lightning.models.components.hmar")
-pytest.importorskip("phalp_lightning.tracking.phalp_tracker")
 
 synthetic_video = synthetic_data.synthetic_video
 

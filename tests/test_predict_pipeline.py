@@ -208,7 +208,6 @@ def test_a_single_unreadable_video_fails_the_run_with_its_reason(compose_cfg, tm
 
 
 def test_evaluate_true_scores_the_run_against_the_ground_truth(compose_cfg, synthetic_video):
-    pytest.importorskip("phalp_lightning.pipelines.evaluate")
     import json
 
     gt = synthetic_video.mot_gt_path
