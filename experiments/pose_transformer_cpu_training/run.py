@@ -180,8 +180,8 @@ def markdown(results: dict) -> str:
         f"Train command: `{results['train_command']}`",
         "",
         f"Data: {results['data']['train_windows']} train windows, {results['data']['val_windows']} held-out windows "
-        f"(other tracks) of {results['data']['window']} frames. Training: {results['max_epochs']} epochs of "
-        f"{results['epoch_length']} windows, "
+        f"(other tracks) of {results['data']['window']} frames. Training: {results['epochs_completed']} of "
+        f"{results['max_epochs']} scheduled epochs of {results['epoch_length']} windows (batch 32), "
         f"{results['train_seconds']:.0f} s wall on {results['machine']}.",
         "",
         "Held-out windows, re-loaded checkpoint (`load_pose_transformer` + `predict_next`); history = first "
@@ -222,6 +222,11 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--horizons", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="score OUT/run/checkpoints/last.ckpt of an earlier (possibly stopped) run",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -231,8 +236,10 @@ def main() -> None:
     train, val = shard_pattern(data, "train"), shard_pattern(data, "val")
     from phalp_lightning.models.pose_transformer_module import pose_statistics, write_mean_std
 
-    stats_module = datamodule(train, val, args.batch_size)
-    mean_std = write_mean_std(out / "mean_std.npy", *pose_statistics(stats_module.train_dataloader()))
+    mean_std = out / "mean_std.npy"
+    if not (args.evaluate_only and mean_std.is_file()):
+        stats_module = datamodule(train, val, args.batch_size)
+        write_mean_std(mean_std, *pose_statistics(stats_module.train_dataloader()))
     manifest = data / "manifest.json"
     if manifest.is_file():
         splits = json.loads(manifest.read_text())["splits"]
@@ -261,12 +268,19 @@ def main() -> None:
         f"hydra.run.dir={run_dir}",
         *args.overrides,
     ]
-    print("+", " ".join(train_command), flush=True)
-    started = time.time()
-    subprocess.run(train_command, check=True, cwd=REPO)
-    train_seconds = time.time() - started
-
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    if args.evaluate_only:
+        # Scores a run that was stopped early (or finished before); wall time = run dir -> last checkpoint.
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"--evaluate-only: {checkpoint} does not exist; train first")
+        train_seconds = checkpoint.stat().st_mtime - (run_dir / ".hydra").stat().st_mtime
+    else:
+        print("+", " ".join(train_command), flush=True)
+        started = time.time()
+        subprocess.run(train_command, check=True, cwd=REPO)
+        train_seconds = time.time() - started
+    epochs_completed = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]) + 1
+
     held_out = evaluate_checkpoint(
         checkpoint, datamodule(train, val, args.batch_size).val_dataloader(), 7, args.horizons
     )
@@ -283,6 +297,8 @@ def main() -> None:
             "window": args.window,
         },
         "max_epochs": args.max_epochs,
+        "epochs_completed": epochs_completed,
+        "evaluate_only": args.evaluate_only,
         "epoch_length": args.epoch_length,
         "history_length": 7,
         "train_seconds": train_seconds,
