@@ -96,7 +96,8 @@ def evaluate_checkpoint(checkpoint: Path, val_loader, history_length: int, horiz
     scorer = PoseTransformerModule(
         network, optimizer=None, history_length=history_length, future_horizons=horizons
     ).eval()
-    sums = {h: {name: {"pose_l2": 0.0, "rot_deg": 0.0} for name in BASELINES} for h in horizons}
+    measures = ("pose_l2", "rot_deg", "rotation_l2", "betas_l2")
+    sums = {h: {name: dict.fromkeys(measures, 0.0) for name in BASELINES} for h in horizons}
     counts = {h: 0 for h in horizons}
     for batch in val_loader:
         for horizon in horizons:
@@ -111,6 +112,10 @@ def evaluate_checkpoint(checkpoint: Path, val_loader, history_length: int, horiz
                 sums[horizon][name]["rot_deg"] += (
                     rotation_angle_deg(predictions[name], predictions["target"]).sum().item()
                 )
+                # The two parts of pose_l2: rotation-matrix entries (0:216) and betas (216:226).
+                error = (predictions[name] - predictions["target"]).pow(2)
+                sums[horizon][name]["rotation_l2"] += error[:, :216].sum().item()
+                sums[horizon][name]["betas_l2"] += error[:, 216:226].sum().item()
     results = {}
     for horizon in horizons:
         n = max(counts[horizon], 1)
@@ -186,16 +191,18 @@ def markdown(results: dict) -> str:
         "",
         "Held-out windows, re-loaded checkpoint (`load_pose_transformer` + `predict_next`); history = first "
         f"{results['history_length']} valid steps; `pose_l2` = tracker pose distance (squared L2, dims 0:226), "
-        "`rot_deg` = mean joint rotation error.",
+        "`rot_deg` = mean joint rotation error; `rotation_l2` and `betas_l2` are the two parts of `pose_l2` "
+        "(the constant pose has betas_l2 = 0: betas are constant per track).",
         "",
-        "| horizon | windows | model pose_l2 | constant pose | constant velocity | model / constant pose | model rot_deg | constant pose rot_deg | constant velocity rot_deg |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| horizon | windows | model pose_l2 | constant pose | constant velocity | model / constant pose | model rot_deg | constant pose rot_deg | constant velocity rot_deg | model rotation_l2 | constant pose rotation_l2 | model betas_l2 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, entry in results["held_out"].items():
         lines.append(
             f"| {key[1:]} | {entry['num_windows']} | {entry['model']['pose_l2']:.4f} | {entry['constant_pose']['pose_l2']:.4f} | "
             f"{entry['constant_velocity']['pose_l2']:.4f} | {entry['model_vs_constant_pose']:.3f} | "
-            f"{entry['model']['rot_deg']:.2f} | {entry['constant_pose']['rot_deg']:.2f} | {entry['constant_velocity']['rot_deg']:.2f} |"
+            f"{entry['model']['rot_deg']:.2f} | {entry['constant_pose']['rot_deg']:.2f} | {entry['constant_velocity']['rot_deg']:.2f} | "
+            f"{entry['model']['rotation_l2']:.4f} | {entry['constant_pose']['rotation_l2']:.4f} | {entry['model']['betas_l2']:.4f} |"
         )
     lines += [
         "",
