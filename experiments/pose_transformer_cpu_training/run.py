@@ -96,7 +96,8 @@ def evaluate_checkpoint(checkpoint: Path, val_loader, history_length: int, horiz
     scorer = PoseTransformerModule(
         network, optimizer=None, history_length=history_length, future_horizons=horizons
     ).eval()
-    sums = {h: {name: {"pose_l2": 0.0, "rot_deg": 0.0} for name in BASELINES} for h in horizons}
+    measures = ("pose_l2", "rot_deg", "rotation_l2", "betas_l2")
+    sums = {h: {name: dict.fromkeys(measures, 0.0) for name in BASELINES} for h in horizons}
     counts = {h: 0 for h in horizons}
     for batch in val_loader:
         for horizon in horizons:
@@ -111,6 +112,10 @@ def evaluate_checkpoint(checkpoint: Path, val_loader, history_length: int, horiz
                 sums[horizon][name]["rot_deg"] += (
                     rotation_angle_deg(predictions[name], predictions["target"]).sum().item()
                 )
+                # The two parts of pose_l2: rotation-matrix entries (0:216) and betas (216:226).
+                error = (predictions[name] - predictions["target"]).pow(2)
+                sums[horizon][name]["rotation_l2"] += error[:, :216].sum().item()
+                sums[horizon][name]["betas_l2"] += error[:, 216:226].sum().item()
     results = {}
     for horizon in horizons:
         n = max(counts[horizon], 1)
@@ -180,22 +185,24 @@ def markdown(results: dict) -> str:
         f"Train command: `{results['train_command']}`",
         "",
         f"Data: {results['data']['train_windows']} train windows, {results['data']['val_windows']} held-out windows "
-        f"(other tracks) of {results['data']['window']} frames. Training: {results['max_epochs']} epochs of "
-        f"{results['epoch_length']} windows, "
+        f"(other tracks) of {results['data']['window']} frames. Training: {results['epochs_completed']} of "
+        f"{results['max_epochs']} scheduled epochs of {results['epoch_length']} windows (batch 32), "
         f"{results['train_seconds']:.0f} s wall on {results['machine']}.",
         "",
         "Held-out windows, re-loaded checkpoint (`load_pose_transformer` + `predict_next`); history = first "
         f"{results['history_length']} valid steps; `pose_l2` = tracker pose distance (squared L2, dims 0:226), "
-        "`rot_deg` = mean joint rotation error.",
+        "`rot_deg` = mean joint rotation error; `rotation_l2` and `betas_l2` are the two parts of `pose_l2` "
+        "(the constant pose has betas_l2 = 0: betas are constant per track).",
         "",
-        "| horizon | windows | model pose_l2 | constant pose | constant velocity | model / constant pose | model rot_deg | constant pose rot_deg | constant velocity rot_deg |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| horizon | windows | model pose_l2 | constant pose | constant velocity | model / constant pose | model rot_deg | constant pose rot_deg | constant velocity rot_deg | model rotation_l2 | constant pose rotation_l2 | model betas_l2 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, entry in results["held_out"].items():
         lines.append(
             f"| {key[1:]} | {entry['num_windows']} | {entry['model']['pose_l2']:.4f} | {entry['constant_pose']['pose_l2']:.4f} | "
             f"{entry['constant_velocity']['pose_l2']:.4f} | {entry['model_vs_constant_pose']:.3f} | "
-            f"{entry['model']['rot_deg']:.2f} | {entry['constant_pose']['rot_deg']:.2f} | {entry['constant_velocity']['rot_deg']:.2f} |"
+            f"{entry['model']['rot_deg']:.2f} | {entry['constant_pose']['rot_deg']:.2f} | {entry['constant_velocity']['rot_deg']:.2f} | "
+            f"{entry['model']['rotation_l2']:.4f} | {entry['constant_pose']['rotation_l2']:.4f} | {entry['model']['betas_l2']:.4f} |"
         )
     lines += [
         "",
@@ -222,6 +229,11 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--horizons", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="score OUT/run/checkpoints/last.ckpt of an earlier (possibly stopped) run",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -231,8 +243,10 @@ def main() -> None:
     train, val = shard_pattern(data, "train"), shard_pattern(data, "val")
     from phalp_lightning.models.pose_transformer_module import pose_statistics, write_mean_std
 
-    stats_module = datamodule(train, val, args.batch_size)
-    mean_std = write_mean_std(out / "mean_std.npy", *pose_statistics(stats_module.train_dataloader()))
+    mean_std = out / "mean_std.npy"
+    if not (args.evaluate_only and mean_std.is_file()):
+        stats_module = datamodule(train, val, args.batch_size)
+        write_mean_std(mean_std, *pose_statistics(stats_module.train_dataloader()))
     manifest = data / "manifest.json"
     if manifest.is_file():
         splits = json.loads(manifest.read_text())["splits"]
@@ -261,12 +275,19 @@ def main() -> None:
         f"hydra.run.dir={run_dir}",
         *args.overrides,
     ]
-    print("+", " ".join(train_command), flush=True)
-    started = time.time()
-    subprocess.run(train_command, check=True, cwd=REPO)
-    train_seconds = time.time() - started
-
     checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    if args.evaluate_only:
+        # Scores a run that was stopped early (or finished before); wall time = run dir -> last checkpoint.
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"--evaluate-only: {checkpoint} does not exist; train first")
+        train_seconds = checkpoint.stat().st_mtime - (run_dir / ".hydra").stat().st_mtime
+    else:
+        print("+", " ".join(train_command), flush=True)
+        started = time.time()
+        subprocess.run(train_command, check=True, cwd=REPO)
+        train_seconds = time.time() - started
+    epochs_completed = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]) + 1
+
     held_out = evaluate_checkpoint(
         checkpoint, datamodule(train, val, args.batch_size).val_dataloader(), 7, args.horizons
     )
@@ -283,6 +304,8 @@ def main() -> None:
             "window": args.window,
         },
         "max_epochs": args.max_epochs,
+        "epochs_completed": epochs_completed,
+        "evaluate_only": args.evaluate_only,
         "epoch_length": args.epoch_length,
         "history_length": 7,
         "train_seconds": train_seconds,
