@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from phalp_lightning.utils.config import compose_run_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -34,18 +34,7 @@ def assets_env(synthetic_assets: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose a primary config with the Hydra runtime fields a real run would have."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(PROJECT_ROOT)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    # A real @hydra.main task receives the config without its hydra node.
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_run_config(CONFIG_DIR, config_name, overrides, output_dir, working_dir=PROJECT_ROOT)
 
 
 @pytest.fixture()

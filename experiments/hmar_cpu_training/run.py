@@ -54,23 +54,13 @@ def initial_validation(overrides: list[str], run_dir: Path) -> dict[str, float]:
     """Validation metrics of the untrained network, built exactly as ``pipelines.train.run`` builds it."""
     import hydra
     import lightning as L
-    from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[o for o in overrides if not o.startswith("hydra.")],
-            return_hydra_config=True,
-        )
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir / "initial")
-        cfg.hydra.runtime.cwd = str(ROOT)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
+    from phalp_lightning.utils.config import compose_run_config
+
+    cfg = compose_run_config(
+        ROOT / "configs", "train", [o for o in overrides if not o.startswith("hydra.")], run_dir / "initial"
+    )
     L.seed_everything(cfg.seed, workers=True)  # same order as pipelines.train.run: seed, data, model
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)

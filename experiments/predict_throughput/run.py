@@ -80,23 +80,9 @@ def instrument() -> None:
 
 def compose(overrides: list[str], output_dir: Path):
     """The predict config as ``python predict.py <overrides>`` would see it (outputs in output_dir)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    from phalp_lightning.utils.config import compose_run_config
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "configs"), version_base="1.3"):
-        cfg = hydra_compose(config_name="predict", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(PROJECT_ROOT)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_run_config(PROJECT_ROOT / "configs", "predict", overrides, output_dir)
 
 
 def markdown(result: dict) -> str:
