@@ -46,6 +46,21 @@ def test_real_hmar_and_tracker_follow_the_ground_truth_ids(compose_cfg, syntheti
         np.testing.assert_allclose(loca[90:99], np.tile(camera, 3), rtol=1e-6)
 
 
+def test_a_small_crop_hmar_tracks_with_its_own_appearance_width(compose_cfg, synthetic_video, assets_env):
+    # An HMAR trained on 64 px crops (the CPU recipe) gives 256-d appearance codes: predict must take them.
+    name = source_name(synthetic_video.mot_gt_path)
+    cfg, (report,) = run_predict(
+        compose_cfg,
+        [f"video={synthetic_video.mot_gt_path}", f"source.boxes_base_path={synthetic_video.frames_dir}", "detector=given_boxes",
+         "source.end_frame=3", "tracker.n_init=2", "+hmar.img_size=64"],
+    )
+    assert report.error is None and report.frames == 3
+    results = joblib.load(f"{cfg.output_dir}/results/demo_{name}.pkl")
+    record = results[next(iter(results))]
+    assert len(record["tid"]) >= 2
+    assert np.shape(record["appe"][0]) == (256,)
+
+
 @pytest.mark.slow
 def test_hog_walker_keeps_one_id_with_the_real_models(compose_cfg, tmp_path_factory, synthetic_assets, assets_env):
     from phalp_lightning.datamodules.synthetic import make_synthetic_video

@@ -60,7 +60,7 @@ class FrameDetections:
     image_size: tuple[int, int]  # (H, W)
     boxes: Tensor  # (N, 4) xyxy frame pixels
     scores: Tensor  # (N,)
-    appearance: Tensor  # (N, 4096) appearance code (not divided by 1000)
+    appearance: Tensor  # (N, D) appearance code, not divided by 1000; D = 4096 for the official 256-px HMAR
     pose: Tensor  # (N, 229) see utils.vectors
     location: Tensor  # (N, 99) see utils.vectors
     uv: Tensor | None = None  # (N, 4, 256, 256) processed UV maps (RGB/5, mask +-1)
@@ -80,7 +80,9 @@ class FrameDetections:
     def validate(self) -> FrameDetections:
         """Check shapes; raise ValueError naming the field and frame when one is wrong."""
         n = len(self)
-        expected = {"boxes": (n, 4), "scores": (n,), "appearance": (n, APPEARANCE_DIM), "pose": (n, POSE_DIM), "location": (n, LOCATION_DIM)}
+        # The appearance width follows HMAR's crop size (16 * (S/16)^2), so any positive width is accepted.
+        width = self.appearance.shape[-1] if self.appearance.ndim == 2 and self.appearance.shape[-1] > 0 else APPEARANCE_DIM
+        expected = {"boxes": (n, 4), "scores": (n,), "appearance": (n, width), "pose": (n, POSE_DIM), "location": (n, LOCATION_DIM)}
         for name, shape in expected.items():
             actual = tuple(getattr(self, name).shape)
             if actual != shape:

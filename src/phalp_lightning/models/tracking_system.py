@@ -90,7 +90,7 @@ class TrackingSystem(L.LightningModule):
         return [_cpu(given[i]) if use_given[i] else next(detected) for i in range(len(given))]  # type: ignore[union-attr]
 
     def hmar_features(self, crops: Tensor, padded_boxes: Tensor, image_size: tuple[int, int]) -> dict[str, Tensor]:
-        """HMAR on (K, 4, S, S) crops -> pose (K, 229), location (K, 99), appearance (K, 4096), uv, camera, joints."""
+        """HMAR on (K, 4, S, S) crops -> pose (K, 229), location (K, 99), appearance (K, D), uv, camera, joints."""
         height, width = image_size
         outputs: list[dict[str, Tensor]] = []
         for start in range(0, crops.shape[0], self.max_people_per_forward):
@@ -174,7 +174,7 @@ class TrackingSystem(L.LightningModule):
             features = {
                 "pose": torch.zeros(0, 229),
                 "location": torch.zeros(0, 99),
-                "appearance": torch.zeros(0, 4096),
+                "appearance": torch.zeros(0, self.hmar.appearance_dim),
                 "uv": torch.zeros(0, 4, self.crop_size, self.crop_size),
                 "camera_bbox": torch.zeros(0, 3),
                 "joints_3d": torch.zeros(0, 45, 3),

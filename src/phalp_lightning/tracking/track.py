@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from phalp_lightning.structures import FrameDetections
-from phalp_lightning.utils.vectors import APPEARANCE_DIM, LOCATION_DIM, POSE_DIM
+from phalp_lightning.utils.vectors import LOCATION_DIM, POSE_DIM
 
 
 class TrackState(IntEnum):
@@ -97,6 +97,8 @@ class TrackBank:
         self.order: list[int] = []
         self._free: list[int] = []
         self.records: list[deque[DetectionRecord]] = []
+        # Sized by the first detections: the appearance width follows HMAR's crop size (4096 at 256 px).
+        self.appearance: Tensor | None = None
         self.uv: Tensor | None = None
         self._allocate(16)
 
@@ -124,7 +126,8 @@ class TrackBank:
         self.predicted_location = grow(
             None if first else self.predicted_location, (LOCATION_DIM,), torch.float32
         )
-        self.appearance = grow(None if first else self.appearance, (APPEARANCE_DIM,), torch.float32)
+        if self.appearance is not None:
+            self.appearance = grow(self.appearance, tuple(self.appearance.shape[1:]), torch.float32)
         if self.uv is not None:
             self.uv = grow(self.uv, tuple(self.uv.shape[1:]), self.uv_dtype)
         self._free.extend(range(self.capacity, capacity))
@@ -176,6 +179,12 @@ class TrackBank:
         self.history_location[rows] = location.float().unsqueeze(1).expand(-1, h, -1)
         self.predicted_pose[rows] = pose.float()
         self.predicted_location[rows] = location.float()
+        if self.appearance is None:
+            self.appearance = torch.zeros((self.capacity, appearance.shape[-1]), dtype=torch.float32, device=self.device)
+        elif self.appearance.shape[-1] != appearance.shape[-1]:
+            raise ValueError(
+                f"appearance codes of width {appearance.shape[-1]} do not match the tracks' {self.appearance.shape[-1]}"
+            )
         self.appearance[rows] = appearance.float()
         if uv is not None:
             if self.uv is None:
