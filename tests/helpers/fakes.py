@@ -49,6 +49,10 @@ class FakeHMAR(torch.nn.Module):
         joints = self.joints.expand(pred_cam.shape[0], 45, 3)
         return {"joints_2d": project_to_padded_frame(joints, cam_t, img_size=img_size), "joints_3d": joints, "pred_cam_t": cam_t}
 
+    @property
+    def appearance_dim(self) -> int:
+        return 4096
+
     def encode_appearance(self, uv_vector: Tensor) -> Tensor:
         pooled = F.adaptive_avg_pool2d(uv_vector, 16)  # (B, 4, 16, 16)
         return pooled.repeat(1, 4, 1, 1).flatten(1)  # (B, 4096)
