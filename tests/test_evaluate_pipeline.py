@@ -190,8 +190,8 @@ def test_generated_scene_mot_ground_truth_against_its_posetrack_json(synthetic_v
 
 def test_phalp_pickles_evaluate_detected_entries_against_given_boxes(compose_cfg, tmp_path: Path):
     import joblib
-
     from phalp_lightning.datamodules.formats.phalp_results import GivenBoxes, write_given_boxes
+
     from phalp_lightning.pipelines.evaluate import run
 
     given = {f"{index:06d}.jpg": GivenBoxes(np.array([BOX_A, BOX_B]), np.array([1, 2]), ["person"] * 2) for index in range(3)}

@@ -9,7 +9,6 @@ from helpers import synthetic_data
 from helpers.tracks import id_pairs, is_one_to_one
 from phalp_lightning.datamodules.video import source_name
 
-
 synthetic_video = synthetic_data.synthetic_video
 
 
