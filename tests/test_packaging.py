@@ -1,8 +1,7 @@
 """The explicit package list in pyproject.toml must name every package folder."""
 
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
