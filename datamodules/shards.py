@@ -41,6 +41,8 @@ from phalp_lightning.datamodules.schema import (
 )
 from torch.utils.data import IterableDataset
 
+from phalp_lightning.utils.io import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 SYNTHETIC_COMMAND = "python -m phalp_lightning.datamodules.synthetic all --out <data_dir>/synthetic"
@@ -316,11 +318,9 @@ class ShardWriter:
 
 def write_manifest(folder: str | os.PathLike[str], entries: dict[str, dict[str, Any]]) -> Path:
     """Write ``manifest.json`` (split -> shard pattern, sample count, ...) atomically."""
-    path = Path(folder) / "manifest.json"
-    tmp = path.with_name("manifest.json.tmp")
-    tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "splits": entries}, indent=2))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(
+        Path(folder) / "manifest.json", json.dumps({"schema_version": SCHEMA_VERSION, "splits": entries}, indent=2)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

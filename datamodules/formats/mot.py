@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from phalp_lightning.utils.io import atomic_write_text
+
 
 class MOTFormatError(ValueError):
     """A MOT file has a malformed line; the message names the file and the line."""
@@ -163,8 +165,5 @@ def write_mot(path: str | os.PathLike[str], rows: MOTSequence | np.ndarray | Ite
         numbers = [f"{int(row[0])}", f"{int(row[1])}"] + [f"{value:.{precision}f}" for value in row[2:6]]
         numbers += [f"{value:g}" for value in row[6:]]
         lines.append(",".join(numbers))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + ("\n" if lines else ""))
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
     return path

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from phalp_lightning.utils.io import atomic_output
+
 
 class PHALPResultsError(ValueError):
     """A malformed PHALP pkl; the message names the file, the frame and the key."""
@@ -246,8 +248,6 @@ def write_given_boxes(path: str | os.PathLike[str], frames: Mapping[str, GivenBo
         }
         for name, entry in frames.items()
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    joblib.dump(data, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as temporary:
+        joblib.dump(data, temporary)
     return path

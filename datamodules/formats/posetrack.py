@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from phalp_lightning.utils.io import atomic_write_text
+
 POSETRACK_KEYPOINTS = (
     "nose", "head_bottom", "head_top", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
@@ -246,8 +248,5 @@ def write_posetrack(path: str | os.PathLike[str], video: PoseTrackVideo, video_n
         {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(POSETRACK_KEYPOINTS),
          "skeleton": [list(pair) for pair in POSETRACK_SKELETON]}
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     return path

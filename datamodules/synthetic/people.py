@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from phalp_lightning.utils.io import atomic_write_bytes
+
 log = logging.getLogger(__name__)
 
 # SMPL joints (body_pose index = joint - 1).
@@ -264,6 +266,4 @@ def save_jpeg(path: Path, image_rgb: np.ndarray, quality: int = 95) -> None:
     ok, data = cv2.imencode(".jpg", np.ascontiguousarray(image_rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise OSError(f"could not encode {path}")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data.tobytes())

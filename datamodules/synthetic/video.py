@@ -30,6 +30,8 @@ from phalp_lightning.datamodules.synthetic.people import (
     walking_body_pose,
 )
 
+from phalp_lightning.utils.io import atomic_output
+
 # 44-joint set (BODY-25 then J19) -> PoseTrack's 17 keypoints; -1 = never annotated (the ears).
 POSETRACK_FROM_JOINTS = np.array([-1 if name.endswith("ear") else joint for name, joint in zip(POSETRACK_KEYPOINTS, POSETRACK_TO_JOINTS44, strict=True)])
 BODY_HEIGHT_M = 1.72
@@ -281,14 +283,13 @@ def make_synthetic_video(
     video_path = None
     if write_video:
         video_path = out_dir / "video.mp4"
-        tmp = out_dir / "video.tmp.mp4"
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        if not writer.isOpened():
-            raise OSError(f"OpenCV could not open a mp4v writer for {tmp}")
-        for path in frame_paths:
-            writer.write(cv2.imread(str(path)))
-        writer.release()
-        os.replace(tmp, video_path)
+        with atomic_output(video_path) as temporary:
+            writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+            if not writer.isOpened():
+                raise OSError(f"OpenCV could not open a mp4v writer for {temporary}")
+            for path in frame_paths:
+                writer.write(cv2.imread(str(path)))
+            writer.release()
 
     mot_path = write_mot(out_dir / "gt" / "gt.txt", np.asarray(rows, np.float64).reshape(-1, 9))
     posetrack_path = write_posetrack(out_dir / "posetrack.json", PoseTrackVideo(None, sequence_name, posetrack_frames, []))
@@ -304,9 +305,8 @@ def make_synthetic_video(
     arrays["mot_rows"] = np.asarray(rows, np.float64).reshape(-1, 9)
     arrays["focal_length"] = np.array(focal)
     arrays["image_size"] = np.array([height, width])
-    tmp = out_dir / "ground_truth.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, truth_path)
+    with atomic_output(truth_path) as temporary:
+        np.savez(temporary, **arrays)
     return SyntheticVideo(
         out_dir=out_dir, video_path=video_path, frames_dir=frames_dir, frame_paths=frame_paths,
         mot_gt_path=mot_path, posetrack_json_path=posetrack_path, ground_truth_path=truth_path, given_boxes_path=given_path,

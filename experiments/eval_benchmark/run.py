@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from phalp_lightning.evaluation.evaluator import atomic_write_text, evaluate_sequence_data
+from phalp_lightning.evaluation.evaluator import evaluate_sequence_data
 from phalp_lightning.evaluation.hota import hota_sequence
 from phalp_lightning.evaluation.sequences import build_sequence_data
 from phalp_lightning.evaluation.synthetic import random_tracking_scene
+from phalp_lightning.utils.io import atomic_write_text
 
 
 def best_of(repeats: int, function) -> float:

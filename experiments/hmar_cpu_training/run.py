@@ -16,20 +16,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from phalp_lightning.utils.io import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = ("val/mpjpe", "val/pa_mpjpe", "val/pck", "val/loss")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def make_shards(out: Path, img_size: int, train_samples: int, val_samples: int, seed: int) -> Path:
@@ -181,8 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         "mpjpe_first": first, "mpjpe_last": last, "mpjpe_ratio": last / first,
         "mpjpe_best": min(row["val/mpjpe"] for row in curve),
     }  # fmt: skip
-    write_atomic(args.out / "results.json", json.dumps({"summary": summary, "curve": curve}, indent=2))
-    write_atomic(args.out / "results.md", markdown(curve, summary))
+    atomic_write_text(args.out / "results.json", json.dumps({"summary": summary, "curve": curve}, indent=2))
+    atomic_write_text(args.out / "results.md", markdown(curve, summary))
     plotted = plot(curve, args.out / "mpjpe.png")
     print(markdown(curve, summary))
     print(

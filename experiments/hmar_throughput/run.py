@@ -26,17 +26,13 @@ from pathlib import Path
 
 import torch
 
+from phalp_lightning.utils.io import atomic_write_text
+
 # H100 SXM figures used for the roofline (dense, no sparsity).
 H100_BF16_FLOPS = 990e12
 H100_FP32_FLOPS = 67e12  # non-tensor-core fp32
 H100_HBM_BYTES_PER_S = 3.35e12
 KERNEL_LAUNCH_S = 5e-6  # order of one kernel's launch + tail latency at batch 1
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def build_hmar(crop_size: int, assets_dir: str | None) -> torch.nn.Module:
@@ -189,9 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
         "gpu_expectation": gpu_expectation(flops_256, parameters * 2, calls, 256),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "results.json", json.dumps(result, indent=2))
+    atomic_write_text(args.out / "results.json", json.dumps(result, indent=2))
     text = markdown(result)
-    atomic_write(args.out / "results.md", text)
+    atomic_write_text(args.out / "results.md", text)
     print(text)
     return result
 

@@ -30,14 +30,10 @@ from pathlib import Path
 
 import torch
 
+from phalp_lightning.utils.io import atomic_output, atomic_write_text
+
 REPO = Path(__file__).resolve().parents[2]
 BASELINES = ("model", "constant_pose", "constant_velocity")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def make_data(out: Path, args: argparse.Namespace) -> Path:
@@ -170,9 +166,8 @@ def plot(curves: dict[str, list], horizons: list[int], path: Path) -> bool:
         axis.set(title=f"held-out pose_l2, {horizon} frame(s) ahead", xlabel="epoch", yscale="log")
         axis.legend()
     figure.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    figure.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     return True
 
 
@@ -314,8 +309,8 @@ def main() -> None:
         "curves": curves,
         "plot": plotted,
     }
-    atomic_write(out / "results.json", json.dumps(results, indent=2))
-    atomic_write(out / "results.md", markdown(results))
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+    atomic_write_text(out / "results.md", markdown(results))
     print(markdown(results))
 
 

@@ -32,18 +32,14 @@ from pathlib import Path
 
 import torch
 
+from phalp_lightning.utils.io import atomic_write_text
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TIMES: dict[str, float] = defaultdict(float)
 CALLS: dict[str, int] = defaultdict(int)
 
 # H100 figures for the expectation (dense bf16 tensor cores, HBM3).
 H100_BF16_FLOPS = 990e12
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def timed(owner: type, name: str, stage: str) -> None:
@@ -197,9 +193,9 @@ def main(argv: list[str] | None = None) -> dict:
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "results.json", json.dumps(result, indent=2))
+    atomic_write_text(args.out / "results.json", json.dumps(result, indent=2))
     text = markdown(result)
-    atomic_write(args.out / "results.md", text)
+    atomic_write_text(args.out / "results.md", text)
     print(text)
     return result
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from phalp_lightning.utils.io import atomic_write_text
 
 
 def run_single(num_people: int, num_frames: int, uv_size: int, gate_texture: bool, seed: int) -> dict:
@@ -105,12 +106,6 @@ GPU_NOTE = ['',
     '`python experiments/tracker_benchmark/run.py` after moving tracker and encoder to the device.']
 
 
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -167,10 +162,10 @@ def main() -> None:
         )
     command_line = " ".join(["python experiments/tracker_benchmark/run.py", *sys.argv[1:]])
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(
+    atomic_write_text(
         args.out / "results.json", json.dumps({"command": command_line, "results": results}, indent=2)
     )
-    atomic_write(args.out / "results.md", markdown(results, command_line))
+    atomic_write_text(args.out / "results.md", markdown(results, command_line))
     print(markdown(results, command_line))
 
 

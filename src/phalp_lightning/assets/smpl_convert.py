@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from phalp_lightning.utils.io import atomic_output
+
 SMPL_ARRAY_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 
 
@@ -70,9 +72,6 @@ def convert_smpl_pickle(source: str | os.PathLike[str], target: str | os.PathLik
     if missing:
         raise ValueError(f"{source} lacks the SMPL arrays {missing}")
     plain = {key: _plain(data[key]) for key in SMPL_ARRAY_KEYS}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + ".tmp")
-    with tmp.open("wb") as handle:
+    with atomic_output(target) as temporary, temporary.open("wb") as handle:
         pickle.dump(plain, handle, protocol=4)
-    os.replace(tmp, target)
     return target

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from phalp_lightning.assets import ASSETS, SYNTHETIC_MARKER
+from phalp_lightning.utils.io import atomic_output
 
 NUM_VERTICES = 6890
 NUM_FACES = 13776
@@ -401,11 +402,8 @@ def synthetic_arrays() -> dict[str, object]:
 
 
 def _atomic_write(path: Path, writer) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
+    with atomic_output(path) as temporary, temporary.open("wb") as handle:
         writer(handle)
-    os.replace(tmp, path)
 
 
 def write_synthetic_assets(root: str | os.PathLike[str], overwrite: bool = False) -> list[Path]:

@@ -7,7 +7,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from phalp_lightning.evaluation.clear import clear_identity_metrics
 from phalp_lightning.evaluation.hota import ALPHAS, HotaResult, combine_hota, hota_sequence
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
 from phalp_lightning.evaluation.sequences import SequenceData, TrackSequence, build_sequence_data
+from phalp_lightning.utils.io import atomic_write_text
 
 HotaBackend = Literal["own", "trackeval"]
 
@@ -122,19 +122,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _trackeval_hota(data: SequenceData) -> HotaResult:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from phalp_lightning.evaluation.evaluator import EvaluationResult
+from phalp_lightning.utils.io import atomic_output
 from phalp_lightning.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -115,10 +116,9 @@ def log_frames(frames: Sequence[np.ndarray], loggers: Sequence[Any], key: str = 
     written = []
     for index, image in enumerate(images):
         path = folder / f"{index:04d}.png"
-        temporary = path.with_name(f".{path.name}.tmp.png")
-        if not cv2.imwrite(str(temporary), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"log_frames: could not write {temporary}")
-        os.replace(temporary, path)
+        with atomic_output(path) as temporary:
+            if not cv2.imwrite(str(temporary), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"log_frames: could not write {temporary}")
         written.append(path)
     return written
 

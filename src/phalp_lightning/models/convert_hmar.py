@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from phalp_lightning.utils.io import atomic_output
+
 log = logging.getLogger(__name__)
 
 OFFICIAL_HEADS = ("encoding_head", "texture_head", "backbone", "smplx_head")
@@ -185,11 +187,8 @@ def lightning_checkpoint(net: nn.Module, extra: Mapping[str, Any] | None = None)
 
 def save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` to a temporary file, then rename (no half-written checkpoints)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def convert(

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from phalp_lightning.models.components.pose_transformer import PoseTransformer, read_mean_std
+from phalp_lightning.utils.io import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -348,10 +349,8 @@ def convert(
         NORMALISATION_KEY: {"mean": network.mean.clone(), "std": network.std.clone()},
     }
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, out)
+    with atomic_output(out) as temporary:
+        torch.save(checkpoint, temporary)
     return out
 
 

@@ -43,6 +43,7 @@ from phalp_lightning.models.components.pose_transformer import PoseTransformer, 
 from phalp_lightning.models.convert_pose_transformer import CONFIG_KEY, NORMALISATION_KEY
 from phalp_lightning.models.convert_pose_transformer import load_pose_transformer as _load_pose_transformer
 from phalp_lightning.utils.distributed import global_sum
+from phalp_lightning.utils.io import atomic_output
 from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAMERA, POSE_DIM, POSE_SMPL
 
 ROTATIONS = slice(0, 9 * (NUM_BODY_JOINTS + 1))  # global orient + body pose rotation matrices
@@ -170,10 +171,8 @@ def write_mean_std(path: str | os.PathLike[str], mean: Tensor, std: Tensor) -> P
     import numpy as np
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, torch.stack([mean, std])[:, None].numpy().astype(np.float32))
-    os.replace(tmp, path)
+    with atomic_output(path) as temporary:
+        np.save(temporary, torch.stack([mean, std])[:, None].numpy().astype(np.float32))
     return path
 
 

@@ -7,10 +7,6 @@ by frame in order, and writes its files only when the video is closed, atomicall
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -56,20 +52,3 @@ class TrackWriter(Protocol):
     def abort(self) -> None:
         """Drop the video's partial state and temporary files; nothing is written."""
         ...
-
-
-@contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` in one step.
-
-    The temporary file is not created here, so the writer creates it with the usual permissions.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the real suffix last: OpenCV picks the container from it.
-    temporary = path.parent / f".{path.stem}.tmp.{uuid.uuid4().hex[:12]}{path.suffix}"
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from phalp_lightning.rendering.overlay import draw_tracks
-from phalp_lightning.sinks.base import VideoInfo, atomic_output
+from phalp_lightning.sinks.base import VideoInfo
 from phalp_lightning.structures import FrameTracks
+from phalp_lightning.utils.io import atomic_output
 from phalp_lightning.utils.logging import get_logger
 
 log = get_logger(__name__)
