@@ -7,6 +7,9 @@ modules so that ``hmar_v2_weights.pth`` loads strictly.
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,16 +23,35 @@ NUM_BETAS = 10
 CAMERA_DIM = 3
 
 
+def read_smpl_mean_params(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor, Tensor]:
+    """Read ``smpl_mean_params.npz``: ``pose`` (144,), ``shape`` (10,), ``cam`` (3,) as float32 tensors."""
+    with np.load(path) as data:
+        missing = [key for key in ("pose", "shape", "cam") if key not in data]
+        if missing:
+            raise ValueError(f"{path}: SMPL mean-parameter file lacks keys {missing} (has {sorted(data.keys())})")
+        pose, betas, camera = (
+            torch.from_numpy(np.asarray(data[key], dtype=np.float32)).reshape(-1) for key in ("pose", "shape", "cam")
+        )
+    if pose.numel() != POSE_6D_DIM or betas.numel() != NUM_BETAS or camera.numel() != CAMERA_DIM:
+        raise ValueError(
+            f"{path}: expected pose (144,), shape (10,), cam (3,); got {tuple(pose.shape)}, {tuple(betas.shape)}, {tuple(camera.shape)}"
+        )
+    return pose, betas, camera
+
+
 class SMPLHead(nn.Module):
     """SMPL parameters and weak-perspective crop camera by iterative error feedback.
 
     State (pose 6-D (B,144), betas (B,10), camera (B,3)) starts at the mean parameters and is
     refined ``num_iterations`` times by residuals predicted from ``[feature, state]``.
 
+    HMAR's head and the pose transformer's read-out heads are this module (same official key names).
+
     Args:
-        mean_pose: (144,) mean 6-D rotations, joint-major, joint 0 = global orientation.
-        mean_betas: (10,) mean shape.
-        mean_camera: (3,) mean crop camera ``(s, tx, ty)``.
+        mean_pose: (144,) mean 6-D rotations, joint-major, joint 0 = global orientation
+            (None: identity rotations).
+        mean_betas: (10,) mean shape (None: zeros).
+        mean_camera: (3,) mean crop camera ``(s, tx, ty)`` (None: (0.9, 0, 0)).
         input_dim: feature size (2048 for ResNet-50).
         hidden_dim: width of fc1/fc2 (1024).
         num_iterations: IEF iterations (3).
@@ -38,15 +60,21 @@ class SMPLHead(nn.Module):
 
     def __init__(
         self,
-        mean_pose: Tensor,
-        mean_betas: Tensor,
-        mean_camera: Tensor,
+        mean_pose: Tensor | None = None,
+        mean_betas: Tensor | None = None,
+        mean_camera: Tensor | None = None,
         input_dim: int = 2048,
         hidden_dim: int = 1024,
         num_iterations: int = 3,
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
+        if mean_pose is None:
+            mean_pose = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).repeat(NUM_SMPL_JOINTS)
+        if mean_betas is None:
+            mean_betas = torch.zeros(NUM_BETAS)
+        if mean_camera is None:
+            mean_camera = torch.tensor([0.9, 0.0, 0.0])
         mean_pose = torch.as_tensor(mean_pose, dtype=torch.float32).reshape(1, -1)
         mean_betas = torch.as_tensor(mean_betas, dtype=torch.float32).reshape(1, -1)
         mean_camera = torch.as_tensor(mean_camera, dtype=torch.float32).reshape(1, -1)

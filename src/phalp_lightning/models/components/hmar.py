@@ -15,10 +15,8 @@ the SMPL body model is non-persistent and built from the asset files.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -26,7 +24,7 @@ from torch import Tensor, nn
 from phalp_lightning.assets import resolve
 from phalp_lightning.models.components.appearance import EncodingHead, appearance_dim
 from phalp_lightning.models.components.backbones import ResNetBackbone, pose_embedding
-from phalp_lightning.models.components.heads import SMPLHead, TextureHead
+from phalp_lightning.models.components.heads import SMPLHead, TextureHead, read_smpl_mean_params
 from phalp_lightning.models.components.smpl import BodyModel
 from phalp_lightning.utils.geometry import (
     FOCAL_LENGTH,
@@ -112,14 +110,14 @@ class HMAR(nn.Module):
         self.smpl_dropout = smpl_dropout
         self.focal_length = focal_length
 
-        mean_params = _load_mean_params(resolve("smpl_mean_params", assets_dir))
+        mean_pose, mean_betas, mean_camera = read_smpl_mean_params(resolve("smpl_mean_params", assets_dir))
         self.backbone = ResNetBackbone(mask_type=mask_type)
         self.texture_head = TextureHead()
         self.encoding_head = EncodingHead()
         self.smpl_head = SMPLHead(
-            mean_params["pose"],
-            mean_params["shape"],
-            mean_params["cam"],
+            mean_pose,
+            mean_betas,
+            mean_camera,
             input_dim=self.backbone.out_channels,
             num_iterations=smpl_iterations,
             dropout=smpl_dropout,
@@ -230,15 +228,3 @@ class HMAR(nn.Module):
         pred_cam_t = crop_cam_to_full_translation(pred_cam, center, scale, self.focal_length, img_size)
         joints_2d = project_to_padded_frame(joints, pred_cam_t, self.focal_length, img_size)
         return {"joints_3d": joints, "joints_2d": joints_2d, "pred_cam_t": pred_cam_t, "vertices": vertices}
-
-
-def _load_mean_params(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        missing = {"pose", "shape", "cam"} - set(data.files)
-        if missing:
-            raise ValueError(
-                f"{path}: mean-parameter file lacks keys {sorted(missing)} (needs pose, shape, cam)"
-            )
-        return {
-            name: np.asarray(data[name], dtype=np.float32).reshape(-1) for name in ("pose", "shape", "cam")
-        }

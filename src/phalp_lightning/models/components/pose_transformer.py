@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from phalp_lightning.utils.geometry import rot6d_to_rotmat
-from phalp_lightning.utils.vectors import NUM_BETAS, NUM_BODY_JOINTS, POSE_DIM
+from phalp_lightning.models.components.heads import SMPLHead, read_smpl_mean_params
+from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_DIM
 
 # Attention logits of blocked (query, key) pairs are *assigned* this value, as in the original.
 MASKED_LOGIT = -1000.0
@@ -165,76 +163,6 @@ class Transformer(nn.Module):
         return x
 
 
-class SMPLParameters(NamedTuple):
-    """Output of :class:`SMPLHead`."""
-
-    global_orient: Tensor  # (N, 1, 3, 3)
-    body_pose: Tensor  # (N, 23, 3, 3)
-    betas: Tensor  # (N, 10)
-    camera: Tensor  # (N, 3) weak-perspective camera (unused by the pose transformer)
-
-
-class SMPLHead(nn.Module):
-    """HMR-style iterative regressor: refines mean SMPL parameters ``num_iterations`` times.
-
-    Args:
-        input_dim: feature width.
-        hidden_dim: width of fc1/fc2 (1024 in PHALP).
-        num_iterations: iterative error feedback steps (3).
-        dropout: dropout after fc1 and fc2 (0.5 in PHALP).
-        mean_pose: (144,) initial 6-D rotations (joint-major, joint 0 = global orient); identity if None.
-        mean_betas: (10,) initial betas; zeros if None.
-        mean_camera: (3,) initial camera; (0.9, 0, 0) if None.
-    """
-
-    def __init__(
-        self,
-        input_dim: int,
-        hidden_dim: int = 1024,
-        num_iterations: int = 3,
-        dropout: float = 0.5,
-        mean_pose: Tensor | None = None,
-        mean_betas: Tensor | None = None,
-        mean_camera: Tensor | None = None,
-    ) -> None:
-        super().__init__()
-        self.num_iterations = num_iterations
-        if mean_pose is None:
-            mean_pose = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).repeat(NUM_BODY_JOINTS + 1)
-        if mean_betas is None:
-            mean_betas = torch.zeros(NUM_BETAS)
-        if mean_camera is None:
-            mean_camera = torch.tensor([0.9, 0.0, 0.0])
-        self.register_buffer("init_body_pose", mean_pose.reshape(1, NUM_ROT6D).float().clone())
-        self.register_buffer("init_betas", mean_betas.reshape(1, NUM_BETAS).float().clone())
-        self.register_buffer("init_cam", mean_camera.reshape(1, NUM_CAMERA).float().clone())
-        self.fc1 = nn.Linear(input_dim + NUM_ROT6D + NUM_BETAS + NUM_CAMERA, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.decpose = nn.Linear(hidden_dim, NUM_ROT6D)
-        self.decshape = nn.Linear(hidden_dim, NUM_BETAS)
-        self.deccam = nn.Linear(hidden_dim, NUM_CAMERA)
-        # Small residual updates at the start, so training begins from the mean parameters.
-        for layer in (self.decpose, self.decshape, self.deccam):
-            nn.init.xavier_uniform_(layer.weight, gain=0.01)
-
-    def forward(self, features: Tensor) -> SMPLParameters:
-        """features (N, input_dim) -> SMPL rotations, betas and camera for N items."""
-        batch = features.shape[0]
-        pose6d = self.init_body_pose.expand(batch, -1)
-        betas = self.init_betas.expand(batch, -1)
-        camera = self.init_cam.expand(batch, -1)
-        for _ in range(self.num_iterations):
-            hidden = torch.cat([features, pose6d, betas, camera], dim=1)
-            hidden = self.dropout(F.relu(self.fc1(hidden)))
-            hidden = self.dropout(F.relu(self.fc2(hidden)))
-            pose6d = pose6d + self.decpose(hidden)
-            betas = betas + self.decshape(hidden)
-            camera = camera + self.deccam(hidden)
-        rotmats = rot6d_to_rotmat(pose6d.reshape(batch, NUM_BODY_JOINTS + 1, 6))
-        return SMPLParameters(rotmats[:, :1], rotmats[:, 1:], betas, camera)
-
-
 def scatter_to_slots(values: Tensor, slots: Tensor, keep: Tensor, length: int) -> tuple[Tensor, Tensor]:
     """Write each sequence's entries into ``length`` time slots; among entries sharing a slot the last wins.
 
@@ -286,23 +214,6 @@ def read_mean_std(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor]:
     mean[:width] = torch.from_numpy(np.asarray(array[0, 0], dtype=np.float32))
     std[:width] = torch.from_numpy(np.asarray(array[1, 0], dtype=np.float32))
     return mean, std
-
-
-def read_smpl_mean_params(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor, Tensor]:
-    """Read ``smpl_mean_params.npz``: ``pose`` (144,), ``shape`` (10,), ``cam`` (3,) as float32 tensors."""
-    with np.load(path) as data:
-        missing = [key for key in ("pose", "shape", "cam") if key not in data]
-        if missing:
-            raise KeyError(f"{path}: smpl mean params lack keys {missing} (has {sorted(data.keys())})")
-        pose, betas, camera = (
-            torch.from_numpy(np.asarray(data[key], dtype=np.float32)).reshape(-1)
-            for key in ("pose", "shape", "cam")
-        )
-    if pose.numel() != NUM_ROT6D or betas.numel() != NUM_BETAS or camera.numel() != NUM_CAMERA:
-        raise ValueError(
-            f"{path}: expected pose (144,), shape (10,), cam (3,); got {pose.shape}, {betas.shape}, {camera.shape}"
-        )
-    return pose, betas, camera
 
 
 class PoseTransformer(nn.Module):
@@ -408,13 +319,13 @@ class PoseTransformer(nn.Module):
             mean_pose, mean_betas, mean_camera = read_smpl_mean_params(smpl_mean_params)
         self.smpl_head = nn.ModuleList(
             SMPLHead(
-                dim,
-                smpl_head_hidden_dim,
-                smpl_head_iterations,
-                smpl_head_dropout,
                 mean_pose,
                 mean_betas,
                 mean_camera,
+                input_dim=dim,
+                hidden_dim=smpl_head_hidden_dim,
+                num_iterations=smpl_head_iterations,
+                dropout=smpl_head_dropout,
             )
             for _ in range(num_smpl_heads)
         )
@@ -491,13 +402,13 @@ class PoseTransformer(nn.Module):
         """
         lead = tokens.shape[:-1]
         flat = tokens.reshape(-1, tokens.shape[-1])
-        smpl = self.smpl_head[head](flat)
+        smpl, _, _ = self.smpl_head[head](flat)  # the head's own camera is unused: loca_head gives it
         camera = self.loca_head[head](flat)
         pose = torch.cat(
             [
-                smpl.global_orient.reshape(-1, 9),
-                smpl.body_pose.reshape(-1, NUM_BODY_JOINTS * 9),
-                smpl.betas,
+                smpl["global_orient"].reshape(-1, 9),
+                smpl["body_pose"].reshape(-1, NUM_BODY_JOINTS * 9),
+                smpl["betas"],
                 camera,
             ],
             dim=-1,
