@@ -41,6 +41,7 @@ from phalp_lightning.datamodules.schema import (
 )
 from torch.utils.data import IterableDataset
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 SYNTHETIC_COMMAND = "python -m phalp_lightning.datamodules.synthetic all --out <data_dir>/synthetic"
 
 
-class ShardError(ValueError):
+class ShardError(UserError, ValueError):
     """A shard or a sample in it is missing, truncated or malformed; the message names which."""
 
 

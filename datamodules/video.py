@@ -24,13 +24,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.structures import Detections
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 BOX_EXTENSIONS = (".pkl", ".txt", ".json")
 
 
-class FrameSourceError(RuntimeError):
+class FrameSourceError(UserError, RuntimeError):
     """A video, image folder or box file cannot be read; the message names it and what was wrong."""
 
 

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from phalp_lightning.errors import UserError
+
 NUM_AVA_ACTIONS = 80
 
 
-class AVAFormatError(ValueError):
+class AVAFormatError(UserError, ValueError):
     """A malformed AVA file; the message names the file and the line."""
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.utils.io import atomic_write_text
 
 
-class MOTFormatError(ValueError):
+class MOTFormatError(UserError, ValueError):
     """A MOT file has a malformed line; the message names the file and the line."""
 
 

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.utils.io import atomic_output
 
 
-class PHALPResultsError(ValueError):
+class PHALPResultsError(UserError, ValueError):
     """A malformed PHALP pkl; the message names the file, the frame and the key."""
 
 

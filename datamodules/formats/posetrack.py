@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.utils.io import atomic_write_text
 
 POSETRACK_KEYPOINTS = (
@@ -34,7 +35,7 @@ NUM_KEYPOINTS = len(POSETRACK_KEYPOINTS)
 POSETRACK_TO_JOINTS44 = (0, 37, 38, 18, 17, 5, 2, 6, 3, 7, 4, 12, 9, 13, 10, 14, 11)
 
 
-class PoseTrackFormatError(ValueError):
+class PoseTrackFormatError(UserError, ValueError):
     """A PoseTrack file is malformed; the message names the file and the record."""
 
 

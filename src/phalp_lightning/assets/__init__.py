@@ -13,12 +13,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from phalp_lightning.errors import UserError
+
 ENV_VAR = "PHALP_ASSETS"
 # Marker key stored inside generated files so code can tell a mannequin from the real SMPL.
 SYNTHETIC_MARKER = "phalp_lightning_synthetic"
 
 
-class AssetMissingError(FileNotFoundError):
+class AssetMissingError(UserError, FileNotFoundError):
     """An asset file is not where it is looked for; the message says where to put it."""
 
 

@@ -60,4 +60,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from phalp_lightning.errors import run_reporting_user_errors
+
+    sys.exit(run_reporting_user_errors(main))

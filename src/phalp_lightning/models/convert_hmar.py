@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.utils.io import atomic_output
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ CONFIG_KEY = "hmar_config"
 STATE_PREFIX = "net."
 
 
-class HMARCheckpointError(ValueError):
+class HMARCheckpointError(UserError, ValueError):
     """A checkpoint's keys or shapes do not match the HMAR network; the message lists them."""
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.models.components.pose_transformer import PoseTransformer, read_mean_std
 from phalp_lightning.utils.io import atomic_output
 
@@ -52,7 +53,7 @@ DEFAULT_DIM_HEAD = 64
 DEFAULT_CONV_PAD = 1
 
 
-class CheckpointKeyError(KeyError):
+class CheckpointKeyError(UserError, KeyError):
     """A state dict does not match the network: the message lists missing and unexpected keys."""
 
     def __str__(self) -> str:  # KeyError would repr() the message, quoting and escaping it

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from phalp_lightning.assets import AssetMissingError, resolve
 from phalp_lightning.datamodules.video import source_name
+from phalp_lightning.errors import UserError
 from phalp_lightning.pipelines.progress import PredictProgressBar
 from phalp_lightning.sinks.base import VideoInfo
 from phalp_lightning.tracking.callback import (
@@ -40,7 +41,7 @@ log = get_logger(__name__)
 BODY_MODEL_ASSETS = ("smpl_neutral", "smpl_to_j19", "smpl_mean_params")
 
 
-class PredictError(RuntimeError):
+class PredictError(UserError, RuntimeError):
     """One or more videos could not be tracked (the others were written)."""
 
 
