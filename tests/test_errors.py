@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hydra
 import pytest
+from phalp_lightning.datamodules.formats.mot import MOTFormatError
 
 from phalp_lightning.assets import AssetMissingError
-from phalp_lightning.datamodules.formats.mot import MOTFormatError
 from phalp_lightning.errors import EXIT_USER_ERROR, UserError, exit_on_user_error, find_user_error
 
 
