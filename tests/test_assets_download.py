@@ -395,3 +395,35 @@ def test_predict_and_train_name_the_download_command_or_fetch_with_the_opt_in(co
     assert not asset_path("pose_predictor", root).exists()  # only what the run needs
     assert not asset_path("smpl_neutral", root).exists()  # never downloaded
     shutil.rmtree(mirror)
+
+
+def test_the_official_weights_experiment_points_at_the_downloaded_files(compose_cfg, tmp_path, monkeypatch):
+    from phalp_lightning.assets.for_run import prepare_run_assets
+
+    monkeypatch.setenv("PHALP_ASSETS", str(tmp_path))
+    cfg = compose_cfg("predict", ["experiment=official_weights", "video=clip.mp4"])
+    assert cfg.ckpt == str(asset_path("hmar_weights", tmp_path))
+    assert cfg.pose_predictor_ckpt == str(asset_path("pose_predictor", tmp_path))
+    assert cfg.pose_predictor_config == str(asset_path("pose_predictor_config", tmp_path))
+    with pytest.raises(AssetMissingError, match=r"^ckpt=.*`python -m phalp_lightning\.assets download weights`, or add assets\.download=true"):
+        prepare_run_assets(cfg)
+
+
+def test_download_replaces_generated_stand_ins_but_keeps_released_files(server, tmp_path, capsys):
+    from phalp_lightning.assets.__main__ import main
+
+    write_synthetic_assets(tmp_path)
+    assert main(["list", "--root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("(synthetic stand-in)") == sum(asset.generated for asset in ASSETS.values())
+    released = io.BytesIO()
+    np.save(released, np.stack([np.zeros((1, 226)), np.ones((1, 226))]).astype(np.float32))
+    server.files["3D/mean_std.npy"] = released.getvalue()
+    lines: list[str] = []
+    download_assets(select(["3d"]), tmp_path, server.url, options=FAST, report=lines.append)
+    assert asset_path("mean_std", tmp_path).read_bytes() == released.getvalue()
+    assert all(line.endswith("(replaced the synthetic stand-in)") for line in lines) and len(lines) == 7
+    server.requests.clear()
+    download_assets(select(["3d"]), tmp_path, server.url, options=FAST, report=lines.append)
+    assert [path for path, _ in server.requests] == [
+        remote.mirror_path for remote in GROUPS["3d"] if remote.asset != "mean_std"
+    ]  # the others equal the stand-ins byte for byte, so they still count as stand-ins

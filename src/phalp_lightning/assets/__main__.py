@@ -18,6 +18,7 @@ from phalp_lightning.assets import ASSETS, assets_root
 def _list(root: str | None) -> int:
     from phalp_lightning.assets.checks import AssetContentError, check_asset
     from phalp_lightning.assets.remote import download_command, remote_for
+    from phalp_lightning.assets.synthetic import is_stand_in
 
     base = assets_root(root)
     print(f"assets root: {base}  (set PHALP_ASSETS to change it)")
@@ -38,6 +39,7 @@ def _list(root: str | None) -> int:
                 # Headers and file ends only: tells a truncated file without reading gigabytes.
                 check_asset(asset.name, path, full=False)
                 state = "found  "
+                detail = " (synthetic stand-in)" if asset.generated and is_stand_in(base, asset.relpath) else ""
             except AssetContentError as error:
                 state = "BROKEN "
                 broken += 1
