@@ -261,16 +261,37 @@ def _check_vitdet(path: Path, full: bool) -> str:
     return f"detectron2 checkpoint, {len(model)} arrays"
 
 
+def _omegaconf_globals() -> list[Any]:
+    """The classes an OmegaConf config pickles into (Lightning checkpoints keep their config so)."""
+    import typing
+    from collections import defaultdict
+
+    from omegaconf import DictConfig, ListConfig
+    from omegaconf.base import ContainerMetadata, Metadata
+    from omegaconf.nodes import AnyNode, BooleanNode, BytesNode, FloatNode, IntegerNode, PathNode, StringNode
+
+    nodes = [AnyNode, BooleanNode, BytesNode, FloatNode, IntegerNode, PathNode, StringNode]
+    return [DictConfig, ListConfig, ContainerMetadata, Metadata, *nodes, typing.Any, dict, list, int, float, str, bool, defaultdict]
+
+
 def _torch_load(path: Path) -> Any:
-    """Weights-only load; a file that needs the full unpickler is loaded so, with a warning."""
+    """Weights-only load (OmegaConf configs allowed); a file that needs more is loaded fully, with a warning."""
     import torch
 
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except Exception as error:  # noqa: BLE001 - classified below
-        if "weights only" not in str(error).lower() and "weights_only" not in str(error):
-            raise _Invalid(f"does not load as a torch checkpoint ({one_line(str(error))[:200]})") from error
-    log.warning("%s holds pickled objects besides tensors; loading it with the full unpickler (trusted release file)", path)
+    def refused(error: Exception) -> bool:
+        return "weights only" in str(error).lower() or "weights_only" in str(error)
+
+    for allowed in ([], _omegaconf_globals()):
+        try:
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        except Exception as error:  # noqa: BLE001 - classified below
+            if not refused(error):
+                raise _Invalid(f"does not load as a torch checkpoint ({one_line(str(error))[:200]})") from error
+    log.warning(
+        "%s holds pickled objects besides tensors and configs; loading it with the full unpickler (trusted release file)",
+        path,
+    )
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # noqa: BLE001 - any failure here means a damaged file
