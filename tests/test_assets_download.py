@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -136,6 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None:
             self.send_error(404, "Not Found")
             return
+        if server.unavailable.get(path, 0) > 0:
+            server.unavailable[path] -= 1
+            self.send_error(503, "Service Unavailable")
+            return
         start = int(requested.split("=")[1].split("-")[0]) if requested and server.ranges else 0
         if start:
             self.send_response(206)
@@ -145,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         body = data[start:]
+        if path in server.stall:  # headers sent, then silence longer than the client's timeout
+            time.sleep(server.stall.pop(path))
         cut = server.drop_after.pop(path, None)
         if cut is not None:  # promise the whole body, send part of it, hang up
             body = body[:cut]
@@ -161,8 +168,13 @@ class LoopbackServer(ThreadingHTTPServer):
         self.files = dict(files)
         self.ranges = True
         self.drop_after: dict[str, int] = {}
+        self.unavailable: dict[str, int] = {}
+        self.stall: dict[str, float] = {}
         self.requests: list[tuple[str, str | None]] = []
         self.bytes_sent = 0
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that timed out and hung up is expected here
 
     @property
     def url(self) -> str:
@@ -436,3 +448,16 @@ def test_download_replaces_generated_stand_ins_but_keeps_released_files(server, 
     assert [path for path, _ in server.requests] == [
         remote.mirror_path for remote in GROUPS["3d"] if remote.asset != "mean_std"
     ]  # the others equal the stand-ins byte for byte, so they still count as stand-ins
+
+
+def test_a_busy_server_is_retried_and_a_silent_one_times_out(server, tmp_path, published):
+    server.unavailable["ava/ava_labels.pkl"] = 2  # two 503 answers, then the file
+    download_assets(select(["ava"]), tmp_path, server.url, options=FAST, report=lambda line: None)
+    assert [path for path, _ in server.requests].count("ava/ava_labels.pkl") == 3
+    assert asset_path("ava_labels", tmp_path).read_bytes() == published["ava/ava_labels.pkl"]
+
+    server.stall["3D/head_faces.npy"] = 1.5
+    options = DownloadOptions(timeout=0.3, retries=0, progress=False)
+    with pytest.raises(DownloadError, match=r"cannot download .*head_faces\.npy.*timed out.*after 1 attempt\)"):
+        download_assets(select(["3d"]), tmp_path / "stalled", server.url, options=options)
+    assert not asset_path("head_faces", tmp_path / "stalled").exists()

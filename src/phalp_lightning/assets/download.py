@@ -299,8 +299,9 @@ def _fetch_checked(
             raise DownloadError(f"{error.what} (for {target})", error.todo) from None
     else:
         kept = f"; {part.name} keeps the {_human(part.stat().st_size)} received and the next run resumes it" if part.exists() else ""
+        attempts = f"{options.retries + 1} attempt" + ("s" if options.retries else "")
         raise DownloadError(
-            f"cannot download {url} to {target}: {last_reason} (after {options.retries + 1} attempts){kept}",
+            f"cannot download {url} to {target}: {last_reason} (after {attempts}){kept}",
             "check the network connection or proxy (https_proxy), raise --retries / --timeout, or fetch the "
             f"files on another machine and point --base-url (or ${BASE_URL_ENV_VAR}) at a file:// copy",
         )
