@@ -56,7 +56,7 @@ ASSETS: dict[str, Asset] = {
         Asset("mean_std", "3D/mean_std.npy", "pose-vector normalisation (2, 1, K)", "pose transformer", _PHALP_HELP, True),
         Asset("bmap_256", "3D/bmap_256.npy", "UV texel barycentric coordinates (256, 256, 3)", "texture sampler (PHALP')", _PHALP_HELP, True),
         Asset("fmap_256", "3D/fmap_256.npy", "UV texel face index (256, 256)", "texture sampler (PHALP')", _PHALP_HELP, True),
-        Asset("hmar_weights", "weights/hmar_v2_weights.pth", "official HMAR weights ({'model': state_dict})", "HMAR (convert with phalp_lightning.models.convert)", _PHALP_HELP, False),
+        Asset("hmar_weights", "weights/hmar_v2_weights.pth", "official HMAR weights ({'model': state_dict})", "predict.py ckpt=... (experiment=official_weights), convert_hmar", _PHALP_HELP, False),
         Asset("pose_predictor", "weights/pose_predictor.pth", "official pose transformer checkpoint (Lightning, 'state_dict')", "pose predictor", _PHALP_HELP, False),
         Asset("pose_predictor_config", "weights/pose_predictor.yaml", "pose transformer config (top-level 'configs:')", "pose predictor", _PHALP_HELP, False),
         Asset("ava_labels", "ava/ava_labels.pkl", "AVA action label names", "action read-out", _PHALP_HELP, False),

@@ -178,7 +178,7 @@ def _open_file(url: str, offset: int) -> tuple[BinaryIO, int, int]:
     if not source.is_file():
         raise _Fatal(
             f"{url}: no such file in the mirror",
-            f"put the published tree under {source.parent.parent} (see `download --dry-run` for every path) or fix --base-url",
+            "a mirror holds the published tree (`download --dry-run` prints every path): complete it or fix --base-url",
         )
     total = source.stat().st_size
     start = offset if offset <= total else 0
