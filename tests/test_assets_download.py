@@ -461,3 +461,19 @@ def test_a_busy_server_is_retried_and_a_silent_one_times_out(server, tmp_path, p
     with pytest.raises(DownloadError, match=r"cannot download .*head_faces\.npy.*timed out.*after 1 attempt\)"):
         download_assets(select(["3d"]), tmp_path / "stalled", server.url, options=options)
     assert not asset_path("head_faces", tmp_path / "stalled").exists()
+
+
+def test_only_the_first_launched_process_downloads(compose_cfg, tmp_path, monkeypatch, published):
+    from phalp_lightning.assets.for_run import prepare_run_assets
+
+    mirror = tmp_path / "mirror"
+    for path, data in published.items():
+        (mirror / path).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / path).write_bytes(data)
+    ckpt = tmp_path / "assets" / "weights" / "hmar_v2_weights.pth"
+    cfg = compose_cfg("predict", ["video=clip.mp4", f"ckpt={ckpt}", f"paths.assets_dir={tmp_path / 'assets'}",
+                                  "assets.download=true", f"assets.base_url={mirror.as_uri()}", "progress_bar=false"])  # fmt: skip
+    monkeypatch.setenv("RANK", "1")  # a second process started by torchrun: it must not write the same files
+    with pytest.raises(AssetMissingError, match="download once beforehand"):
+        prepare_run_assets(cfg)
+    assert not (tmp_path / "assets").exists()

@@ -10,6 +10,7 @@ run always needs (the ``3d`` side files), are fetched first instead; nothing is 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,14 +77,18 @@ def prepare_run_assets(cfg: DictConfig, groups: tuple[str, ...] = ("3d",)) -> No
     settings = cfg.get("assets") or {}
     root = (cfg.get("paths") or {}).get("assets_dir")
     missing = [(key, path, remote) for key, path, remote in referenced_released_files(cfg) if not path.is_file()]
-    if not settings.get("download", False):
+    # Processes started together by a launcher (torchrun, SLURM) would write the same files: only
+    # the first downloads. Lightning's own launcher starts the other ranks after this has run.
+    first_process = all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+    if not (settings.get("download", False) and first_process):
         if missing:
             key, path, remote = missing[0]
             saved = asset_path(remote.asset, root)
             where = "" if path == saved else f" (it saves it as {saved}; point {key} there)"
             raise AssetMissingError(
                 f"{key}={path}: no such file; it is a released file ({ASSETS[remote.asset].description})",
-                f"run `{download_command(remote.group)}`{where}, or add assets.download=true to fetch it before the run",
+                f"run `{download_command(remote.group)}`{where}, or add assets.download=true to fetch it before "
+                "the run (with a multi-process launcher, download once beforehand)",
             )
         return
     from phalp_lightning.assets.download import (
