@@ -61,3 +61,17 @@ def test_convert_smpl_reads_chumpy_pickles_without_chumpy(tmp_path, monkeypatch)
         converted = pickle.load(handle)
     assert isinstance(converted["shapedirs"], np.ndarray) and converted["shapedirs"].shape == (6890, 3, 10)
     np.testing.assert_array_equal(converted["weights"], np.ones((6890, 24)))
+
+
+def test_convert_smpl_on_a_wrong_file_is_a_user_error_with_the_registration_step(tmp_path):
+    import pytest
+
+    from phalp_lightning.assets.__main__ import main
+    from phalp_lightning.errors import UserError
+
+    with pytest.raises(UserError, match=r"not found: .*missing\.pkl — pass the neutral model .*smpl\.is\.tue\.mpg\.de"):
+        main(["convert-smpl", str(tmp_path / "missing.pkl"), "--root", str(tmp_path)])
+    not_smpl = tmp_path / "other.pkl"
+    not_smpl.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(UserError, match="holds a list, not the SMPL dict"):
+        main(["convert-smpl", str(not_smpl), "--root", str(tmp_path)])

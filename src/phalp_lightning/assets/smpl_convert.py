@@ -14,7 +14,18 @@ from typing import Any
 
 import numpy as np
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.utils.io import atomic_output
+
+_GET_SMPL = (
+    "pass the neutral model downloaded after registering at https://smpl.is.tue.mpg.de "
+    "(basicModel_neutral_lbs_10_207_0_v1.0.0.pkl)"
+)
+
+
+class SMPLSourceError(UserError, ValueError):
+    """The file given to convert-smpl is not the SMPL model pickle."""
+
 
 SMPL_ARRAY_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 
@@ -60,17 +71,17 @@ def convert_smpl_pickle(source: str | os.PathLike[str], target: str | os.PathLik
     """Read an official SMPL pickle and write the seven arrays ``smplx`` needs as plain numpy."""
     source, target = Path(source), Path(target)
     if not source.is_file():
-        raise FileNotFoundError(f"SMPL source file not found: {source}")
+        raise SMPLSourceError(f"SMPL source file not found: {source}", _GET_SMPL)
     with source.open("rb") as handle:
         try:
             data = _SMPLUnpickler(handle, encoding="latin1").load()
         except (pickle.UnpicklingError, EOFError) as error:
-            raise ValueError(f"{source} is not a readable SMPL pickle: {error}") from error
+            raise SMPLSourceError(f"{source} is not a readable SMPL pickle: {error}", _GET_SMPL) from error
     if not isinstance(data, dict):
-        raise ValueError(f"{source} holds a {type(data).__name__}, not the SMPL dict of arrays")
+        raise SMPLSourceError(f"{source} holds a {type(data).__name__}, not the SMPL dict of arrays", _GET_SMPL)
     missing = [key for key in SMPL_ARRAY_KEYS if key not in data]
     if missing:
-        raise ValueError(f"{source} lacks the SMPL arrays {missing}")
+        raise SMPLSourceError(f"{source} lacks the SMPL arrays {missing}", _GET_SMPL)
     plain = {key: _plain(data[key]) for key in SMPL_ARRAY_KEYS}
     with atomic_output(target) as temporary, temporary.open("wb") as handle:
         pickle.dump(plain, handle, protocol=4)

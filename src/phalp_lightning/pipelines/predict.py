@@ -139,6 +139,11 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     """Track every video of ``cfg.video``; returns one report per video (raises PredictError if any failed)."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    # A missing released file (ckpt, pose predictor, detector weights) stops here naming the
+    # download command; assets.download=true fetches it and the 3d group instead.
+    from phalp_lightning.assets.for_run import prepare_run_assets
+
+    prepare_run_assets(cfg, groups=("3d",))
     videos = video_list(cfg.video)
     output_dir = Path(cfg.output_dir)
 

@@ -33,6 +33,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and optionally test) the configured model; returns the trainer's metrics as floats."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    # A missing released file stops here naming the download command; assets.download=true fetches it.
+    from phalp_lightning.assets.for_run import prepare_run_assets
+
+    prepare_run_assets(cfg, groups=("3d",))
     log.info("Instantiating datamodule <%s>", cfg.data._target_)
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     log.info("Instantiating model <%s>", cfg.model._target_)
