@@ -18,11 +18,12 @@ and which frames count. Matching thresholds and HOTA aggregation stay with the
   TrackEval's match leaves unmatched is removed when its IoU with an ignore region exceeds 0.1, in
   frames that hold ground truth.
 - ``posetrack18``: PoseTrack18's evaluation (poseval) data rules applied to boxes: frames with at least
-  one annotated person are scored; a person keeps the points of its 15 scored joints that are
-  annotated (not ``x = y = v = 0``); in frames with ignore regions, points inside a region are
-  dropped and people (ground truth and predictions) left without a point are removed. A box-only
-  prediction is represented by its box centre. poseval's own score is keypoint MOTA (PCKh matching),
-  which this box evaluation does not compute.
+  one annotated person are scored; a person's points are its 15 scored joints that are annotated
+  (not ``x = y = v = 0``); a ground-truth person without any point is not scored (poseval has no
+  joint of it to score); in frames with ignore regions, points inside a region are dropped and people
+  (ground truth and predictions) left without a point are removed. A prediction without keypoints (a
+  box-only tracker) is represented by its box centre. poseval's own score is keypoint MOTA (PCKh
+  matching), which this box evaluation does not compute.
 
 ``resolve_benchmark`` picks the preset from the files when the layout leaves one answer, and says why.
 """
@@ -213,7 +214,7 @@ def mot_gt_kinds(classes: np.ndarray | None, confidences: np.ndarray, benchmark:
 
     if not benchmark.class_column:
         return None
-    if classes is None:
+    if classes is None or (classes == -1).all():
         raise UserError(f"{path}: ground truth has no class column (8th), which benchmark={benchmark.name} needs",
                         "use MOT16/17/20 ground truth (frame,id,x,y,w,h,conf,class,visibility), or benchmark=plain / mot15")
     class_ids = classes.astype(np.int64)

@@ -81,108 +81,145 @@ def clear_events(data: SequenceData, protocol: EvaluationProtocol):  # -> pandas
     """motmetrics' event table of one sequence, built in one pass and handed over in bulk.
 
     Row for row the table ``MOTAccumulator.update`` builds when fed frame by frame (same events, same
-    order, same ids and distances; ``tests/test_evaluation_metrics.py`` compares the two): RAW events
-    come from array operations per frame; the CLEAR matching runs the accumulator's own rules (keep
-    last frame's pairs when still within the threshold, then motmetrics' own ``lap.linear_sum_assignment``
-    on the rest, then SWITCH/TRANSFER/ASCEND/MIGRATE bookkeeping) without motmetrics' per-event appends.
-    The table is given to ``MetricsHost.compute_many``, which computes every metric from it.
+    order, same ids and distances; ``tests/test_evaluation_metrics.py`` compares the two): the RAW
+    events of all frames come from array operations; the CLEAR matching runs the accumulator's own
+    rules frame by frame (keep last frame's pairs while within the threshold, then motmetrics' own
+    ``lap.linear_sum_assignment`` on the rest, then the SWITCH / TRANSFER / ASCEND / MIGRATE
+    bookkeeping) without motmetrics' per-event appends. ``MetricsHost.compute_many`` then computes
+    every metric from the table.
     """
     import motmetrics
     from motmetrics.lap import linear_sum_assignment
 
-    m: dict[int, int] = {}  # object -> hypothesis paired last
-    res_m: dict[int, int] = {}  # hypothesis -> object paired last
-    last_match: set[int] = set()  # objects matched at least once
-    hyp_history: set[int] = set()  # hypotheses matched at least once
-    frames_out: list[np.ndarray] = []
-    types_out: list[np.ndarray] = []
-    oids_out: list[np.ndarray] = []
-    hids_out: list[np.ndarray] = []
-    dists_out: list[np.ndarray] = []
+    frames = data.frames
+    count = len(data.gt_ids)
+    if count == 0:
+        return motmetrics.MOTAccumulator.new_event_dataframe()
+    gt_counts = np.asarray([ids.shape[0] for ids in data.gt_ids], dtype=np.int64)
+    pred_counts = np.asarray([ids.shape[0] for ids in data.tracker_ids], dtype=np.int64)
+    oids_all = data.gt_id_names[np.concatenate(data.gt_ids)].astype(np.float64) if gt_counts.sum() else np.zeros(0)
+    hids_all = data.tracker_id_names[np.concatenate(data.tracker_ids)].astype(np.float64) if pred_counts.sum() else np.zeros(0)
+    gt_starts = np.cumsum(gt_counts) - gt_counts
+    pred_starts = np.cumsum(pred_counts) - pred_counts
+    distances = [distance_matrix(similarity, protocol).reshape(g, h)
+                 for similarity, g, h in zip(data.similarity_scores, gt_counts.tolist(), pred_counts.tolist(), strict=True)]
+
+    # RAW events, all frames at once: a marker per frame, every finite pair (row-major), then the
+    # objects and the hypotheses without any finite pair.
+    pair_counts = gt_counts * pred_counts
+    flat = np.concatenate([matrix.ravel() for matrix in distances]) if pair_counts.sum() else np.zeros(0)
+    pair_frame = np.repeat(np.arange(count), pair_counts)
+    pair_offset = np.arange(flat.shape[0]) - np.repeat(np.cumsum(pair_counts) - pair_counts, pair_counts)
+    pair_row = pair_offset // np.maximum(pred_counts[pair_frame], 1)
+    pair_col = pair_offset % np.maximum(pred_counts[pair_frame], 1)
+    finite = np.isfinite(flat)
+    global_row = gt_starts[pair_frame] + pair_row
+    global_col = pred_starts[pair_frame] + pair_col
+    row_used = np.zeros(oids_all.shape[0], dtype=bool)
+    row_used[global_row[finite]] = True
+    col_used = np.zeros(hids_all.shape[0], dtype=bool)
+    col_used[global_col[finite]] = True
+    row_frame = np.repeat(np.arange(count), gt_counts)
+    col_frame = np.repeat(np.arange(count), pred_counts)
     nan = float("nan")
-    for frame, gt_ids, tracker_ids, similarity in zip(
-        data.frames.tolist(), data.gt_ids, data.tracker_ids, data.similarity_scores, strict=True
-    ):
-        oids = data.gt_id_names[gt_ids].astype(np.float64)
-        hids = data.tracker_id_names[tracker_ids].astype(np.float64)
-        no, nh = oids.shape[0], hids.shape[0]
-        dists = distance_matrix(similarity, protocol).reshape(no, nh)
-        finite = np.isfinite(dists)
-        valid_i, valid_j = np.nonzero(finite)
-        unused_i = np.flatnonzero(~finite.any(axis=1))
-        unused_j = np.flatnonzero(~finite.any(axis=0))
-        raw_count = 1 + valid_i.shape[0] + unused_i.shape[0] + unused_j.shape[0]
-        types = [np.zeros(raw_count, dtype=np.int8)]
-        objects = [np.array([nan]), oids[valid_i], oids[unused_i], np.full(unused_j.shape[0], nan)]
-        hypotheses = [np.array([nan]), hids[valid_j], np.full(unused_i.shape[0], nan), hids[unused_j]]
-        distances = [np.array([nan]), dists[valid_i, valid_j], np.full(unused_i.shape[0] + unused_j.shape[0], nan)]
-        kinds: list[int] = []
-        event_o: list[float] = []
-        event_h: list[float] = []
-        event_d: list[float] = []
-        oids_masked = np.zeros(no, dtype=bool)
-        hids_masked = np.zeros(nh, dtype=bool)
-        if valid_i.shape[0]:
-            oid_list, hid_list = oids.tolist(), hids.tolist()
+    sections = [  # (frame position, section, type, object, hypothesis, distance)
+        (np.arange(count), 0, np.zeros(count, np.int8), np.full(count, nan), np.full(count, nan), np.full(count, nan)),
+        (pair_frame[finite], 1, np.zeros(int(finite.sum()), np.int8), oids_all[global_row[finite]],
+         hids_all[global_col[finite]], flat[finite]),
+        (row_frame[~row_used], 2, np.zeros(int((~row_used).sum()), np.int8), oids_all[~row_used],
+         np.full(int((~row_used).sum()), nan), np.full(int((~row_used).sum()), nan)),
+        (col_frame[~col_used], 3, np.zeros(int((~col_used).sum()), np.int8), np.full(int((~col_used).sum()), nan),
+         hids_all[~col_used], np.full(int((~col_used).sum()), nan)),
+    ]
+
+    # CLEAR matching, frame by frame (the pairing of a frame depends on the frames before it).
+    m: dict[float, float] = {}  # object -> hypothesis paired last
+    res_m: dict[float, float] = {}  # hypothesis -> object paired last
+    last_match: set[float] = set()  # objects matched at least once
+    hyp_history: set[float] = set()  # hypotheses matched at least once
+    e_frame: list[int] = []
+    e_type: list[int] = []
+    e_o: list[float] = []
+    e_h: list[float] = []
+    e_d: list[float] = []
+    oid_lists = np.split(oids_all, gt_starts[1:]) if count > 1 else [oids_all]
+    hid_lists = np.split(hids_all, pred_starts[1:]) if count > 1 else [hids_all]
+    for position in range(count):
+        oid_list, hid_list = oid_lists[position].tolist(), hid_lists[position].tolist()
+        no, nh = len(oid_list), len(hid_list)
+        oids_masked = [False] * no
+        hids_masked = [False] * nh
+        if no and nh:
+            dists = distances[position]
+            rows_d = dists.tolist()
             column = {hid: index for index, hid in enumerate(hid_list)}  # ids are unique within a frame
             # 1. Pairs of the previous frames that are still within the threshold are kept.
             for i, o in enumerate(oid_list):
                 if o not in m:
                     continue
                 j = column.get(m[o])
-                if j is None or hids_masked[j] or not finite[i, j]:
+                if j is None or hids_masked[j]:
+                    continue
+                distance = rows_d[i][j]
+                if distance != distance:
                     continue
                 oids_masked[i] = hids_masked[j] = True
-                kinds.append(4), event_o.append(o), event_h.append(hid_list[j]), event_d.append(dists[i, j])
+                h = hid_list[j]
+                e_frame.append(position), e_type.append(4), e_o.append(o), e_h.append(h), e_d.append(distance)
                 last_match.add(o)
-                hyp_history.add(hid_list[j])
+                hyp_history.add(h)
             # 2. The rest by minimum-cost assignment, with motmetrics' own solver.
-            remaining = dists.copy()
-            remaining[oids_masked, :] = np.nan
-            remaining[:, hids_masked] = np.nan
-            if np.isfinite(remaining).any():
+            free_rows = [i for i in range(no) if not oids_masked[i]]
+            free_cols = [j for j in range(nh) if not hids_masked[j]]
+            if free_rows and free_cols and np.isfinite(dists[np.ix_(free_rows, free_cols)]).any():
+                remaining = dists.copy()
+                remaining[np.asarray(oids_masked), :] = np.nan
+                remaining[:, np.asarray(hids_masked)] = np.nan
                 rows, cols = linear_sum_assignment(remaining)
                 for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-                    distance = remaining[i, j]
+                    distance = float(remaining[i, j])
                     if not math.isfinite(distance):
                         continue
                     o, h = oid_list[i], hid_list[j]
                     is_switch = o in m and m[o] != h
                     if is_switch and h not in hyp_history:
-                        kinds.append(6), event_o.append(o), event_h.append(h), event_d.append(distance)
+                        e_frame.append(position), e_type.append(6), e_o.append(o), e_h.append(h), e_d.append(distance)
                     if h in res_m and res_m[h] != o:
                         if o not in last_match:
-                            kinds.append(7), event_o.append(o), event_h.append(h), event_d.append(distance)
-                        kinds.append(5), event_o.append(o), event_h.append(h), event_d.append(distance)
+                            e_frame.append(position), e_type.append(7), e_o.append(o), e_h.append(h), e_d.append(distance)
+                        e_frame.append(position), e_type.append(5), e_o.append(o), e_h.append(h), e_d.append(distance)
                     hyp_history.add(h)
                     last_match.add(o)
-                    kinds.append(3 if is_switch else 4), event_o.append(o), event_h.append(h), event_d.append(distance)
+                    e_frame.append(position), e_type.append(3 if is_switch else 4), e_o.append(o), e_h.append(h)
+                    e_d.append(distance)
                     oids_masked[i] = hids_masked[j] = True
                     m[o] = h
                     res_m[h] = o
-        missed = oids[~oids_masked]
-        false_alarms = hids[~hids_masked]
-        types += [np.asarray(kinds, dtype=np.int8), np.full(missed.shape[0], 2, np.int8), np.full(false_alarms.shape[0], 1, np.int8)]
-        objects += [np.asarray(event_o, dtype=np.float64), missed, np.full(false_alarms.shape[0], nan)]
-        hypotheses += [np.asarray(event_h, dtype=np.float64), np.full(missed.shape[0], nan), false_alarms]
-        distances += [np.asarray(event_d, dtype=np.float64), np.full(missed.shape[0] + false_alarms.shape[0], nan)]
-        type_codes = np.concatenate(types)
-        frames_out.append(np.full(type_codes.shape[0], frame, dtype=np.int64))
-        types_out.append(type_codes)
-        oids_out.append(np.concatenate(objects))
-        hids_out.append(np.concatenate(hypotheses))
-        dists_out.append(np.concatenate(distances))
-    if not frames_out:
-        return motmetrics.MOTAccumulator.new_event_dataframe()
-    frames_all = np.concatenate(frames_out)
-    starts = np.flatnonzero(np.r_[True, frames_all[1:] != frames_all[:-1]])
-    counts = np.diff(np.r_[starts, frames_all.shape[0]])
-    event_ids = np.arange(frames_all.shape[0]) - np.repeat(starts, counts)
+        # 3. Remaining objects are missed; 4. remaining hypotheses are false alarms.
+        for i in range(no):
+            if not oids_masked[i]:
+                e_frame.append(position), e_type.append(2), e_o.append(oid_list[i]), e_h.append(nan), e_d.append(nan)
+        for j in range(nh):
+            if not hids_masked[j]:
+                e_frame.append(position), e_type.append(1), e_o.append(nan), e_h.append(hid_list[j]), e_d.append(nan)
+    sections.append((np.asarray(e_frame, dtype=np.int64), 4, np.asarray(e_type, dtype=np.int8),
+                     np.asarray(e_o, dtype=np.float64), np.asarray(e_h, dtype=np.float64), np.asarray(e_d, dtype=np.float64)))
+
+    position_all = np.concatenate([section[0] for section in sections])
+    section_all = np.concatenate([np.full(section[0].shape[0], section[1], np.int8) for section in sections])
+    # Within a frame: marker, finite pairs, unused objects, unused hypotheses, then the matching's events,
+    # each in the order it was produced (the concatenation order; lexsort is stable).
+    order = np.lexsort((section_all, position_all))
+    position_sorted = position_all[order]
+    starts = np.searchsorted(position_sorted, np.arange(count))
+    event_ids = np.arange(position_sorted.shape[0]) - starts[position_sorted]
     names = np.asarray(list(_EVENT_CODES))
     return motmetrics.MOTAccumulator.new_event_dataframe_with_data(
-        {"FrameId": frames_all, "Event": event_ids},
-        {"Type": names[np.concatenate(types_out)], "OId": np.concatenate(oids_out),
-         "HId": np.concatenate(hids_out), "D": np.concatenate(dists_out)},
+        {"FrameId": frames[position_sorted], "Event": event_ids},
+        {"Type": names[np.concatenate([section[2] for section in sections])[order]],
+         "OId": np.concatenate([section[3] for section in sections])[order],
+         "HId": np.concatenate([section[4] for section in sections])[order],
+         "D": np.concatenate([section[5] for section in sections])[order]},
     )
 
 

@@ -180,9 +180,14 @@ def load_posetrack(path: Path, role: Role, benchmark: Benchmark | None = None) -
     if role == "pred":
         return TrackSequence(path.stem, frames_array, ids_array, boxes_array, keypoints=keypoints_array)
     labeled = {frame.frame_index for frame in video.frames if frame.is_labeled}
+    keep_person = np.ones(frames_array.shape[0], dtype=bool)
     if benchmark is not None and benchmark.scored_frames == "annotated":
+        from phalp_lightning.evaluation.sequences import posetrack18_annotated
+
+        # poseval scores the frames holding an annotated person, and no person without an annotated joint.
         labeled &= set(frames_array.tolist())
-    keep = np.isin(frames_array, list(labeled))
+        keep_person = posetrack18_annotated(keypoints_array).any(axis=1)
+    keep = np.isin(frames_array, list(labeled)) & keep_person
     return TrackSequence(
         path.stem, frames_array[keep], ids_array[keep], boxes_array[keep],
         evaluated_frames=np.asarray(sorted(labeled), dtype=np.int64),

@@ -231,39 +231,45 @@ def _split_by_frame(sequence: TrackSequence, frames: np.ndarray) -> list[np.ndar
     return [order[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
+def _padded(values: np.ndarray, rows: list[np.ndarray], width: int) -> np.ndarray:
+    """(F, width) per-frame values of ``rows`` (padding 0), one frame per line."""
+    counts = np.asarray([index.shape[0] for index in rows], dtype=np.int64)
+    out = np.zeros((len(rows), width))
+    if counts.sum():
+        frame = np.repeat(np.arange(len(rows)), counts)
+        slot = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        out[frame, slot] = values[np.concatenate(rows)]
+    return out
+
+
 def _frame_ious(gt_boxes: np.ndarray, pred_boxes: np.ndarray, gt_rows: list[np.ndarray],
                 pred_rows: list[np.ndarray]) -> list[np.ndarray]:
-    """Each frame's (n_gt, n_pred) IoU, computed for all frames in one array pass.
+    """Each frame's (n_gt, n_pred) IoU, computed for all frames at once on frame-padded arrays.
 
-    The arithmetic is :func:`box_iou_xywh`'s, operation for operation, so the values are bit-identical.
+    The arithmetic is :func:`box_iou_xywh`'s, operation for operation (a product of two numbers is the
+    same whether written ``w * h`` or ``np.prod``), so the values are bit-identical.
     """
-    gt_counts = np.asarray([rows.shape[0] for rows in gt_rows], dtype=np.int64)
-    pred_counts = np.asarray([rows.shape[0] for rows in pred_rows], dtype=np.int64)
-    pair_counts = gt_counts * pred_counts
-    total = int(pair_counts.sum())
-    if total == 0:
-        return [np.zeros((int(g), int(p))) for g, p in zip(gt_counts, pred_counts, strict=True)]
-    gt_all = np.concatenate(gt_rows)
-    pred_all = np.concatenate(pred_rows)
-    pred_starts = np.cumsum(pred_counts) - pred_counts
-    # Every gt row of a frame meets every prediction of that frame, row-major per frame.
-    row_pred_counts = np.repeat(pred_counts, gt_counts)
-    pair_gt = np.repeat(gt_all, row_pred_counts)
-    row_first_pair = np.cumsum(row_pred_counts) - row_pred_counts
-    offsets = np.arange(total) - np.repeat(row_first_pair, row_pred_counts)
-    pair_pred = pred_all[np.repeat(np.repeat(pred_starts, gt_counts), row_pred_counts) + offsets]
-    boxes_a, boxes_b = gt_boxes[pair_gt], pred_boxes[pair_pred]
-    min_a, max_a = boxes_a[:, :2], boxes_a[:, :2] + boxes_a[:, 2:]
-    min_b, max_b = boxes_b[:, :2], boxes_b[:, :2] + boxes_b[:, 2:]
-    intersection = np.prod(np.maximum(np.minimum(max_a, max_b) - np.maximum(min_a, min_b), 0.0), axis=-1)
-    area_a = np.prod(np.maximum(boxes_a[:, 2:], 0.0), axis=-1)
-    area_b = np.prod(np.maximum(boxes_b[:, 2:], 0.0), axis=-1)
-    union = area_a + area_b - intersection
+    gt_counts = [index.shape[0] for index in gt_rows]
+    pred_counts = [index.shape[0] for index in pred_rows]
+    if not gt_rows or max(gt_counts) == 0 or max(pred_counts) == 0:
+        return [np.zeros((g, p)) for g, p in zip(gt_counts, pred_counts, strict=True)]
+    width_gt, width_pred = max(gt_counts), max(pred_counts)
+
+    def corners(boxes: np.ndarray, rows: list[np.ndarray], width: int) -> list[np.ndarray]:
+        x1, y1 = boxes[:, 0], boxes[:, 1]
+        x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+        area = np.maximum(boxes[:, 2], 0.0) * np.maximum(boxes[:, 3], 0.0)
+        return [_padded(values, rows, width) for values in (x1, y1, x2, y2, area)]
+
+    gx1, gy1, gx2, gy2, garea = (values[:, :, None] for values in corners(gt_boxes, gt_rows, width_gt))
+    px1, py1, px2, py2, parea = (values[:, None, :] for values in corners(pred_boxes, pred_rows, width_pred))
+    intersection = np.maximum(np.minimum(gx2, px2) - np.maximum(gx1, px1), 0.0) * \
+        np.maximum(np.minimum(gy2, py2) - np.maximum(gy1, py1), 0.0)
+    union = garea + parea - intersection
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
     iou = np.where(intersection == 0, 0.0, iou)
-    blocks = np.split(iou, np.cumsum(pair_counts)[:-1])
-    return [block.reshape(int(g), int(p)) for block, g, p in zip(blocks, gt_counts, pred_counts, strict=True)]
+    return [iou[frame, :g, :p] for frame, (g, p) in enumerate(zip(gt_counts, pred_counts, strict=True))]
 
 
 def _ignored_predictions(iou: np.ndarray, pred_boxes: np.ndarray, regions: Sequence[np.ndarray],
@@ -326,16 +332,25 @@ def points_in_polygons(points: np.ndarray, polygons: Sequence[np.ndarray]) -> np
 _POSEVAL_JOINTS = np.asarray([0, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16])
 
 
-def posetrack18_points(keypoints: np.ndarray | None, boxes: np.ndarray) -> list[np.ndarray]:
+def posetrack18_points(keypoints: np.ndarray | None, boxes: np.ndarray, box_fallback: bool = True) -> list[np.ndarray]:
     """The points poseval keeps for each person: its 15 joints except unannotated ones (0, 0, v=0).
 
-    A row without keypoints (a box-only tracker) is represented by its box centre.
+    With ``box_fallback``, a row without any such joint (a box-only tracker) is represented by its
+    box centre; without it, that row has no point.
     """
+    centres = [box[:2][None, :] + box[2:][None, :] / 2 for box in boxes]
     if keypoints is None or keypoints.ndim != 3 or keypoints.shape[1] < 17:
-        return [box[:2][None, :] + box[2:][None, :] / 2 for box in boxes]
-    joints = keypoints[:, _POSEVAL_JOINTS]  # (N, 15, 3)
-    annotated = ~((joints[..., 0] == 0) & (joints[..., 1] == 0) & (joints[..., 2] == 0))
-    return [joint[mask, :2] for joint, mask in zip(joints, annotated, strict=True)]
+        return centres if box_fallback else [np.zeros((0, 2)) for _ in boxes]
+    points = [joint[mask, :2] for joint, mask in zip(keypoints[:, _POSEVAL_JOINTS], posetrack18_annotated(keypoints), strict=True)]
+    if box_fallback:
+        points = [point if point.shape[0] else centre for point, centre in zip(points, centres, strict=True)]
+    return points
+
+
+def posetrack18_annotated(keypoints: np.ndarray) -> np.ndarray:
+    """(N, 15) bool: poseval's annotated joints (its 15 scored joints, not ``x = y = v = 0``)."""
+    joints = keypoints[:, _POSEVAL_JOINTS]
+    return ~((joints[..., 0] == 0) & (joints[..., 1] == 0) & (joints[..., 2] == 0))
 
 
 def _outside_regions(points: list[np.ndarray], regions: Sequence[np.ndarray]) -> np.ndarray:
@@ -416,7 +431,7 @@ def build_sequence_data(ground_truth: TrackSequence, prediction: TrackSequence,
         if len(regions) and ignore_rule == "posetrack18" and gt_index.size:
             keep_gt &= _outside_regions(posetrack18_points(
                 None if ground_truth.keypoints is None else ground_truth.keypoints[gt_index],
-                ground_truth.boxes[gt_index]), regions)
+                ground_truth.boxes[gt_index], box_fallback=ground_truth.keypoints is None), regions)
         ignored += int(drop.sum())
         gt_rows[position], pred_rows[position] = gt_index[keep_gt], pred_index[~drop]
         similarities[position] = iou[keep_gt][:, ~drop]
