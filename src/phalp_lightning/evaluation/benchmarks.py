@@ -62,8 +62,8 @@ class Benchmark:
         reason: how it was chosen ("set by benchmark=..." or what in the files decided it).
         zero_marked_as_int: the ignore flag is TrackEval's ``int(conf) == 0`` (else ``conf == 0``).
         class_column: ground truth must carry MOT16/17/20's class column; only class 1 is scored.
-        distractor_classes: classes whose matched predictions are removed.
-        distractor_matching: run TrackEval's match against distractors in every frame.
+        distractor_classes: classes whose matched predictions are removed (the loader marks their rows
+            ``DISTRACTOR``; pairing then runs TrackEval's match against them in every frame).
         ignore_rule: how ignore regions remove predictions: "protocol" (the protocol's fields),
             "posetrack21" or "posetrack18" (see the module docstring).
         scored_frames: "rows" (frames holding a row, or seqinfo.ini's length), "labeled" or
@@ -76,7 +76,6 @@ class Benchmark:
     zero_marked_as_int: bool = False
     class_column: bool = False
     distractor_classes: frozenset[int] = frozenset()
-    distractor_matching: bool = False
     ignore_rule: IgnoreRule = "protocol"
     scored_frames: Literal["rows", "labeled", "annotated"] = "rows"
 
@@ -98,16 +97,13 @@ PRESETS: dict[str, Benchmark] = {
                        zero_marked_as_int=True),
     "mot16": Benchmark("mot16", "TrackEval MOT16: predictions matched to distractors (classes 2, 7, 8, 12) removed; "
                                 "only pedestrians (class 1) with conf != 0 scored",
-                       zero_marked_as_int=True, class_column=True, distractor_classes=_MOT17_DISTRACTORS,
-                       distractor_matching=True),
+                       zero_marked_as_int=True, class_column=True, distractor_classes=_MOT17_DISTRACTORS),
     "mot17": Benchmark("mot17", "TrackEval MOT17: predictions matched to distractors (classes 2, 7, 8, 12) removed; "
                                 "only pedestrians (class 1) with conf != 0 scored",
-                       zero_marked_as_int=True, class_column=True, distractor_classes=_MOT17_DISTRACTORS,
-                       distractor_matching=True),
+                       zero_marked_as_int=True, class_column=True, distractor_classes=_MOT17_DISTRACTORS),
     "mot20": Benchmark("mot20", "TrackEval MOT20: predictions matched to distractors (classes 2, 6, 7, 8, 12) removed; "
                                 "only pedestrians (class 1) with conf != 0 scored",
-                       zero_marked_as_int=True, class_column=True, distractor_classes=_MOT17_DISTRACTORS | {6},
-                       distractor_matching=True),
+                       zero_marked_as_int=True, class_column=True, distractor_classes=_MOT17_DISTRACTORS | {6}),
     "posetrack18": Benchmark("posetrack18", "poseval rules: frames with an annotated person scored; people with no "
                                             "annotated joint outside the ignore regions removed (ground truth and predictions)",
                              ignore_rule="posetrack18", scored_frames="annotated"),

@@ -388,7 +388,6 @@ def build_sequence_data(ground_truth: TrackSequence, prediction: TrackSequence,
     """
     protocol = protocol or EvaluationProtocol()
     ignore_rule = benchmark.ignore_rule if benchmark is not None else "protocol"
-    distractor_matching = benchmark is not None and benchmark.distractor_matching
     if ground_truth.evaluated_frames is not None:
         frames = ground_truth.evaluated_frames
     else:
@@ -408,8 +407,8 @@ def build_sequence_data(ground_truth: TrackSequence, prediction: TrackSequence,
         if not (len(regions) or unscored):
             continue
         drop = np.zeros(pred_index.shape[0], dtype=bool)
-        if distractor_matching and gt_index.size and pred_index.size and frame_kinds is not None \
-                and bool((frame_kinds == DISTRACTOR).any()):
+        # Rows marked DISTRACTOR (by a MOT16/17/20 preset's loader) remove the predictions matched to them.
+        if gt_index.size and pred_index.size and frame_kinds is not None and bool((frame_kinds == DISTRACTOR).any()):
             rows, cols = trackeval_matches(iou)
             drop[cols[frame_kinds[rows] == DISTRACTOR]] = True
         if len(regions) and pred_index.size:
