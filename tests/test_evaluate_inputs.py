@@ -122,3 +122,13 @@ def test_csv_logger_of_evaluate_imports_neither_lightning_nor_torch(tmp_path: Pa
     assert completed.stdout.strip().splitlines()[-1] == "[]"
     logged = list((tmp_path / "out").glob("csv/version_0/metrics.csv"))
     assert logged and logged[0].read_text().splitlines()[0].split(",")[0] == "eval/AssA"
+
+
+def test_repeated_id_in_a_posetrack_image_names_file_and_image(tmp_path: Path):
+    import json
+
+    annotation = {"image_id": 7, "track_id": 3, "bbox": [0, 0, 5, 5]}
+    video = {"images": [{"id": 7, "file_name": "images/v/000001.jpg", "frame_id": 7}], "annotations": [annotation, annotation]}
+    gt = write(tmp_path / "gt" / "v.json", json.dumps(video))
+    with pytest.raises(UserError, match=r"v\.json: track id 3 appears twice in image 7 \(images/v/000001\.jpg\)"):
+        evaluate_files(gt, gt, format="posetrack")

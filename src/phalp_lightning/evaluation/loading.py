@@ -166,6 +166,11 @@ def load_posetrack(path: Path, role: Role, benchmark: Benchmark | None = None) -
     video = read_posetrack(path)
     frames, ids, boxes, keypoints = [], [], [], []
     for frame in video.frames:
+        track_ids = [person.track_id for person in frame.people]
+        if len(set(track_ids)) != len(track_ids):
+            repeated = next(track for track in track_ids if track_ids.count(track) > 1)
+            raise EvaluationInputError(f"{path}: track id {repeated} appears twice in image {frame.image_id} "
+                                       f"({frame.file_name})", "each track id may appear once per image; fix the file")
         for person in frame.people:
             frames.append(frame.frame_index)
             ids.append(person.track_id)
@@ -175,8 +180,6 @@ def load_posetrack(path: Path, role: Role, benchmark: Benchmark | None = None) -
     ids_array = np.asarray(ids, dtype=np.int64)
     boxes_array = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     keypoints_array = np.asarray(keypoints, dtype=np.float64).reshape(-1, 17, 3)
-    if frames_array.size:
-        _check_unique_ids(path, *_sorted_pairs(frames_array, ids_array))
     if role == "pred":
         return TrackSequence(path.stem, frames_array, ids_array, boxes_array, keypoints=keypoints_array)
     labeled = {frame.frame_index for frame in video.frames if frame.is_labeled}
@@ -195,11 +198,6 @@ def load_posetrack(path: Path, role: Role, benchmark: Benchmark | None = None) -
                         if frame.frame_index in labeled and frame.ignore_regions},
         keypoints=keypoints_array[keep],
     )
-
-
-def _sorted_pairs(frames: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((ids, frames))
-    return frames[order], ids[order]
 
 
 def _phalp_name(path: Path, prefix: str = "demo_") -> str:
