@@ -271,3 +271,27 @@ def test_motp_is_motchallenges_mean_iou(tmp_path: Path):
     metrics = evaluate_sequences({"s": pred}, {"s": gt}).overall
     assert metrics["MOTP"] == pytest.approx(0.8) and metrics["MOTP_distance"] == pytest.approx(0.2)
     assert not math.isnan(metrics["MOTP"])
+
+
+def test_posetrack21_mot_layout_uses_image_info_regions(tmp_path: Path):
+    """PoseTrack21's MOT layout (<seq>/image_info.json + gt/gt.txt) is recognised and scored by its rules."""
+    seq = tmp_path / "gt" / "000001_bonn_val"
+    region_x, region_y = [[300, 400, 400, 300]], [[0, 0, 100, 100]]
+    info = [{"file_name": f"{index:06d}.jpg", "frame_index": index + 1, "ignore_regions_x": region_x if index else [],
+             "ignore_regions_y": region_y if index else []} for index in range(3)]
+    (seq / "gt").mkdir(parents=True)
+    (seq / "image_info.json").write_text(json.dumps(info))
+    (seq / "gt" / "gt.txt").write_text("1,1,10,10,20,40,1,-1,-1,-1\n2,1,12,10,20,40,1,-1,-1,-1\n")
+    pred = tmp_path / "pred" / "000001_bonn_val.txt"
+    pred.parent.mkdir()
+    # Frame 2: a stray box in the region (IoU 2500 / 10000 > 0.1) next to a matched one -> removed.
+    # Frame 3: the same stray box, but the frame holds no ground truth -> kept (a false positive).
+    pred.write_text("1,5,10,10,20,40,1,-1,-1,-1\n2,5,12,10,20,40,1,-1,-1,-1\n2,6,320,20,50,50,1,-1,-1,-1\n"
+                    "3,6,320,20,50,50,1,-1,-1,-1\n")
+    result = evaluate_files(pred, tmp_path / "gt")
+    assert result.benchmark.name == "posetrack21" and "image_info.json" in result.benchmark.reason
+    metrics = result.overall
+    assert (metrics["Frames"], metrics["GT_Dets"], metrics["Ignored"], metrics["FP"]) == (3, 2, 1, 1)
+    pred.write_text("4,5,10,10,20,40,1,-1,-1,-1\n")
+    with pytest.raises(UserError, match="frame 4 is past the sequence's seqLength 3"):
+        evaluate_files(pred, tmp_path / "gt")

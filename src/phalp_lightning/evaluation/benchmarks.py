@@ -14,9 +14,10 @@ and which frames count. Matching thresholds and HOTA aggregation stay with the
   pedestrians (class 1) with a non-zero mark are scored. Visibility is not used (neither does the
   official evaluation).
 - ``mot20``: as MOT17, and non-motorised vehicles (class 6) are distractors too.
-- ``posetrack21``: PoseTrack21's box (MOT) evaluation: labelled frames are scored; a prediction that
-  TrackEval's match leaves unmatched is removed when its IoU with an ignore region exceeds 0.1, in
-  frames that hold ground truth.
+- ``posetrack21``: PoseTrack21's box (MOT) evaluation: labelled frames are scored (in its MOT layout,
+  every image of ``image_info.json``, with every ``gt.txt`` row); a prediction that TrackEval's
+  match leaves unmatched is removed when its IoU with an ignore region exceeds 0.1, in frames that
+  hold ground truth.
 - ``posetrack18``: PoseTrack18's evaluation (poseval) data rules applied to boxes: frames with at least
   one annotated person are scored; a person's points are its 15 scored joints that are annotated
   (not ``x = y = v = 0``); a ground-truth person without any point is not scored (poseval has no
@@ -96,13 +97,13 @@ PRESETS: dict[str, Benchmark] = {
     "mot15": Benchmark("mot15", "TrackEval MOT15: ground-truth rows with int(conf) 0 dropped; no class filter",
                        zero_marked_as_int=True),
     "mot16": Benchmark("mot16", "TrackEval MOT16: predictions matched to distractors (classes 2, 7, 8, 12) removed; "
-                                "only pedestrians (class 1) with conf != 0 scored",
+                                "only pedestrians (class 1) not zero-marked (int(conf) != 0) scored",
                        zero_marked_as_int=True, class_column=True, distractor_classes=_MOT17_DISTRACTORS),
     "mot17": Benchmark("mot17", "TrackEval MOT17: predictions matched to distractors (classes 2, 7, 8, 12) removed; "
-                                "only pedestrians (class 1) with conf != 0 scored",
+                                "only pedestrians (class 1) not zero-marked (int(conf) != 0) scored",
                        zero_marked_as_int=True, class_column=True, distractor_classes=_MOT17_DISTRACTORS),
     "mot20": Benchmark("mot20", "TrackEval MOT20: predictions matched to distractors (classes 2, 6, 7, 8, 12) removed; "
-                                "only pedestrians (class 1) with conf != 0 scored",
+                                "only pedestrians (class 1) not zero-marked (int(conf) != 0) scored",
                        zero_marked_as_int=True, class_column=True, distractor_classes=_MOT17_DISTRACTORS | {6}),
     "posetrack18": Benchmark("posetrack18", "poseval rules: frames with an annotated person scored; people with no "
                                             "annotated joint outside the ignore regions removed (ground truth and predictions)",
@@ -141,6 +142,8 @@ def resolve_benchmark(name: str, gt_files: Sequence[Path], format: str,
 
     - PoseTrack JSON: ``posetrack21`` when annotations carry ``person_id`` (PoseTrack21 adds it),
       else ``posetrack18``.
+    - MOT text in PoseTrack21's MOT layout (``<seq>/image_info.json`` next to ``<seq>/gt/gt.txt``):
+      ``posetrack21``.
     - MOT text: ``mot16`` / ``mot17`` / ``mot20`` when every sequence is named ``MOT16-*`` /
       ``MOT17-*`` / ``MOT20-*``. Other ground truth with a MOTChallenge class column: ``mot17`` when
       no row has class 6 (MOT16, MOT17 and MOT20 then give the same numbers), else an error asking
@@ -168,6 +171,9 @@ def resolve_benchmark(name: str, gt_files: Sequence[Path], format: str,
                 return get_benchmark("posetrack21", f"auto: {path.name} has PoseTrack21's person_id")
         return get_benchmark("posetrack18", "auto: PoseTrack JSON without person_id")
     if format == "mot":
+        with_info = [path for path in gt_files if image_info_path(path) is not None]
+        if with_info and len(with_info) == len(gt_files):
+            return get_benchmark("posetrack21", "auto: <seq>/image_info.json next to gt/ (PoseTrack21's MOT layout)")
         names = [folder.name if (folder := _sequence_folder(path)) else path.stem for path in gt_files]
         by_name = _mot_name_benchmark(names)
         if by_name:
@@ -184,6 +190,12 @@ def resolve_benchmark(name: str, gt_files: Sequence[Path], format: str,
             return get_benchmark("mot17", "auto: MOTChallenge class column, no class 6, so MOT16/17/20 rules agree")
         return get_benchmark("plain", "auto: MOT text without a class column")
     return get_benchmark("plain", f"auto: format={format}")
+
+
+def image_info_path(gt_file: Path) -> Path | None:
+    """PoseTrack21's ``<seq>/image_info.json`` next to ``<seq>/gt/gt.txt``, if there is one."""
+    folder = _sequence_folder(gt_file)
+    return folder / "image_info.json" if folder is not None and (folder / "image_info.json").is_file() else None
 
 
 def sequence_length(gt_file: Path) -> int | None:

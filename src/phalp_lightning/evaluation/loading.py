@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from phalp_lightning.errors import UserError
-from phalp_lightning.evaluation.benchmarks import Benchmark, mot_gt_kinds, resolve_benchmark, sequence_length
+from phalp_lightning.evaluation.benchmarks import (
+    Benchmark,
+    image_info_path,
+    mot_gt_kinds,
+    resolve_benchmark,
+    sequence_length,
+)
 from phalp_lightning.evaluation.sequences import TrackSequence
 
 if TYPE_CHECKING:
@@ -138,6 +144,8 @@ def load_mot(path: Path, role: Role, benchmark: Benchmark | None = None, table: 
                 f"{path}: class {sequence.extra[row, 0]:g} in column 8 (frame {sequence.frames[row]}); MOTChallenge "
                 "evaluates pedestrians only", "write -1 or 1 in column 8 of the results")
         return TrackSequence(name, sequence.frames - 1, sequence.track_ids, sequence.boxes_xywh)
+    if benchmark is not None and benchmark.name == "posetrack21":
+        return _posetrack21_mot_ground_truth(path, name, sequence)
     evaluated = None
     if benchmark is not None and benchmark.is_mot:
         length = sequence_length(path)
@@ -157,6 +165,24 @@ def load_mot(path: Path, role: Role, benchmark: Benchmark | None = None, table: 
         keep = sequence.confidences != 0
     return TrackSequence(name, sequence.frames[keep] - 1, sequence.track_ids[keep], sequence.boxes_xywh[keep],
                          evaluated_frames=evaluated)
+
+
+def _posetrack21_mot_ground_truth(path: Path, name: str, sequence: MOTSequence) -> TrackSequence:
+    """PoseTrack21's MOT layout: every image of image_info.json is scored, every gt.txt row is ground
+    truth (its evaluation drops none), and image ``t``'s ignore regions apply to frame ``t + 1``."""
+    from phalp_lightning.datamodules.formats.posetrack import read_image_info
+
+    info = image_info_path(path)
+    if info is None:
+        raise EvaluationInputError(f"{path}: benchmark=posetrack21 on MOT text needs PoseTrack21's <seq>/image_info.json",
+                                   "use the PoseTrack21 MOT layout, PoseTrack JSON (format=posetrack), or another preset")
+    images = read_image_info(info)
+    if sequence.frames.size and int(sequence.frames.max()) > len(images):
+        raise EvaluationInputError(f"{path}: frame {int(sequence.frames.max())} is past the {len(images)} images of {info}",
+                                   "fix the ground truth or image_info.json")
+    regions = {index: image["ignore_regions"] for index, image in enumerate(images) if image["ignore_regions"]}
+    return TrackSequence(name, sequence.frames - 1, sequence.track_ids, sequence.boxes_xywh,
+                         evaluated_frames=np.arange(len(images)), ignore_regions=regions)
 
 
 def load_posetrack(path: Path, role: Role, benchmark: Benchmark | None = None) -> TrackSequence:
@@ -326,7 +352,7 @@ def load_ground_truth(paths: Iterable[str | os.PathLike[str]], format: str, benc
     classes = {file: (table.extra[:, 0] if table.extra.shape[1] in (1, 2) else None) for file, table in tables.items()} \
         if tables is not None else None
     chosen = resolve_benchmark(benchmark, [file for file, _ in files if tables is None or file in tables], format, classes)
-    if format == "mot" and chosen.name.startswith("posetrack") or format == "posetrack" and chosen.is_mot:
+    if format == "mot" and chosen.name == "posetrack18" or format == "posetrack" and chosen.is_mot:
         raise EvaluationInputError(f"benchmark={chosen.name} does not apply to format={format} ground truth",
                                    "use benchmark=auto or a preset of that format")
     return _read_files(files, format, "gt", chosen, tables), chosen

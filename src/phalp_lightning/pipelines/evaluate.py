@@ -93,13 +93,13 @@ def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                                        "name ground-truth sequences (file stems, or <seq> of <seq>/gt/gt.txt)")
         ground_truth = {name: ground_truth[name] for name in wanted}
         predictions = {name: sequence for name, sequence in predictions.items() if name in ground_truth}
-    if chosen.is_mot:
+    if (gt_format or format) == "mot" and chosen.name != "plain":
         for name, prediction in predictions.items():
             scored = ground_truth[name].evaluated_frames if name in ground_truth else None
             if scored is not None and prediction.frames.size and int(prediction.frames.max()) >= scored.shape[0]:
                 raise EvaluationInputError(
                     f"results of {name!r}: frame {int(prediction.frames.max()) + 1} is past the sequence's "
-                    f"seqLength {scored.shape[0]} (seqinfo.ini)", "check that the results belong to this sequence")
+                    f"seqLength {scored.shape[0]} (seqinfo.ini / image_info.json)", "check that the results belong to this sequence")
     protocol = protocol or EvaluationProtocol()
     log.info("Evaluating %d predicted against %d ground-truth sequences, %s, protocol %s",
              len(predictions), len(ground_truth), chosen.describe(), protocol)
