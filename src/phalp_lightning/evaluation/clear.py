@@ -137,78 +137,80 @@ def clear_events(data: SequenceData, protocol: EvaluationProtocol):  # -> pandas
     res_m: dict[float, float] = {}  # hypothesis -> object paired last
     last_match: set[float] = set()  # objects matched at least once
     hyp_history: set[float] = set()  # hypotheses matched at least once
-    e_frame: list[int] = []
-    e_type: list[int] = []
-    e_o: list[float] = []
-    e_h: list[float] = []
-    e_d: list[float] = []
-    oid_lists = np.split(oids_all, gt_starts[1:]) if count > 1 else [oids_all]
-    hid_lists = np.split(hids_all, pred_starts[1:]) if count > 1 else [hids_all]
+    events: list[tuple[int, int, float, float, float]] = []  # (frame position, type, object, hypothesis, distance)
+    row_matched = np.zeros(oids_all.shape[0], dtype=bool)
+    col_matched = np.zeros(hids_all.shape[0], dtype=bool)
+    oids_py, hids_py = oids_all.tolist(), hids_all.tolist()
+    gt_starts_py, pred_starts_py = gt_starts.tolist(), pred_starts.tolist()
+    gt_counts_py, pred_counts_py = gt_counts.tolist(), pred_counts.tolist()
     for position in range(count):
-        oid_list, hid_list = oid_lists[position].tolist(), hid_lists[position].tolist()
-        no, nh = len(oid_list), len(hid_list)
+        no, nh = gt_counts_py[position], pred_counts_py[position]
+        if not (no and nh):
+            continue
+        g0, p0 = gt_starts_py[position], pred_starts_py[position]
+        oid_list, hid_list = oids_py[g0:g0 + no], hids_py[p0:p0 + nh]
+        dists = distances[position]
+        item = dists.item
         oids_masked = [False] * no
         hids_masked = [False] * nh
-        if no and nh:
-            dists = distances[position]
-            rows_d = dists.tolist()
+        # 1. Pairs of the previous frames that are still within the threshold are kept.
+        if m:
             column = {hid: index for index, hid in enumerate(hid_list)}  # ids are unique within a frame
-            # 1. Pairs of the previous frames that are still within the threshold are kept.
             for i, o in enumerate(oid_list):
-                if o not in m:
+                previous = m.get(o)
+                if previous is None:
                     continue
-                j = column.get(m[o])
+                j = column.get(previous)
                 if j is None or hids_masked[j]:
                     continue
-                distance = rows_d[i][j]
+                distance = item(i, j)
                 if distance != distance:
                     continue
                 oids_masked[i] = hids_masked[j] = True
-                h = hid_list[j]
-                e_frame.append(position), e_type.append(4), e_o.append(o), e_h.append(h), e_d.append(distance)
+                events.append((position, 4, o, previous, distance))
                 last_match.add(o)
+                hyp_history.add(previous)
+        # 2. The rest by minimum-cost assignment, with motmetrics' own solver.
+        free_rows = [i for i in range(no) if not oids_masked[i]]
+        free_cols = [j for j in range(nh) if not hids_masked[j]]
+        if free_rows and free_cols and any(item(i, j) == item(i, j) for i in free_rows for j in free_cols):
+            remaining = dists.copy()
+            remaining[np.asarray(oids_masked), :] = np.nan
+            remaining[:, np.asarray(hids_masked)] = np.nan
+            rows, cols = linear_sum_assignment(remaining)
+            for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
+                distance = remaining.item(i, j)
+                if not math.isfinite(distance):
+                    continue
+                o, h = oid_list[i], hid_list[j]
+                is_switch = o in m and m[o] != h
+                if is_switch and h not in hyp_history:
+                    events.append((position, 6, o, h, distance))
+                if h in res_m and res_m[h] != o:
+                    if o not in last_match:
+                        events.append((position, 7, o, h, distance))
+                    events.append((position, 5, o, h, distance))
                 hyp_history.add(h)
-            # 2. The rest by minimum-cost assignment, with motmetrics' own solver.
-            free_rows = [i for i in range(no) if not oids_masked[i]]
-            free_cols = [j for j in range(nh) if not hids_masked[j]]
-            if free_rows and free_cols and np.isfinite(dists[np.ix_(free_rows, free_cols)]).any():
-                remaining = dists.copy()
-                remaining[np.asarray(oids_masked), :] = np.nan
-                remaining[:, np.asarray(hids_masked)] = np.nan
-                rows, cols = linear_sum_assignment(remaining)
-                for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-                    distance = float(remaining[i, j])
-                    if not math.isfinite(distance):
-                        continue
-                    o, h = oid_list[i], hid_list[j]
-                    is_switch = o in m and m[o] != h
-                    if is_switch and h not in hyp_history:
-                        e_frame.append(position), e_type.append(6), e_o.append(o), e_h.append(h), e_d.append(distance)
-                    if h in res_m and res_m[h] != o:
-                        if o not in last_match:
-                            e_frame.append(position), e_type.append(7), e_o.append(o), e_h.append(h), e_d.append(distance)
-                        e_frame.append(position), e_type.append(5), e_o.append(o), e_h.append(h), e_d.append(distance)
-                    hyp_history.add(h)
-                    last_match.add(o)
-                    e_frame.append(position), e_type.append(3 if is_switch else 4), e_o.append(o), e_h.append(h)
-                    e_d.append(distance)
-                    oids_masked[i] = hids_masked[j] = True
-                    m[o] = h
-                    res_m[h] = o
-        # 3. Remaining objects are missed; 4. remaining hypotheses are false alarms.
-        for i in range(no):
-            if not oids_masked[i]:
-                e_frame.append(position), e_type.append(2), e_o.append(oid_list[i]), e_h.append(nan), e_d.append(nan)
-        for j in range(nh):
-            if not hids_masked[j]:
-                e_frame.append(position), e_type.append(1), e_o.append(nan), e_h.append(hid_list[j]), e_d.append(nan)
-    sections.append((np.asarray(e_frame, dtype=np.int64), 4, np.asarray(e_type, dtype=np.int8),
-                     np.asarray(e_o, dtype=np.float64), np.asarray(e_h, dtype=np.float64), np.asarray(e_d, dtype=np.float64)))
+                last_match.add(o)
+                events.append((position, 3 if is_switch else 4, o, h, distance))
+                oids_masked[i] = hids_masked[j] = True
+                m[o] = h
+                res_m[h] = o
+        row_matched[g0:g0 + no] = oids_masked
+        col_matched[p0:p0 + nh] = hids_masked
+    table = np.asarray(events, dtype=np.float64).reshape(-1, 5)
+    sections.append((table[:, 0].astype(np.int64), 4, table[:, 1].astype(np.int8), table[:, 2], table[:, 3], table[:, 4]))
+    # 3. Objects left unmatched are missed; 4. hypotheses left unmatched are false alarms.
+    missed, false_alarms = int((~row_matched).sum()), int((~col_matched).sum())
+    sections.append((row_frame[~row_matched], 5, np.full(missed, 2, np.int8), oids_all[~row_matched],
+                     np.full(missed, nan), np.full(missed, nan)))
+    sections.append((col_frame[~col_matched], 6, np.full(false_alarms, 1, np.int8), np.full(false_alarms, nan),
+                     hids_all[~col_matched], np.full(false_alarms, nan)))
 
     position_all = np.concatenate([section[0] for section in sections])
     section_all = np.concatenate([np.full(section[0].shape[0], section[1], np.int8) for section in sections])
-    # Within a frame: marker, finite pairs, unused objects, unused hypotheses, then the matching's events,
-    # each in the order it was produced (the concatenation order; lexsort is stable).
+    # Within a frame: marker, finite pairs, unused objects, unused hypotheses, the matching's events,
+    # misses, false alarms; each in the order it was produced (lexsort is stable).
     order = np.lexsort((section_all, position_all))
     position_sorted = position_all[order]
     starts = np.searchsorted(position_sorted, np.arange(count))
