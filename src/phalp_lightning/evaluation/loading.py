@@ -5,8 +5,9 @@ predict's MOT text against PoseTrack ground truth). Layouts understood (``paths`
 folders):
 
 - ``mot``: a ``.txt`` file per sequence, named ``<sequence>.txt`` (results) or
-  ``<sequence>/gt/gt.txt`` (MOTChallenge ground truth); a folder is searched for both. Ground-truth
-  rows whose ``conf`` (ignore flag) is 0 are dropped.
+  ``<sequence>/gt/gt.txt`` (MOTChallenge ground truth). A ground-truth folder in the MOTChallenge
+  layout gives only its ``gt/gt.txt`` files. Which ground-truth rows are scored is the benchmark
+  preset's choice (``evaluation.benchmarks``; plain: rows whose ``conf`` ignore flag is 0 are dropped).
 - ``posetrack``: one PoseTrack18/21 JSON per video, sequence name = file stem. Frames are keyed by
   their position in the video (images sorted by ``frame_id``), so a prediction file must list the
   video's images like the ground truth does (the official submission format). Ground truth scores
@@ -306,6 +307,9 @@ def _read_mot_tables(files: list[tuple[Path, bool]]) -> dict[Path, Any]:
             if not from_folder:
                 raise
             log.warning("skipped %s, found in the folder but not MOT text: %s", file, error)
+    if files and not tables:
+        raise EvaluationFileNotFoundError(f"no MOT text among {len(files)} .txt files ({files[0][0]}, ...)",
+                                          "point to the folder of the MOT files (see the warnings above)")
     return tables
 
 
