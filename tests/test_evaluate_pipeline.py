@@ -98,7 +98,7 @@ def test_posetrack_json_uses_labeled_frames_ignore_regions_and_protocols(compose
     from phalp_lightning.pipelines.evaluate import run
 
     pred, gt = write_posetrack_files(tmp_path / "data")
-    common = [f"pred={pred}", f"gt={gt}", "format=posetrack", "eval_protocol.ignore_overlap=box_fraction"]
+    common = [f"pred={pred}", f"gt={gt}", "format=posetrack", "benchmark=plain", "eval_protocol.ignore_overlap=box_fraction"]
     loose = run(compose_cfg("evaluate", [*common, "eval_protocol=phalp"]))
     # Scored frames 0, 1, 3 (frame 2 unlabeled, its stray box is not an FP); the stray box in frame 0
     # lies in the ignore region -> dropped. PHALP protocol: 3 TP -> MOTA 1, IDF1 1.

@@ -92,8 +92,10 @@ def test_partial_overlap_counts_only_at_alphas_up_to_the_iou():
     np.testing.assert_array_equal(curve.tp, np.where(ALPHAS <= 0.625, 2, 0))
     # LocA: 0.625 where matched; TrackEval's convention gives 1 at alphas without matches.
     assert metrics["LocA"] == pytest.approx((12 * 0.625 + 7 * 1.0) / 19)
-    # CLEAR at IoU 0.5: matched -> MOTA 1, MOTP = mean(1 - IoU) = 0.375.
-    assert metrics["MOTA"] == pytest.approx(1.0) and metrics["MOTP"] == pytest.approx(0.375)
+    # CLEAR at IoU 0.5: matched -> MOTA 1; MOTChallenge's MOTP = mean IoU = 0.625, motmetrics' distance
+    # form mean(1 - IoU) = 0.375 is MOTP_distance.
+    assert metrics["MOTA"] == pytest.approx(1.0) and metrics["MOTP"] == pytest.approx(0.625)
+    assert metrics["MOTP_distance"] == pytest.approx(0.375)
     # At IoU 0.7 nothing matches: 2 FN + 2 FP over 2 GT -> MOTA = 1 - 4/2 = -1.
     strict, _ = evaluate_one(gt, pred, protocol=EvaluationProtocol(iou_threshold=0.7))
     assert strict["MOTA"] == pytest.approx(-1.0) and strict["HOTA"] == pytest.approx(12 / 19)
@@ -259,11 +261,11 @@ def test_tud_sequences_match_motmetrics_reference_values():
     # Reference values: motmetrics 1.4.0's own tests/test_metrics.py::test_motchallenge_files.
     expected = {
         "TUD-Campus": dict(IDF1=0.557659, IDP=0.729730, IDR=0.451253, Recall=0.582173, Precision=0.941441,
-                           MT=1, PT=6, ML=1, FP=13, FN=150, IDSW=7, Frag=7, MOTA=0.526462, MOTP=0.277201),
+                           MT=1, PT=6, ML=1, FP=13, FN=150, IDSW=7, Frag=7, MOTA=0.526462, MOTP_distance=0.277201),
         "TUD-Stadtmitte": dict(IDF1=0.644619, IDP=0.819760, IDR=0.531142, Recall=0.608997, Precision=0.939920,
-                               MT=5, PT=4, ML=1, FP=45, FN=452, IDSW=7, Frag=6, MOTA=0.564014, MOTP=0.345904),
+                               MT=5, PT=4, ML=1, FP=45, FN=452, IDSW=7, Frag=6, MOTA=0.564014, MOTP_distance=0.345904),
         "OVERALL": dict(IDF1=0.624296, IDP=0.799176, IDR=0.512211, Recall=0.602640, Precision=0.940268,
-                        MT=6, PT=10, ML=2, FP=58, FN=602, IDSW=14, Frag=13, MOTA=0.555116, MOTP=0.330177),
+                        MT=6, PT=10, ML=2, FP=58, FN=602, IDSW=14, Frag=13, MOTA=0.555116, MOTP_distance=0.330177),
     }
     for name, values in expected.items():
         actual = result.overall if name == "OVERALL" else result.per_sequence[name]
@@ -278,6 +280,8 @@ def test_tud_sequences_match_motmetrics_reference_values():
         clear = trackeval.metrics.CLEAR().eval_sequence(data.to_trackeval_dict())
         assert result.per_sequence[name]["MOTA"] == pytest.approx(clear["MOTA"], abs=1e-6)
         assert result.per_sequence[name]["IDSW"] == clear["IDSW"]
+        # MOTP as MOTChallenge (and TrackEval) define it: the mean IoU of the matches.
+        assert result.per_sequence[name]["MOTP"] == pytest.approx(clear["MOTP"], abs=1e-12)
         identity = trackeval.metrics.Identity().eval_sequence(data.to_trackeval_dict())
         assert result.per_sequence[name]["IDF1"] == pytest.approx(identity["IDF1"], abs=1e-6)
 
@@ -304,3 +308,42 @@ def test_track_sequence_from_frame_tracks_keeps_detected_entries_as_xywh():
     np.testing.assert_array_equal(sequence.track_ids, [1, 2, 1])
     np.testing.assert_allclose(sequence.boxes[2], [1, 0, 10, 20])
     assert len(TrackSequence.from_frame_tracks(tracks, detected_only=False)) == 4
+
+
+@pytest.mark.parametrize("protocol", [EvaluationProtocol(), EvaluationProtocol.phalp()], ids=["standard", "phalp"])
+def test_bulk_event_table_equals_motmetrics_frame_by_frame(protocol):
+    """``clear_events`` builds exactly the table ``MOTAccumulator.update`` builds, and the metrics agree."""
+    import motmetrics
+    import pandas as pd
+    from motmetrics.metrics import events_to_df_map
+
+    from phalp_lightning.evaluation.clear import (
+        CLEAR_IDENTITY_METRICS,
+        accumulate,
+        clear_events,
+        clear_identity_metrics,
+        num_fragmentations,
+    )
+
+    sequences = []
+    for seed in range(6):
+        gt, pred = random_scene(seed, num_frames=40, num_people=3 + 2 * seed, miss_rate=0.3, clutter_rate=0.6)
+        # Extra swaps of two tracks' ids halfway, and a track that comes back under an old id.
+        first, last, late = pred.track_ids[0], pred.track_ids[-1], pred.frames > 20
+        ids = pred.track_ids.copy()
+        ids[late & (pred.track_ids == first)] = last
+        ids[late & (pred.track_ids == last)] = first
+        pred = TrackSequence(pred.name, pred.frames, ids, pred.boxes)
+        data = build_sequence_data(gt, pred, protocol)
+        pd.testing.assert_frame_equal(clear_events(data, protocol), accumulate(data, protocol).events)
+        reference = motmetrics.metrics.create().compute(accumulate(data, protocol).events,
+                                                        metrics=["num_fragmentations"], return_dataframe=False)
+        assert num_fragmentations(events_to_df_map(clear_events(data, protocol)), None) == reference["num_fragmentations"]
+        sequences.append(data)
+    per_sequence, overall = clear_identity_metrics(sequences, protocol)
+    host = motmetrics.metrics.create()
+    summary = host.compute_many([accumulate(data, protocol) for data in sequences], metrics=list(CLEAR_IDENTITY_METRICS),
+                                names=[data.name for data in sequences], generate_overall=True)
+    for key, column in CLEAR_IDENTITY_METRICS.items():
+        expected = float(summary.loc["OVERALL", key])
+        assert overall[column] == expected or (math.isnan(expected) and math.isnan(overall[column])), column

@@ -7,6 +7,7 @@ and the visibility ratio, results add ``x, y, z = -1``. Extra columns are kept a
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -103,39 +104,77 @@ def _from_rows(rows: np.ndarray, path: Path | None) -> MOTSequence:
     )
 
 
+# First bytes of files that are certainly not MOT text: pickle protocols 2-5, zip (torch, npz), gzip, NumPy.
+_BINARY_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04", b"\x1f\x8b", b"\x93NUMPY")
+
+
+def _decode_text(path: Path) -> str:
+    data = path.read_bytes()
+    if data.startswith(_BINARY_MAGIC) or b"\x00" in data[:4096]:
+        raise MOTFormatError(f"{path}: binary data, not MOT text (a pickle, archive or video?)",
+                             "pass the MOT .txt file (frame,id,x,y,w,h,conf,...), or set the matching format=")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise MOTFormatError(f"{path}: not UTF-8 text at byte {error.start}, not a MOT text file",
+                             "pass the MOT .txt file (frame,id,x,y,w,h,conf,...)") from None
+
+
+def _parse_lines(text: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Line-by-line parse: slower, but every malformed line is named (``file:line``)."""
+    rows, line_numbers = [], []
+    width = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        fields = [item for item in stripped.replace(" ", ",").split(",") if item != ""]
+        try:
+            values = [float(item) for item in fields]
+        except ValueError:
+            raise MOTFormatError(f"{path}:{number}: not a list of numbers: {stripped[:80]!r}") from None
+        if len(values) < 7:
+            raise MOTFormatError(f"{path}:{number}: expected at least 7 columns (frame, id, x, y, w, h, conf), got {len(values)}")
+        if width is not None and len(values) != width:
+            raise MOTFormatError(f"{path}:{number}: {len(values)} columns where earlier lines have {width}")
+        width = len(values)
+        rows.append(values)
+        line_numbers.append(number)
+    if not rows:
+        return np.zeros((0, 7)), np.zeros(0, dtype=np.int64)
+    return np.asarray(rows, np.float64), np.asarray(line_numbers)
+
+
 def read_mot(path: str | os.PathLike[str]) -> MOTSequence:
     """Read a MOTChallenge text file (ground truth or results).
 
+    Well-formed comma-separated files are parsed in one call to NumPy's C reader; anything else
+    (spaces as separators, a bad line) goes through a line-by-line parse that names the line.
+
     Raises:
         FileNotFoundError: the file does not exist.
-        MOTFormatError: a line is malformed (the message gives ``file:line``).
+        MOTFormatError: binary content, or a malformed line (the message gives ``file:line``).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MOT file not found: {path}")
-    rows, line_numbers = [], []
-    width = None
-    with path.open() as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            fields = [item for item in text.replace(" ", ",").split(",") if item != ""]
-            try:
-                values = [float(item) for item in fields]
-            except ValueError:
-                raise MOTFormatError(f"{path}:{number}: not a list of numbers: {text!r}") from None
-            if len(values) < 7:
-                raise MOTFormatError(f"{path}:{number}: expected at least 7 columns (frame, id, x, y, w, h, conf), got {len(values)}")
-            if width is not None and len(values) != width:
-                raise MOTFormatError(f"{path}:{number}: {len(values)} columns where earlier lines have {width}")
-            width = len(values)
-            rows.append(values)
-            line_numbers.append(number)
-    if not rows:
+    text = _decode_text(path)
+    array = None
+    if "," in text:
+        try:
+            array = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64, comments=None)
+        except ValueError:
+            array = None
+    if array is not None and array.size and array.shape[1] >= 7:
+        try:
+            _validate_rows(array, str(path))
+            return _from_rows(array, path)
+        except MOTFormatError:
+            pass  # parse again line by line, so that the message names the line
+    array, line_numbers = _parse_lines(text, path)
+    if not array.size:
         return _from_rows(np.zeros((0, 7)), path)
-    array = np.asarray(rows, np.float64)
-    _validate_rows(array, str(path), np.asarray(line_numbers))
+    _validate_rows(array, str(path), line_numbers)
     return _from_rows(array, path)
 
 

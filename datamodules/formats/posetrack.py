@@ -116,6 +116,37 @@ def _polygons(xs: Any, ys: Any, where: str) -> list[np.ndarray]:
     return polygons
 
 
+def ignore_regions(xs: Any, ys: Any, where: str) -> list[np.ndarray]:
+    """PoseTrack ``ignore_regions_x`` / ``ignore_regions_y`` as (K, 2) polygons (see :func:`read_posetrack`)."""
+    return _polygons(xs, ys, where)
+
+
+def read_image_info(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """PoseTrack21's MOT-layout ``<seq>/image_info.json``: one entry per image, in video order.
+
+    Each entry keeps ``frame_index`` (the 1-based frame of ``gt.txt``), ``file_name`` and
+    ``ignore_regions`` as a list of (K, 2) polygons.
+
+    Raises:
+        PoseTrackFormatError: not JSON, not a list, or an entry without ``frame_index``.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PoseTrackFormatError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, list):
+        raise PoseTrackFormatError(f"{path}: PoseTrack21's image_info.json is a list of images")
+    images = []
+    for number, image in enumerate(data):
+        if not isinstance(image, dict) or "frame_index" not in image:
+            raise PoseTrackFormatError(f"{path}: entry {number} has no 'frame_index'")
+        where = f"{path}: entry {number}"
+        images.append({"frame_index": int(image["frame_index"]), "file_name": image.get("file_name", ""),
+                       "ignore_regions": _polygons(image.get("ignore_regions_x", []), image.get("ignore_regions_y", []), where)})
+    return images
+
+
 def _box_from_keypoints(keypoints: np.ndarray, margin: float = 0.2) -> np.ndarray | None:
     visible = keypoints[:, 2] > 0
     if visible.sum() < 2:

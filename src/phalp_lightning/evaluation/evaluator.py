@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -14,11 +15,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from phalp_lightning.evaluation.benchmarks import Benchmark, get_benchmark
 from phalp_lightning.evaluation.clear import clear_identity_metrics
 from phalp_lightning.evaluation.hota import ALPHAS, HotaResult, combine_hota, hota_sequence
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
 from phalp_lightning.evaluation.sequences import SequenceData, TrackSequence, build_sequence_data
 from phalp_lightning.utils.io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 HotaBackend = Literal["own", "trackeval"]
 
@@ -40,6 +44,7 @@ class EvaluationResult:
         protocol: the protocol the numbers were computed under.
         hota_curves: sequence name (and "OVERALL") -> per-alpha HOTA counts and scores.
         sequences: the TrackEval-style per-sequence data the metrics were computed from.
+        benchmark: the preprocessing preset the data went through (``evaluation.benchmarks``).
     """
 
     per_sequence: dict[str, dict[str, float]]
@@ -47,6 +52,7 @@ class EvaluationResult:
     protocol: EvaluationProtocol
     hota_curves: dict[str, HotaResult] = field(default_factory=dict, repr=False)
     sequences: dict[str, SequenceData] = field(default_factory=dict, repr=False)
+    benchmark: Benchmark | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -81,7 +87,13 @@ class EvaluationResult:
                            for index, (value, width) in enumerate(zip(line, widths, strict=True))) for line in [header, *body]]
         lines.insert(1, "-" * len(lines[0]))
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
-        return "\n".join(lines) + f"\nprotocol: {self.protocol.name} (IoU >= {self.protocol.iou_threshold} for CLEAR/Identity, HOTA {self.protocol.hota_aggregation})"
+        footer = [self.benchmark_or_plain.describe(),
+                  f"protocol: {self.protocol.name} (IoU >= {self.protocol.iou_threshold} for CLEAR/Identity, HOTA {self.protocol.hota_aggregation})"]
+        return "\n".join(lines + footer)
+
+    @property
+    def benchmark_or_plain(self) -> Benchmark:
+        return self.benchmark if self.benchmark is not None else get_benchmark("plain", "no preset given")
 
     def to_json_dict(self) -> dict[str, Any]:
         """JSON-ready dict: protocol, overall, per-sequence metrics and per-alpha HOTA curves."""
@@ -90,7 +102,7 @@ class EvaluationResult:
                    "AssA": curve.ass_a.tolist(), "LocA": curve.loc_a.tolist()}
             for name, curve in self.hota_curves.items()
         }
-        return {"protocol": self.protocol.to_dict(), "overall": self.overall, "per_sequence": self.per_sequence,
+        return {"benchmark": self.benchmark_or_plain.to_dict(), "protocol": self.protocol.to_dict(), "overall": self.overall, "per_sequence": self.per_sequence,
                 "hota_curves": curves}
 
     def write(self, output_dir: str | os.PathLike[str], stem: str = "metrics") -> dict[str, Path]:
@@ -142,7 +154,7 @@ def _count_columns(data: SequenceData) -> dict[str, float]:
 
 
 def evaluate_sequence_data(sequences: Mapping[str, SequenceData], protocol: EvaluationProtocol | None = None,
-                           hota_backend: HotaBackend = "own") -> EvaluationResult:
+                           hota_backend: HotaBackend = "own", benchmark: Benchmark | None = None) -> EvaluationResult:
     """Metrics from already paired per-sequence data (see :func:`evaluate_sequences`)."""
     protocol = protocol or EvaluationProtocol()
     if hota_backend not in ("own", "trackeval"):
@@ -166,42 +178,61 @@ def evaluate_sequence_data(sequences: Mapping[str, SequenceData], protocol: Eval
               for name in ("GT_Dets", "Pred_Dets", "GT_IDs", "Pred_IDs", "Frames", "Ignored")}
     curves[OVERALL] = combined
     return EvaluationResult(per_sequence=per_sequence, overall={**hota_overall, **clear_overall, **counts},
-                            protocol=protocol, hota_curves=curves, sequences=dict(sequences))
+                            protocol=protocol, hota_curves=curves, sequences=dict(sequences), benchmark=benchmark)
 
 
 def evaluate_sequences(predictions: Mapping[str, TrackSequence], ground_truth: Mapping[str, TrackSequence],
                        protocol: EvaluationProtocol | None = None, hota_backend: HotaBackend = "own",
-                       missing_prediction: Literal["empty", "error"] = "empty") -> EvaluationResult:
+                       missing_prediction: Literal["empty", "error"] = "empty",
+                       benchmark: Benchmark | None = None) -> EvaluationResult:
     """Evaluate tracker output against ground truth, sequence by sequence.
 
     Args:
         predictions: sequence name -> predicted boxes and track ids.
-        ground_truth: sequence name -> ground-truth boxes (and optional scored frames / ignore regions).
-            Every ground-truth sequence is scored.
+        ground_truth: sequence name -> ground-truth boxes (and optional scored frames / ignore regions,
+            row kinds). Every ground-truth sequence is scored.
         protocol: matching threshold, HOTA aggregation, ignore regions (default: standard protocol).
         hota_backend: "own" (vectorised, no extra dependency) or "trackeval" (the optional package).
         missing_prediction: a ground-truth sequence without predictions is scored as an empty
-            prediction ("empty": all misses) or raises ("error").
+            prediction with a warning ("empty": all misses) or raises ("error").
+        benchmark: the preprocessing preset (``evaluation.benchmarks``; default plain). Ground truth
+            loaded for a preset (``load_ground_truth``) must be evaluated with the same preset.
 
     Returns:
         Per-sequence and overall HOTA, DetA, AssA, MOTA, IDF1, IDSW, precision, recall, FP, FN, ...
 
     Raises:
-        ValueError: a prediction has no ground truth, or (``missing_prediction="error"``) the reverse.
+        ValueError (a UserError): a prediction has no ground truth, or (``missing_prediction="error"``)
+            the reverse.
     """
+    from phalp_lightning.evaluation.loading import EvaluationInputError
+
     protocol = protocol or EvaluationProtocol()
     unknown = sorted(set(predictions) - set(ground_truth))
     if unknown:
-        raise ValueError(f"predictions for sequences without ground truth: {unknown} "
-                         f"(ground truth has {sorted(ground_truth)[:10]}{'...' if len(ground_truth) > 10 else ''})")
+        raise EvaluationInputError(f"predictions for sequences without ground truth: {unknown} "
+                                   f"(ground truth has {sorted(ground_truth)[:10]}{'...' if len(ground_truth) > 10 else ''})",
+                                   "name result files after their ground-truth sequence, or add its ground truth")
     missing = sorted(set(ground_truth) - set(predictions))
     if missing and missing_prediction == "error":
-        raise ValueError(f"no predictions for ground-truth sequences {missing}")
+        raise EvaluationInputError(f"no predictions for ground-truth sequences {missing}",
+                                   "add their result files, or set missing_prediction=empty to score them as all misses")
+    if missing:
+        log.warning("%d ground-truth sequence(s) have no predictions and are scored as all misses: %s%s "
+                    "(missing_prediction=error makes this an error)", len(missing), ", ".join(missing[:10]),
+                    " ..." if len(missing) > 10 else "")
     sequences: dict[str, SequenceData] = {}
+    empty = []
     for name in sorted(ground_truth):
         gt = ground_truth[name]
         prediction = predictions[name] if name in predictions else TrackSequence(name, np.zeros(0), np.zeros(0), np.zeros((0, 4)))
-        data = build_sequence_data(gt, prediction, protocol)
+        data = build_sequence_data(gt, prediction, protocol, benchmark)
         data.name = name
         sequences[name] = data
-    return evaluate_sequence_data(sequences, protocol=protocol, hota_backend=hota_backend)
+        if data.num_gt_dets == 0:
+            empty.append(name)
+    if empty:
+        log.warning("%d sequence(s) have no ground-truth box to score (every prediction there is a false positive, "
+                    "HOTA/MOTA of the sequence are 0 or undefined): %s%s", len(empty), ", ".join(empty[:10]),
+                    " ..." if len(empty) > 10 else "")
+    return evaluate_sequence_data(sequences, protocol=protocol, hota_backend=hota_backend, benchmark=benchmark)

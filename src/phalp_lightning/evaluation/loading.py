@@ -5,8 +5,9 @@ predict's MOT text against PoseTrack ground truth). Layouts understood (``paths`
 folders):
 
 - ``mot``: a ``.txt`` file per sequence, named ``<sequence>.txt`` (results) or
-  ``<sequence>/gt/gt.txt`` (MOTChallenge ground truth); a folder is searched for both. Ground-truth
-  rows whose ``conf`` (ignore flag) is 0 are dropped.
+  ``<sequence>/gt/gt.txt`` (MOTChallenge ground truth). A ground-truth folder in the MOTChallenge
+  layout gives only its ``gt/gt.txt`` files. Which ground-truth rows are scored is the benchmark
+  preset's choice (``evaluation.benchmarks``; plain: rows whose ``conf`` ignore flag is 0 are dropped).
 - ``posetrack``: one PoseTrack18/21 JSON per video, sequence name = file stem. Frames are keyed by
   their position in the video (images sorted by ``frame_id``), so a prediction file must list the
   video's images like the ground truth does (the official submission format). Ground truth scores
@@ -18,76 +19,211 @@ folders):
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from phalp_lightning.errors import UserError
+from phalp_lightning.evaluation.benchmarks import (
+    Benchmark,
+    image_info_path,
+    mot_gt_kinds,
+    resolve_benchmark,
+    sequence_length,
+)
 from phalp_lightning.evaluation.sequences import TrackSequence
+
+if TYPE_CHECKING:
+    from phalp_lightning.datamodules.formats.mot import MOTSequence
 
 Role = Literal["gt", "pred"]
 FORMATS = ("mot", "posetrack", "phalp_pkl")
 _SUFFIXES = {"mot": (".txt",), "posetrack": (".json",), "phalp_pkl": (".pkl", ".pickle")}
 
+log = logging.getLogger(__name__)
 
-def _expand(paths: Iterable[str | os.PathLike[str]], format: str) -> list[Path]:
-    """Files named by ``paths``: files as given, folders searched recursively for the format's suffix."""
-    files: list[Path] = []
+
+class EvaluationInputError(UserError, ValueError):
+    """Result or ground-truth files that cannot be evaluated as given (names the file)."""
+
+
+class EvaluationFileNotFoundError(UserError, FileNotFoundError):
+    """A result or ground-truth path does not exist or holds no file of the format."""
+
+
+def _is_mot_ground_truth(path: Path) -> bool:
+    return path.name == "gt.txt" and path.parent.name == "gt"
+
+
+def _expand(paths: Iterable[str | os.PathLike[str]], format: str, role: Role = "pred") -> list[tuple[Path, bool]]:
+    """Files named by ``paths`` as (file, found_in_a_folder): files as given, folders searched.
+
+    A MOT ground-truth folder in the MOTChallenge layout (``<seq>/gt/gt.txt``) gives only those
+    files: ``det/det.txt``, READMEs and other stray files are not sequences. Other folders give every
+    file with the format's suffix.
+    """
+    files: list[tuple[Path, bool]] = []
     for entry in paths:
         path = Path(entry).expanduser()
         if path.is_file():
-            files.append(path)
+            files.append((path, False))
         elif path.is_dir():
             found = sorted(file for file in path.rglob("*") if file.is_file() and file.suffix in _SUFFIXES[format])
             if format == "mot":
-                # MOTChallenge folders hold gt/gt.txt and det/det.txt per sequence: keep only the ground truth.
-                found = [file for file in found if file.parent.name not in ("det",) and file.name != "seqinfo.ini"]
+                layout = [file for file in found if _is_mot_ground_truth(file)]
+                if role == "gt" and layout:
+                    skipped = len(found) - len(layout)
+                    if skipped:
+                        log.info("%s: MOTChallenge layout, reading the %d <seq>/gt/gt.txt files (%d other .txt files are not "
+                                 "ground truth)", path, len(layout), skipped)
+                    found = layout
+                else:
+                    # MOTChallenge folders hold det/det.txt next to gt/gt.txt: detections are not sequences.
+                    found = [file for file in found if file.parent.name != "det"]
             if not found:
-                raise FileNotFoundError(f"{path}: no {'/'.join(_SUFFIXES[format])} files for format={format}")
-            files.extend(found)
+                raise EvaluationFileNotFoundError(f"{path}: no {'/'.join(_SUFFIXES[format])} files for format={format}",
+                                                  "point to the folder of the files, or set format=")
+            files.extend((file, True) for file in found)
         else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
+            raise EvaluationFileNotFoundError(f"{path}: no such file or folder", "check the path")
     return files
 
 
 def _mot_name(path: Path) -> str:
-    if path.name == "gt.txt" and path.parent.name == "gt":
+    if _is_mot_ground_truth(path):
         return path.parent.parent.name
     return path.stem
 
 
-def load_mot(path: Path, role: Role) -> TrackSequence:
-    """One MOTChallenge text file; its 1-based frame numbers become 0-based frame indices."""
+def _line_of(path: Path, frame: int, track_id: int, occurrence: int = 2) -> int | None:
+    """Line number of the ``occurrence``-th row of ``frame`` with ``track_id`` (for error messages only)."""
+    seen = 0
+    with path.open(errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = [item for item in line.strip().replace(" ", ",").split(",") if item]
+            try:
+                if len(fields) >= 2 and float(fields[0]) == frame and float(fields[1]) == track_id:
+                    seen += 1
+                    if seen == occurrence:
+                        return number
+            except ValueError:
+                continue
+    return None
+
+
+def _check_unique_ids(path: Path, frames: np.ndarray, track_ids: np.ndarray) -> None:
+    """Raise naming ``file:line`` when a track id repeats within a frame (rows sorted by frame, id)."""
+    if frames.shape[0] < 2:
+        return
+    repeated = np.flatnonzero((frames[1:] == frames[:-1]) & (track_ids[1:] == track_ids[:-1]))
+    if repeated.size:
+        frame, track = int(frames[repeated[0]]), int(track_ids[repeated[0]])
+        line = _line_of(path, frame, track)
+        where = f"{path}:{line}" if line else str(path)
+        raise EvaluationInputError(f"{where}: track id {track} appears twice in frame {frame}",
+                                   "each id may appear once per frame; fix the file")
+
+
+def load_mot(path: Path, role: Role, benchmark: Benchmark | None = None, table: MOTSequence | None = None) -> TrackSequence:
+    """One MOTChallenge text file; its 1-based frame numbers become 0-based frame indices.
+
+    Ground truth is preprocessed as ``benchmark`` says (default plain: rows with ``conf == 0`` dropped).
+    """
     from phalp_lightning.datamodules.formats.mot import read_mot
 
-    sequence = read_mot(path)
-    keep = sequence.confidences != 0 if role == "gt" else np.ones(len(sequence), dtype=bool)
-    return TrackSequence(_mot_name(path), sequence.frames[keep] - 1, sequence.track_ids[keep], sequence.boxes_xywh[keep])
+    sequence = table if table is not None else read_mot(path)
+    _check_unique_ids(path, sequence.frames, sequence.track_ids)
+    name = _mot_name(path)
+    if role == "pred":
+        if benchmark is not None and benchmark.is_mot and sequence.extra.shape[1] >= 1 and (sequence.extra[:, 0] > 1).any():
+            row = int(np.argmax(sequence.extra[:, 0] > 1))
+            raise EvaluationInputError(
+                f"{path}: class {sequence.extra[row, 0]:g} in column 8 (frame {sequence.frames[row]}); MOTChallenge "
+                "evaluates pedestrians only", "write -1 or 1 in column 8 of the results")
+        return TrackSequence(name, sequence.frames - 1, sequence.track_ids, sequence.boxes_xywh)
+    if benchmark is not None and benchmark.name == "posetrack21":
+        return _posetrack21_mot_ground_truth(path, name, sequence)
+    evaluated = None
+    if benchmark is not None and benchmark.is_mot:
+        length = sequence_length(path)
+        if length is not None:
+            if sequence.frames.size and int(sequence.frames.max()) > length:
+                raise EvaluationInputError(f"{path}: frame {int(sequence.frames.max())} is past seqinfo.ini's seqLength {length}",
+                                           "fix the ground truth or seqinfo.ini")
+            evaluated = np.arange(length)
+    classes = sequence.extra[:, 0] if sequence.extra.shape[1] >= 1 else None
+    kinds = mot_gt_kinds(classes, sequence.confidences, benchmark, path) if benchmark is not None else None
+    if kinds is not None:
+        return TrackSequence(name, sequence.frames - 1, sequence.track_ids, sequence.boxes_xywh,
+                             evaluated_frames=evaluated, kinds=kinds)
+    if benchmark is not None and benchmark.zero_marked_as_int:
+        keep = sequence.confidences.astype(np.int64) != 0
+    else:
+        keep = sequence.confidences != 0
+    return TrackSequence(name, sequence.frames[keep] - 1, sequence.track_ids[keep], sequence.boxes_xywh[keep],
+                         evaluated_frames=evaluated)
 
 
-def load_posetrack(path: Path, role: Role) -> TrackSequence:
-    """One PoseTrack JSON file; ground truth keeps ``is_labeled`` frames and ignore regions."""
+def _posetrack21_mot_ground_truth(path: Path, name: str, sequence: MOTSequence) -> TrackSequence:
+    """PoseTrack21's MOT layout: every image of image_info.json is scored, every gt.txt row is ground
+    truth (its evaluation drops none), and image ``t``'s ignore regions apply to frame ``t + 1``."""
+    from phalp_lightning.datamodules.formats.posetrack import read_image_info
+
+    info = image_info_path(path)
+    if info is None:
+        raise EvaluationInputError(f"{path}: benchmark=posetrack21 on MOT text needs PoseTrack21's <seq>/image_info.json",
+                                   "use the PoseTrack21 MOT layout, PoseTrack JSON (format=posetrack), or another preset")
+    images = read_image_info(info)
+    if sequence.frames.size and int(sequence.frames.max()) > len(images):
+        raise EvaluationInputError(f"{path}: frame {int(sequence.frames.max())} is past the {len(images)} images of {info}",
+                                   "fix the ground truth or image_info.json")
+    regions = {index: image["ignore_regions"] for index, image in enumerate(images) if image["ignore_regions"]}
+    return TrackSequence(name, sequence.frames - 1, sequence.track_ids, sequence.boxes_xywh,
+                         evaluated_frames=np.arange(len(images)), ignore_regions=regions)
+
+
+def load_posetrack(path: Path, role: Role, benchmark: Benchmark | None = None) -> TrackSequence:
+    """One PoseTrack JSON file; ground truth keeps the benchmark's scored frames and the ignore regions."""
     from phalp_lightning.datamodules.formats.posetrack import read_posetrack
 
     video = read_posetrack(path)
-    frames, ids, boxes = [], [], []
+    frames, ids, boxes, keypoints = [], [], [], []
     for frame in video.frames:
+        track_ids = [person.track_id for person in frame.people]
+        if len(set(track_ids)) != len(track_ids):
+            repeated = next(track for track in track_ids if track_ids.count(track) > 1)
+            raise EvaluationInputError(f"{path}: track id {repeated} appears twice in image {frame.image_id} "
+                                       f"({frame.file_name})", "each track id may appear once per image; fix the file")
         for person in frame.people:
             frames.append(frame.frame_index)
             ids.append(person.track_id)
             boxes.append(person.box_xywh)
+            keypoints.append(person.keypoints)
+    frames_array = np.asarray(frames, dtype=np.int64)
+    ids_array = np.asarray(ids, dtype=np.int64)
+    boxes_array = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    keypoints_array = np.asarray(keypoints, dtype=np.float64).reshape(-1, 17, 3)
     if role == "pred":
-        return TrackSequence(path.stem, np.asarray(frames), np.asarray(ids), np.asarray(boxes).reshape(-1, 4))
+        return TrackSequence(path.stem, frames_array, ids_array, boxes_array, keypoints=keypoints_array)
     labeled = {frame.frame_index for frame in video.frames if frame.is_labeled}
-    keep = np.asarray([index in labeled for index in frames], dtype=bool)
+    keep_person = np.ones(frames_array.shape[0], dtype=bool)
+    if benchmark is not None and benchmark.scored_frames == "annotated":
+        from phalp_lightning.evaluation.sequences import posetrack18_annotated
+
+        # poseval scores the frames holding an annotated person, and no person without an annotated joint.
+        labeled &= set(frames_array.tolist())
+        keep_person = posetrack18_annotated(keypoints_array).any(axis=1)
+    keep = np.isin(frames_array, list(labeled)) & keep_person
     return TrackSequence(
-        path.stem, np.asarray(frames)[keep] if frames else np.zeros(0), np.asarray(ids)[keep] if ids else np.zeros(0),
-        np.asarray(boxes).reshape(-1, 4)[keep] if boxes else np.zeros((0, 4)),
+        path.stem, frames_array[keep], ids_array[keep], boxes_array[keep],
         evaluated_frames=np.asarray(sorted(labeled), dtype=np.int64),
         ignore_regions={frame.frame_index: list(frame.ignore_regions) for frame in video.frames
-                        if frame.is_labeled and frame.ignore_regions},
+                        if frame.frame_index in labeled and frame.ignore_regions},
+        keypoints=keypoints_array[keep],
     )
 
 
@@ -136,38 +272,91 @@ def _as_list(value: object) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-_LOADERS: dict[str, Callable[[Path, Role], TrackSequence | list[TrackSequence]]] = {
-    "mot": load_mot,
-    "posetrack": load_posetrack,
-    "phalp_pkl": load_phalp_pkl,
-}
+def _read_files(files: list[tuple[Path, bool]], format: str, role: Role, benchmark: Benchmark | None,
+                tables: dict[Path, Any] | None = None) -> dict[str, TrackSequence]:
+    sequences: dict[str, TrackSequence] = {}
+    origin: dict[str, Path] = {}
+    for file, _ in files:
+        if tables is not None and file not in tables:
+            continue  # skipped while reading (see _read_mot_tables)
+        if format == "mot":
+            loaded = load_mot(file, role, benchmark, table=None if tables is None else tables[file])
+        elif format == "posetrack":
+            loaded = load_posetrack(file, role, benchmark)
+        else:
+            loaded = load_phalp_pkl(file, role)
+        for sequence in _as_list(loaded):
+            if sequence.name in sequences:
+                raise EvaluationInputError(
+                    f"sequence {sequence.name!r} is given twice: {origin[sequence.name]} and {file}",
+                    "sequences are paired by name; keep one file per sequence (or pass the files explicitly)")
+            sequences[sequence.name] = sequence
+            origin[sequence.name] = file
+    return sequences
 
 
-def load_sequences(paths: Iterable[str | os.PathLike[str]], format: str, role: Role) -> dict[str, TrackSequence]:
+def _read_mot_tables(files: list[tuple[Path, bool]]) -> dict[Path, Any]:
+    """Read MOT files once; a file found by searching a folder that is not MOT text is skipped, with a warning."""
+    from phalp_lightning.datamodules.formats.mot import MOTFormatError, read_mot
+
+    tables = {}
+    for file, from_folder in files:
+        try:
+            tables[file] = read_mot(file)
+        except MOTFormatError as error:
+            if not from_folder:
+                raise
+            log.warning("skipped %s, found in the folder but not MOT text: %s", file, error)
+    if files and not tables:
+        raise EvaluationFileNotFoundError(f"no MOT text among {len(files)} .txt files ({files[0][0]}, ...)",
+                                          "point to the folder of the MOT files (see the warnings above)")
+    return tables
+
+
+def load_sequences(paths: Iterable[str | os.PathLike[str]], format: str, role: Role,
+                   benchmark: Benchmark | None = None) -> dict[str, TrackSequence]:
     """Read every sequence named by ``paths`` (files or folders).
 
     Args:
-        paths: files and/or folders.
+        paths: files and/or folders. A MOT ground-truth folder in the MOTChallenge layout gives its
+            ``<seq>/gt/gt.txt`` files only; a .txt file found in a folder that is not MOT text is
+            skipped with a warning (given explicitly, it is an error).
         format: "mot" | "posetrack" | "phalp_pkl".
         role: "gt" (ground truth: ignore flags, scored frames, ignore regions) or "pred".
+        benchmark: the preprocessing preset (``evaluation.benchmarks``); None = plain.
 
     Returns:
         sequence name -> sequence.
 
     Raises:
-        ValueError: unknown format, or two files giving the same sequence name.
-        FileNotFoundError: a path does not exist or a folder holds no file of the format.
+        EvaluationInputError (a ValueError): unknown format, two files giving the same sequence name,
+            a repeated id in a frame (names file and line).
+        EvaluationFileNotFoundError (a FileNotFoundError): a path does not exist or a folder holds no file of the format.
     """
-    if format not in _LOADERS:
-        raise ValueError(f"format={format!r} is not one of {FORMATS}")
+    if format not in FORMATS:
+        raise EvaluationInputError(f"format={format!r} is not one of {FORMATS}", "set format= (and gt_format=) to one of them")
     if role not in ("gt", "pred"):
         raise ValueError(f"role must be 'gt' or 'pred', got {role!r}")
-    sequences: dict[str, TrackSequence] = {}
-    origin: dict[str, Path] = {}
-    for file in _expand(paths, format):
-        for sequence in _as_list(_LOADERS[format](file, role)):
-            if sequence.name in sequences:
-                raise ValueError(f"sequence {sequence.name!r} is given twice: {origin[sequence.name]} and {file}")
-            sequences[sequence.name] = sequence
-            origin[sequence.name] = file
-    return sequences
+    files = _expand(paths, format, role)
+    tables = _read_mot_tables(files) if format == "mot" else None
+    return _read_files(files, format, role, benchmark, tables)
+
+
+def load_ground_truth(paths: Iterable[str | os.PathLike[str]], format: str, benchmark: str = "auto"
+                      ) -> tuple[dict[str, TrackSequence], Benchmark]:
+    """Read ground truth and choose its benchmark preset (``auto``: from the files; see ``resolve_benchmark``).
+
+    Returns:
+        (sequence name -> sequence, the preset applied).
+    """
+    if format not in FORMATS:
+        raise EvaluationInputError(f"format={format!r} is not one of {FORMATS}", "set format= (and gt_format=) to one of them")
+    files = _expand(paths, format, "gt")
+    tables = _read_mot_tables(files) if format == "mot" else None
+    classes = {file: (table.extra[:, 0] if table.extra.shape[1] in (1, 2) else None) for file, table in tables.items()} \
+        if tables is not None else None
+    chosen = resolve_benchmark(benchmark, [file for file, _ in files if tables is None or file in tables], format, classes)
+    if format == "mot" and chosen.name == "posetrack18" or format == "posetrack" and chosen.is_mot:
+        raise EvaluationInputError(f"benchmark={chosen.name} does not apply to format={format} ground truth",
+                                   "use benchmark=auto or a preset of that format")
+    return _read_files(files, format, "gt", chosen, tables), chosen

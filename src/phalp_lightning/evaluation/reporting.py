@@ -5,6 +5,7 @@ wandb is never imported here at module level: only W&B loggers the user configur
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from phalp_lightning.evaluation.evaluator import EvaluationResult
-from phalp_lightning.utils.io import atomic_output
+from phalp_lightning.utils.io import atomic_output, atomic_write_text
 from phalp_lightning.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -57,6 +58,55 @@ def make_wandb_logger(project: str = "phalp_lightning", name: str | None = None,
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     return WandbLogger(project=project, name=name, save_dir=save_dir, offline=wandb_offline(offline),
                        log_model=log_model, tags=list(tags or []), group=group or None, **kwargs)
+
+
+class ScalarCSVLogger:
+    """Writes the scalars to ``<save_dir>/<name>/version_<n>/metrics.csv`` like Lightning's ``CSVLogger``.
+
+    Same folder layout and columns (sorted metric keys and ``step``), without importing Lightning and
+    torch: ``evaluate.py`` uses it for ``logger=csv`` so that writing one CSV row costs no heavy import.
+    The file is written atomically on :meth:`save`.
+    """
+
+    def __init__(self, save_dir: str | os.PathLike[str], name: str = "lightning_logs", version: int | str | None = None,
+                 **_: Any) -> None:
+        self.save_dir = str(save_dir)
+        self.name = name
+        root = Path(self.save_dir) / name
+        if version is None:
+            existing = [int(folder.name.split("_", 1)[1]) for folder in root.glob("version_*")
+                        if folder.is_dir() and folder.name.split("_", 1)[1].isdigit()]
+            version = max(existing, default=-1) + 1
+        self.version = version
+        self._rows: list[dict[str, Any]] = []
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
+        return str(Path(self.save_dir) / self.name / version)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self._rows.append({**metrics, "step": len(self._rows) if step is None else step})
+
+    def log_hyperparams(self, *_: Any, **__: Any) -> None:
+        """Hyperparameters are not recorded (the run folder holds the Hydra config)."""
+
+    def save(self) -> None:
+        import csv
+
+        if not self._rows:
+            return
+        keys = sorted(set().union(*self._rows))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(self._rows)
+        folder = Path(self.log_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "metrics.csv", buffer.getvalue())
+
+    def finalize(self, status: str) -> None:  # noqa: ARG002 - the logger interface
+        self.save()
 
 
 def _is_wandb(logger: Any) -> bool:

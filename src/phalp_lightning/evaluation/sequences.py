@@ -18,6 +18,7 @@ from phalp_lightning.evaluation.ignore_regions import box_region_overlap
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
 
 if TYPE_CHECKING:
+    from phalp_lightning.evaluation.benchmarks import Benchmark
     from phalp_lightning.structures import FrameTracks
 
 
@@ -33,6 +34,12 @@ class TrackSequence:
         evaluated_frames: (F,) int64 frames that are scored, ground truth only (PoseTrack scores
             only annotated frames). None: every frame holding a ground-truth or predicted row.
         ignore_regions: frame index -> list of (P, 2) polygons (x, y pixels); ground truth only.
+        kinds: (N,) int8 role of each ground-truth row under a benchmark's preprocessing (None: all
+            scored): ``SCORED`` (0), ``UNSCORED`` (1: matched before scoring, then dropped, e.g. a
+            zero-marked pedestrian or a car) or ``DISTRACTOR`` (2: a prediction matched to it is removed
+            too, e.g. a static person or a reflection in MOT17).
+        keypoints: (N, K, 3) x, y, visibility per row when the file has them (PoseTrack), for the
+            keypoint rules of PoseTrack18's evaluation; None otherwise.
     """
 
     name: str
@@ -41,6 +48,8 @@ class TrackSequence:
     boxes: np.ndarray
     evaluated_frames: np.ndarray | None = None
     ignore_regions: Mapping[int, Sequence[np.ndarray]] = field(default_factory=dict)
+    kinds: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         frames = np.asarray(self.frames, dtype=np.int64).reshape(-1)
@@ -51,6 +60,10 @@ class TrackSequence:
         object.__setattr__(self, "boxes", boxes)
         if self.evaluated_frames is not None:
             object.__setattr__(self, "evaluated_frames", np.unique(np.asarray(self.evaluated_frames, dtype=np.int64)))
+        if self.kinds is not None:
+            object.__setattr__(self, "kinds", np.asarray(self.kinds, dtype=np.int8).reshape(-1))
+        if self.keypoints is not None:
+            object.__setattr__(self, "keypoints", np.asarray(self.keypoints, dtype=np.float64))
         self.validate()
 
     def __len__(self) -> int:
@@ -64,6 +77,9 @@ class TrackSequence:
                 f"sequence {self.name!r}: frames ({count}), track_ids ({self.track_ids.shape[0]}) and "
                 f"boxes ({self.boxes.shape[0]}) must have one row each"
             )
+        for name, extra in (("kinds", self.kinds), ("keypoints", self.keypoints)):
+            if extra is not None and extra.shape[0] != count:
+                raise ValueError(f"sequence {self.name!r}: {name} has {extra.shape[0]} rows, boxes {count}")
         if not np.isfinite(self.boxes).all():
             raise ValueError(f"sequence {self.name!r}: boxes contain NaN or infinite values")
         if (self.boxes[:, 2:] < 0).any():
@@ -118,6 +134,10 @@ class TrackSequence:
         if not frames:
             return cls(name, np.zeros(0), np.zeros(0), np.zeros((0, 4)))
         return cls(name, np.concatenate(frames), np.concatenate(ids), np.concatenate(boxes))
+
+
+# Roles of ground-truth rows (``TrackSequence.kinds``).
+SCORED, UNSCORED, DISTRACTOR = 0, 1, 2
 
 
 @dataclass
@@ -211,12 +231,53 @@ def _split_by_frame(sequence: TrackSequence, frames: np.ndarray) -> list[np.ndar
     return [order[start:end] for start, end in zip(starts, ends, strict=True)]
 
 
+def _padded(values: np.ndarray, rows: list[np.ndarray], width: int) -> np.ndarray:
+    """(F, width) per-frame values of ``rows`` (padding 0), one frame per line."""
+    counts = np.asarray([index.shape[0] for index in rows], dtype=np.int64)
+    out = np.zeros((len(rows), width))
+    if counts.sum():
+        frame = np.repeat(np.arange(len(rows)), counts)
+        slot = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        out[frame, slot] = values[np.concatenate(rows)]
+    return out
+
+
+def _frame_ious(gt_boxes: np.ndarray, pred_boxes: np.ndarray, gt_rows: list[np.ndarray],
+                pred_rows: list[np.ndarray]) -> list[np.ndarray]:
+    """Each frame's (n_gt, n_pred) IoU, computed for all frames at once on frame-padded arrays.
+
+    The arithmetic is :func:`box_iou_xywh`'s, operation for operation (a product of two numbers is the
+    same whether written ``w * h`` or ``np.prod``), so the values are bit-identical.
+    """
+    gt_counts = [index.shape[0] for index in gt_rows]
+    pred_counts = [index.shape[0] for index in pred_rows]
+    if not gt_rows or max(gt_counts) == 0 or max(pred_counts) == 0:
+        return [np.zeros((g, p)) for g, p in zip(gt_counts, pred_counts, strict=True)]
+    width_gt, width_pred = max(gt_counts), max(pred_counts)
+
+    def corners(boxes: np.ndarray, rows: list[np.ndarray], width: int) -> list[np.ndarray]:
+        x1, y1 = boxes[:, 0], boxes[:, 1]
+        x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+        area = np.maximum(boxes[:, 2], 0.0) * np.maximum(boxes[:, 3], 0.0)
+        return [_padded(values, rows, width) for values in (x1, y1, x2, y2, area)]
+
+    gx1, gy1, gx2, gy2, garea = (values[:, :, None] for values in corners(gt_boxes, gt_rows, width_gt))
+    px1, py1, px2, py2, parea = (values[:, None, :] for values in corners(pred_boxes, pred_rows, width_pred))
+    intersection = np.maximum(np.minimum(gx2, px2) - np.maximum(gx1, px1), 0.0) * \
+        np.maximum(np.minimum(gy2, py2) - np.maximum(gy1, py1), 0.0)
+    union = garea + parea - intersection
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
+    iou = np.where(intersection == 0, 0.0, iou)
+    return [iou[frame, :g, :p] for frame, (g, p) in enumerate(zip(gt_counts, pred_counts, strict=True))]
+
+
 def _ignored_predictions(iou: np.ndarray, pred_boxes: np.ndarray, regions: Sequence[np.ndarray],
                          protocol: EvaluationProtocol) -> np.ndarray:
     """(M,) bool: predictions without a ground-truth match that lie in an ignore region.
 
-    Matching is TrackEval's preprocessing: maximum-IoU assignment, pairs kept when IoU >= the
-    protocol's threshold. Only unmatched predictions can be ignored, as in PoseTrack21's evaluation.
+    Matching: maximum-IoU assignment, pairs kept when IoU >= the protocol's threshold. Only
+    unmatched predictions can be ignored, as in PoseTrack21's evaluation.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -233,47 +294,153 @@ def _ignored_predictions(iou: np.ndarray, pred_boxes: np.ndarray, regions: Seque
     return ignored
 
 
+def trackeval_matches(iou: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """TrackEval's preprocessing match: Hungarian on IoU with values below ``threshold`` zeroed.
+
+    Returns:
+        (rows, cols) of the pairs that matched with a positive score.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    eps = np.finfo("float").eps
+    scores = iou.copy()
+    scores[scores < threshold - eps] = 0
+    rows, cols = linear_sum_assignment(-scores)
+    matched = scores[rows, cols] > 0 + eps
+    return rows[matched], cols[matched]
+
+
+def points_in_polygons(points: np.ndarray, polygons: Sequence[np.ndarray]) -> np.ndarray:
+    """(N,) bool: each (x, y) point lies inside at least one polygon (even-odd rule, vectorised)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    inside_any = np.zeros(points.shape[0], dtype=bool)
+    x, y = points[:, 0:1], points[:, 1:2]
+    for polygon in polygons:
+        polygon = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+        if polygon.shape[0] < 3:
+            continue
+        x1, y1 = polygon[:, 0][None, :], polygon[:, 1][None, :]
+        x2, y2 = np.roll(polygon[:, 0], -1)[None, :], np.roll(polygon[:, 1], -1)[None, :]
+        straddles = (y1 > y) != (y2 > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crossing_x = x1 + (y - y1) * (x2 - x1) / np.where(y2 != y1, y2 - y1, 1.0)
+        inside_any |= (np.count_nonzero(straddles & (x < crossing_x), axis=1) % 2) == 1
+    return inside_any
+
+
+# PoseTrack18's evaluation (poseval) scores 15 joints: the ears of the 17-keypoint layout are not among them.
+_POSEVAL_JOINTS = np.asarray([0, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16])
+
+
+def posetrack18_points(keypoints: np.ndarray | None, boxes: np.ndarray, box_fallback: bool = True) -> list[np.ndarray]:
+    """The points poseval keeps for each person: its 15 joints except unannotated ones (0, 0, v=0).
+
+    With ``box_fallback``, a row without any such joint (a box-only tracker) is represented by its
+    box centre; without it, that row has no point.
+    """
+    centres = [box[:2][None, :] + box[2:][None, :] / 2 for box in boxes]
+    if keypoints is None or keypoints.ndim != 3 or keypoints.shape[1] < 17:
+        return centres if box_fallback else [np.zeros((0, 2)) for _ in boxes]
+    points = [joint[mask, :2] for joint, mask in zip(keypoints[:, _POSEVAL_JOINTS], posetrack18_annotated(keypoints), strict=True)]
+    if box_fallback:
+        points = [point if point.shape[0] else centre for point, centre in zip(points, centres, strict=True)]
+    return points
+
+
+def posetrack18_annotated(keypoints: np.ndarray) -> np.ndarray:
+    """(N, 15) bool: poseval's annotated joints (its 15 scored joints, not ``x = y = v = 0``)."""
+    joints = keypoints[:, _POSEVAL_JOINTS]
+    return ~((joints[..., 0] == 0) & (joints[..., 1] == 0) & (joints[..., 2] == 0))
+
+
+def _outside_regions(points: list[np.ndarray], regions: Sequence[np.ndarray]) -> np.ndarray:
+    """(N,) bool: the person keeps at least one point outside every ignore region."""
+    keep = np.zeros(len(points), dtype=bool)
+    counts = np.asarray([p.shape[0] for p in points], dtype=np.int64)
+    if counts.sum() == 0:
+        return keep
+    inside = points_in_polygons(np.concatenate(points), regions) if len(regions) else np.zeros(int(counts.sum()), bool)
+    owner = np.repeat(np.arange(len(points)), counts)
+    np.logical_or.at(keep, owner, ~inside)
+    return keep
+
+
 def build_sequence_data(ground_truth: TrackSequence, prediction: TrackSequence,
-                        protocol: EvaluationProtocol | None = None) -> SequenceData:
+                        protocol: EvaluationProtocol | None = None, benchmark: Benchmark | None = None) -> SequenceData:
     """Pair ground truth and predictions of one sequence into per-timestep ids and IoUs.
 
     Scored frames are ``ground_truth.evaluated_frames`` when given (predictions on other frames are
-    dropped), else every frame holding a row of either. With ``protocol.use_ignore_regions``,
-    unmatched predictions in the frame's ignore regions are removed before any metric.
+    dropped), else every frame holding a row of either. Before any metric, the benchmark's
+    preprocessing runs frame by frame (see ``evaluation.benchmarks``): predictions matched to
+    distractors are removed and unscored ground-truth rows dropped (MOT16/17/20), and predictions
+    (and, for PoseTrack18, ground truth) in ignore regions are removed. Without a benchmark, or
+    with ``plain``: unmatched predictions in the frame's ignore regions are removed when
+    ``protocol.use_ignore_regions``.
 
     Args:
         ground_truth: ground-truth boxes of the sequence.
         prediction: tracker boxes of the same sequence.
         protocol: matching and ignore-region settings (default: the standard protocol).
+        benchmark: preprocessing preset (default: plain).
 
     Returns:
         The sequence's :class:`SequenceData`.
     """
     protocol = protocol or EvaluationProtocol()
+    ignore_rule = benchmark.ignore_rule if benchmark is not None else "protocol"
     if ground_truth.evaluated_frames is not None:
         frames = ground_truth.evaluated_frames
     else:
         frames = np.union1d(ground_truth.frames, prediction.frames)
     gt_rows = _split_by_frame(ground_truth, frames)
     pred_rows = _split_by_frame(prediction, frames)
+    similarities = _frame_ious(ground_truth.boxes, prediction.boxes, gt_rows, pred_rows)
+    kinds = ground_truth.kinds
+    use_regions = bool(ground_truth.ignore_regions) and (ignore_rule != "protocol" or protocol.use_ignore_regions)
 
-    kept_pred_rows, similarities, ignored = [], [], 0
-    for frame, gt_index, pred_index in zip(frames.tolist(), gt_rows, pred_rows, strict=True):
-        iou = box_iou_xywh(ground_truth.boxes[gt_index], prediction.boxes[pred_index])
-        regions = ground_truth.ignore_regions.get(frame, ()) if protocol.use_ignore_regions else ()
+    ignored = 0
+    for position, frame in enumerate(frames.tolist()):
+        gt_index, pred_index, iou = gt_rows[position], pred_rows[position], similarities[position]
+        regions = ground_truth.ignore_regions.get(frame, ()) if use_regions else ()
+        frame_kinds = kinds[gt_index] if kinds is not None else None
+        unscored = frame_kinds is not None and bool((frame_kinds != SCORED).any())
+        if not (len(regions) or unscored):
+            continue
+        drop = np.zeros(pred_index.shape[0], dtype=bool)
+        # Rows marked DISTRACTOR (by a MOT16/17/20 preset's loader) remove the predictions matched to them.
+        if gt_index.size and pred_index.size and frame_kinds is not None and bool((frame_kinds == DISTRACTOR).any()):
+            rows, cols = trackeval_matches(iou)
+            drop[cols[frame_kinds[rows] == DISTRACTOR]] = True
         if len(regions) and pred_index.size:
-            drop = _ignored_predictions(iou, prediction.boxes[pred_index], regions, protocol)
-            ignored += int(drop.sum())
-            pred_index, iou = pred_index[~drop], iou[:, ~drop]
-        kept_pred_rows.append(pred_index)
-        similarities.append(iou)
+            if ignore_rule == "protocol":
+                drop |= _ignored_predictions(iou, prediction.boxes[pred_index], regions, protocol)
+            elif ignore_rule == "posetrack21" and gt_index.size:
+                # PoseTrack21's box evaluation: unmatched predictions (TrackEval's match) whose IoU with
+                # a region exceeds the threshold; only in frames that hold ground truth.
+                _, cols = trackeval_matches(iou)
+                unmatched = np.setdiff1d(np.arange(pred_index.shape[0]), cols)
+                overlap = box_region_overlap(prediction.boxes[pred_index[unmatched]], regions, mode=protocol.ignore_overlap)
+                if overlap.size:
+                    drop[unmatched[(overlap > protocol.ignore_threshold).any(axis=1)]] = True
+            elif ignore_rule == "posetrack18":
+                points = posetrack18_points(None if prediction.keypoints is None else prediction.keypoints[pred_index],
+                                            prediction.boxes[pred_index])
+                drop |= ~_outside_regions(points, regions)
+        keep_gt = np.ones(gt_index.shape[0], dtype=bool) if frame_kinds is None else frame_kinds == SCORED
+        if len(regions) and ignore_rule == "posetrack18" and gt_index.size:
+            keep_gt &= _outside_regions(posetrack18_points(
+                None if ground_truth.keypoints is None else ground_truth.keypoints[gt_index],
+                ground_truth.boxes[gt_index], box_fallback=ground_truth.keypoints is None), regions)
+        ignored += int(drop.sum())
+        gt_rows[position], pred_rows[position] = gt_index[keep_gt], pred_index[~drop]
+        similarities[position] = iou[keep_gt][:, ~drop]
 
     gt_all = np.concatenate(gt_rows) if gt_rows else np.zeros(0, dtype=np.int64)
-    pred_all = np.concatenate(kept_pred_rows) if kept_pred_rows else np.zeros(0, dtype=np.int64)
+    pred_all = np.concatenate(pred_rows) if pred_rows else np.zeros(0, dtype=np.int64)
     gt_names, gt_contiguous = np.unique(ground_truth.track_ids[gt_all], return_inverse=True)
     pred_names, pred_contiguous = np.unique(prediction.track_ids[pred_all], return_inverse=True)
     gt_splits = np.cumsum([rows.shape[0] for rows in gt_rows])[:-1]
-    pred_splits = np.cumsum([rows.shape[0] for rows in kept_pred_rows])[:-1]
+    pred_splits = np.cumsum([rows.shape[0] for rows in pred_rows])[:-1]
     return SequenceData(
         name=ground_truth.name,
         frames=np.asarray(frames, dtype=np.int64),

@@ -11,9 +11,9 @@ import hydra
 from omegaconf import DictConfig, ListConfig
 
 from phalp_lightning.evaluation.evaluator import EvaluationResult, evaluate_sequences
-from phalp_lightning.evaluation.loading import load_sequences
+from phalp_lightning.evaluation.loading import EvaluationInputError, load_ground_truth, load_sequences
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
-from phalp_lightning.evaluation.reporting import log_evaluation, log_frames
+from phalp_lightning.evaluation.reporting import ScalarCSVLogger, log_evaluation, log_frames
 from phalp_lightning.utils.instantiate import instantiate_loggers
 from phalp_lightning.utils.logging import get_logger, task_wrapper
 
@@ -66,7 +66,7 @@ def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                    gt: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], format: str = "mot",
                    gt_format: str | None = None, protocol: EvaluationProtocol | None = None,
                    sequences: Sequence[str] | None = None, hota_backend: str = "own",
-                   missing_prediction: str = "empty") -> EvaluationResult:
+                   missing_prediction: str = "empty", benchmark: str = "auto") -> EvaluationResult:
     """Read result and ground-truth files and evaluate them (what ``evaluate.py`` does before reporting).
 
     Args:
@@ -78,24 +78,55 @@ def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         sequences: score only these ground-truth sequences.
         hota_backend: "own" | "trackeval".
         missing_prediction: "empty" | "error".
+        benchmark: "auto" or a preset of ``evaluation.benchmarks.BENCHMARKS`` (ground-truth preprocessing).
 
     Returns:
-        The evaluation result.
+        The evaluation result; ``result.benchmark`` says which preset was applied and why.
     """
-    ground_truth = load_sequences(_paths(gt), gt_format or format, role="gt")
-    predictions = load_sequences(_paths(pred), format, role="pred")
+    ground_truth, chosen = load_ground_truth(_paths(gt), gt_format or format, benchmark=benchmark)
+    predictions = load_sequences(_paths(pred), format, role="pred", benchmark=chosen)
     if sequences:
         wanted = [str(name) for name in sequences]
         unknown = sorted(set(wanted) - set(ground_truth))
         if unknown:
-            raise ValueError(f"sequences={unknown} not in the ground truth ({sorted(ground_truth)[:10]} ...)")
+            raise EvaluationInputError(f"sequences={unknown} not in the ground truth ({sorted(ground_truth)[:10]} ...)",
+                                       "name ground-truth sequences (file stems, or <seq> of <seq>/gt/gt.txt)")
         ground_truth = {name: ground_truth[name] for name in wanted}
         predictions = {name: sequence for name, sequence in predictions.items() if name in ground_truth}
+    if (gt_format or format) == "mot" and chosen.name != "plain":
+        for name, prediction in predictions.items():
+            scored = ground_truth[name].evaluated_frames if name in ground_truth else None
+            if scored is not None and prediction.frames.size and int(prediction.frames.max()) >= scored.shape[0]:
+                raise EvaluationInputError(
+                    f"results of {name!r}: frame {int(prediction.frames.max()) + 1} is past the sequence's "
+                    f"seqLength {scored.shape[0]} (seqinfo.ini / image_info.json)", "check that the results belong to this sequence")
     protocol = protocol or EvaluationProtocol()
-    log.info("Evaluating %d predicted against %d ground-truth sequences, protocol %s",
-             len(predictions), len(ground_truth), protocol)
+    log.info("Evaluating %d predicted against %d ground-truth sequences, %s, protocol %s",
+             len(predictions), len(ground_truth), chosen.describe(), protocol)
     return evaluate_sequences(predictions, ground_truth, protocol=protocol, hota_backend=hota_backend,  # type: ignore[arg-type]
-                              missing_prediction=missing_prediction)  # type: ignore[arg-type]
+                              missing_prediction=missing_prediction, benchmark=chosen)  # type: ignore[arg-type]
+
+
+# Lightning's CSVLogger, served by an equivalent writer that does not import Lightning and torch.
+_LIGHTNING_CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+
+
+def instantiate_evaluation_loggers(config: DictConfig | None) -> list[Any]:
+    """``cfg.logger`` entries; a Lightning ``CSVLogger`` entry becomes :class:`ScalarCSVLogger`.
+
+    Evaluation only writes one row of scalars, and ``ScalarCSVLogger`` writes the same file at the same
+    place, so ``logger=csv`` costs no Lightning/torch import. Other loggers are built as configured.
+    """
+    if not config:
+        return []
+    loggers = []
+    for name, entry in config.items():
+        if isinstance(entry, DictConfig) and entry.get("_target_") in (_LIGHTNING_CSV_LOGGER, "lightning.pytorch.loggers.csv_logs.CSVLogger"):
+            arguments = {key: value for key, value in entry.items() if key != "_target_"}
+            loggers.append(ScalarCSVLogger(**arguments))
+        elif entry is not None:
+            loggers.extend(instantiate_loggers(DictConfig({name: entry})))
+    return loggers
 
 
 @task_wrapper
@@ -104,8 +135,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     protocol: EvaluationProtocol = hydra.utils.instantiate(cfg.eval_protocol)
     result = evaluate_files(cfg.pred, cfg.gt, format=cfg.format, gt_format=cfg.gt_format, protocol=protocol,
                             sequences=list(cfg.sequences) if cfg.get("sequences") else None,
-                            hota_backend=cfg.hota_backend, missing_prediction=cfg.missing_prediction)
-    loggers = instantiate_loggers(cfg.get("logger"))
+                            hota_backend=cfg.hota_backend, missing_prediction=cfg.missing_prediction,
+                            benchmark=cfg.get("benchmark", "auto"))
+    loggers = instantiate_evaluation_loggers(cfg.get("logger"))
     frames = _read_frames(_paths(cfg.sample_frames), cfg.max_sample_frames) if cfg.get("sample_frames") else []
     report(result, cfg.paths.output_dir, loggers=loggers, sample_frames=frames)
     for logger in loggers:
