@@ -1,4 +1,7 @@
-"""Synthetic data with exact ground truth: rendered walking people, crops, tracklets and videos.
+"""Synthetic data with exact ground truth, all in one place.
+
+``body_model`` (the mannequin asset set), ``people``, ``video``, ``crops``, ``tracklets`` and
+``sequences`` (random ground-truth / tracker-output box pairs for the metrics).
 
 Command line: ``python -m phalp_lightning.datamodules.synthetic {video,crops,tracklets,all} --out DIR``.
 """

@@ -40,7 +40,7 @@ DEFAULT_BASELINE = "d8cc10f"  # the last commit with motmetrics fed frame by fra
 
 def write_dataset(root: Path, sequences: int, frames: int, people: int) -> None:
     """MOTChallenge layout: gt/<seq>/{gt/gt.txt, seqinfo.ini}, trackers/tracker/data/<seq>.txt."""
-    from phalp_lightning.evaluation.synthetic import random_tracking_scene
+    from phalp_lightning.datamodules.synthetic.sequences import random_tracking_scene
 
     for seed in range(sequences):
         gt, pred = random_tracking_scene(seed, num_frames=frames, num_people=people, name=f"SEQ-{seed:02d}")

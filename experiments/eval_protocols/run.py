@@ -18,7 +18,7 @@ import numpy as np
 from phalp_lightning.evaluation.evaluator import evaluate_sequences
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
 from phalp_lightning.evaluation.sequences import TrackSequence
-from phalp_lightning.evaluation.synthetic import random_tracking_scene
+from phalp_lightning.datamodules.synthetic.sequences import random_tracking_scene
 from phalp_lightning.utils.io import atomic_write_text
 
 COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "FP", "FN")
@@ -50,7 +50,7 @@ def main() -> None:
     lines = [f"| {row['box_noise']:.1f} | {row['protocol']} | {100 * row['HOTA']:.1f} | {100 * row['MOTA']:.1f} | "
              f"{100 * row['IDF1']:.1f} | {row['IDSW']:.0f} | {row['FP']:.0f} | {row['FN']:.0f} |" for row in rows]
     setup = (f"{args.sequences} synthetic sequences x {args.frames} frames x {args.people} people "
-             "(seeded; see phalp_lightning.evaluation.synthetic).\n\n")
+             "(seeded; see phalp_lightning.datamodules.synthetic.sequences).\n\n")
     table = setup + header + "\n" + "\n".join(lines)
     print(table)
     folder = Path(__file__).resolve().parent

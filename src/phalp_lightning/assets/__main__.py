@@ -18,7 +18,7 @@ from phalp_lightning.assets import ASSETS, assets_root
 def _list(root: str | None) -> int:
     from phalp_lightning.assets.checks import AssetContentError, check_asset
     from phalp_lightning.assets.remote import download_command, remote_for
-    from phalp_lightning.assets.synthetic import is_stand_in
+    from phalp_lightning.assets.stand_ins import is_stand_in
 
     base = assets_root(root)
     print(f"assets root: {base}  (set PHALP_ASSETS to change it)")
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "verify":
         return _verify(args.root, args.quick)
     if args.command == "generate":
-        from phalp_lightning.assets.synthetic import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
 
         written = write_synthetic_assets(assets_root(args.root), overwrite=args.force)
         for path in written:

@@ -33,7 +33,7 @@ from urllib.request import url2pathname
 from phalp_lightning.assets import ASSETS, asset_path, assets_root
 from phalp_lightning.assets.checks import AssetContentError, check_asset
 from phalp_lightning.assets.remote import BASE_URL_ENV_VAR, RemoteFile, download_command
-from phalp_lightning.assets.synthetic import is_stand_in
+from phalp_lightning.assets.stand_ins import is_stand_in
 from phalp_lightning.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ deformations (size, girth, limb lengths, ...). Everything is deterministic.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from phalp_lightning.assets import ASSETS, SYNTHETIC_MARKER
-from phalp_lightning.utils.io import atomic_output, atomic_write_text
+from phalp_lightning.assets.stand_ins import record_stand_ins
+from phalp_lightning.utils.io import atomic_output
 
 NUM_VERTICES = 6890
 NUM_FACES = 13776
@@ -424,37 +424,5 @@ def write_synthetic_assets(root: str | os.PathLike[str], overwrite: bool = False
             _atomic_write(path, lambda handle, value=value: np.save(handle, value))
         written.append(path)
     if written:
-        _record_stand_ins(root, written)
+        record_stand_ins(root, written)
     return written
-
-
-# Which files under a root are generated stand-ins (relpath -> sha256), so that `download` replaces
-# them with the released files instead of keeping them as "already present".
-STAND_IN_MANIFEST = "synthetic_stand_ins.json"
-
-
-def _record_stand_ins(root: Path, written: list[Path]) -> None:
-    from phalp_lightning.assets.checks import sha256_of
-
-    recorded = read_stand_ins(root)
-    recorded.update({path.relative_to(root).as_posix(): sha256_of(path) for path in written})
-    atomic_write_text(root / STAND_IN_MANIFEST, json.dumps(recorded, indent=1, sort_keys=True) + "\n")
-
-
-def read_stand_ins(root: str | os.PathLike[str]) -> dict[str, str]:
-    """relpath -> sha256 of the files ``generate`` wrote under ``root`` (empty when none)."""
-    path = Path(root) / STAND_IN_MANIFEST
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return {}
-    return recorded if isinstance(recorded, dict) else {}
-
-
-def is_stand_in(root: str | os.PathLike[str], relpath: str) -> bool:
-    """True when ``root/relpath`` is still the file ``generate`` wrote (same content)."""
-    from phalp_lightning.assets.checks import sha256_of
-
-    digest = read_stand_ins(root).get(relpath)
-    path = Path(root) / relpath
-    return digest is not None and path.is_file() and sha256_of(path) == digest
