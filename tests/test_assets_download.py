@@ -26,13 +26,13 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
 from test_hmar_network import read_key_table
 
 from phalp_lightning.assets import ASSETS, AssetMissingError, asset_path
 from phalp_lightning.assets.checks import AssetContentError, check_asset, hmar_reference_state_dict
 from phalp_lightning.assets.download import DownloadError, DownloadOptions, download_assets, part_path
 from phalp_lightning.assets.remote import GROUPS, REMOTE_FILES, select
-from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
 
 POSE_KEY_TABLE = Path(__file__).parent / "data" / "pose_predictor_keys_D128_L16_H16.tsv"
 FAST = DownloadOptions(timeout=5, retries=2, backoff=0, chunk_size=64 * 1024, progress=False)

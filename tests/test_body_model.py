@@ -3,9 +3,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from phalp_lightning.datamodules.synthetic.body_model import (
+    JOINTS_REST,
+    NUM_FACES,
+    NUM_VERTICES,
+    SELECTED_VERTICES,
+)
 
 from phalp_lightning.assets import AssetMissingError, is_synthetic, resolve
-from phalp_lightning.datamodules.synthetic.body_model import JOINTS_REST, NUM_FACES, NUM_VERTICES, SELECTED_VERTICES
 from phalp_lightning.models.components.smpl import BodyModel
 from phalp_lightning.utils.geometry import axis_angle_to_rotmat
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from phalp_lightning.datamodules.synthetic.sequences import random_tracking_scene as random_scene
 
 from phalp_lightning.evaluation.evaluator import evaluate_sequences
 from phalp_lightning.evaluation.hota import ALPHAS, combine_hota, hota_sequence
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
 from phalp_lightning.evaluation.sequences import TrackSequence, box_iou_xywh, build_sequence_data
-from phalp_lightning.datamodules.synthetic.sequences import random_tracking_scene as random_scene
 
 BOX_A = [0.0, 0.0, 10.0, 20.0]
 BOX_B = [100.0, 0.0, 10.0, 20.0]

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from phalp_lightning.datamodules.synthetic.sequences import random_tracking_scene
 
 from phalp_lightning.evaluation.evaluator import evaluate_sequences
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
 from phalp_lightning.evaluation.sequences import TrackSequence
-from phalp_lightning.datamodules.synthetic.sequences import random_tracking_scene
 from phalp_lightning.utils.io import atomic_write_text
 
 COLUMNS = ("HOTA", "MOTA", "IDF1", "IDSW", "FP", "FN")
