@@ -21,6 +21,8 @@ import numpy as np
 from phalp_lightning.datamodules.formats.ava import AVAAnnotations
 from phalp_lightning.datamodules.formats.phalp_results import GivenBoxes
 
+from phalp_lightning.utils.boxes import box_iou
+
 log = logging.getLogger(__name__)
 
 
@@ -122,16 +124,6 @@ def build_posetrack_crops(
     return {"shards": [str(p) for p in writer.shards], "pattern": writer.brace_pattern(), "num_samples": writer.count, "skipped": skipped}
 
 
-def _box_iou(box_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box with (N, 4) xyxy boxes."""
-    low = np.maximum(box_a[:2], boxes_b[:, :2])
-    high = np.minimum(box_a[2:], boxes_b[:, 2:])
-    inter = np.clip(high - low, 0, None).prod(1)
-    area_a = np.prod(box_a[2:] - box_a[:2])
-    area_b = np.prod(boxes_b[:, 2:] - boxes_b[:, :2], axis=1)
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
-
-
 def attach_ava_actions(
     tracklets: Sequence, people: list, fps: float, start_second: int, min_iou: float = 0.5, num_actions: int = 80
 ) -> dict[int, np.ndarray]:
@@ -160,11 +152,13 @@ def attach_ava_actions(
                 present.append((track, int(steps[0])))
         if not present:
             continue
-        ious = np.zeros((len(present), len(candidates)))
-        for row, (track, step) in enumerate(present):
-            height, width = track.size[step]
-            box = np.concatenate([track.boxes_xywh[step, :2], track.boxes_xywh[step, :2] + track.boxes_xywh[step, 2:]])
-            ious[row] = _box_iou(box, np.stack([p.box_xyxy for p in candidates]) * np.array([width, height, width, height]))
+        # AVA boxes are fractions of the frame; each track carries its own frame size.
+        boxes = np.stack([track.boxes_xywh[step] for track, step in present])
+        boxes = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)  # (T, 4) xyxy
+        height, width = np.stack([track.size[step] for track, step in present]).astype(np.float64).T
+        scale = np.stack([width, height, width, height], axis=1)  # (T, 4)
+        ava_boxes = np.stack([p.box_xyxy for p in candidates])[None] * scale[:, None]  # (T, C, 4)
+        ious = box_iou(boxes[:, None], ava_boxes, min_union=1e-9)[:, 0]  # (T, C)
         for row, column in zip(*linear_sum_assignment(-ious), strict=True):
             if ious[row, column] >= min_iou:
                 track, step = present[row]

@@ -16,6 +16,7 @@ import numpy as np
 
 from phalp_lightning.evaluation.ignore_regions import box_region_overlap
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
+from phalp_lightning.utils.boxes import box_iou
 
 if TYPE_CHECKING:
     from phalp_lightning.evaluation.benchmarks import Benchmark
@@ -207,19 +208,9 @@ def box_iou_xywh(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
         boxes_b: (M, 4).
 
     Returns:
-        (N, M) float64 IoU.
+        (N, M) float64 IoU (:func:`phalp_lightning.utils.boxes.box_iou`).
     """
-    boxes_a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    boxes_b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    min_a, max_a = boxes_a[:, None, :2], boxes_a[:, None, :2] + boxes_a[:, None, 2:]
-    min_b, max_b = boxes_b[None, :, :2], boxes_b[None, :, :2] + boxes_b[None, :, 2:]
-    intersection = np.prod(np.maximum(np.minimum(max_a, max_b) - np.maximum(min_a, min_b), 0.0), axis=-1)
-    area_a = np.prod(np.maximum(boxes_a[:, 2:], 0.0), axis=-1)[:, None]
-    area_b = np.prod(np.maximum(boxes_b[:, 2:], 0.0), axis=-1)[None, :]
-    union = area_a + area_b - intersection
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
-    return np.where(intersection == 0, 0.0, iou)
+    return box_iou(np.reshape(boxes_a, (-1, 4)), np.reshape(boxes_b, (-1, 4)), box_format="xywh")
 
 
 def _split_by_frame(sequence: TrackSequence, frames: np.ndarray) -> list[np.ndarray]:
@@ -246,29 +237,16 @@ def _frame_ious(gt_boxes: np.ndarray, pred_boxes: np.ndarray, gt_rows: list[np.n
                 pred_rows: list[np.ndarray]) -> list[np.ndarray]:
     """Each frame's (n_gt, n_pred) IoU, computed for all frames at once on frame-padded arrays.
 
-    The arithmetic is :func:`box_iou_xywh`'s, operation for operation (a product of two numbers is the
-    same whether written ``w * h`` or ``np.prod``), so the values are bit-identical.
+    Padding boxes are all zeros (degenerate, IoU 0) and are cut off again; the real entries are
+    :func:`box_iou_xywh`'s values exactly.
     """
     gt_counts = [index.shape[0] for index in gt_rows]
     pred_counts = [index.shape[0] for index in pred_rows]
     if not gt_rows or max(gt_counts) == 0 or max(pred_counts) == 0:
         return [np.zeros((g, p)) for g, p in zip(gt_counts, pred_counts, strict=True)]
-    width_gt, width_pred = max(gt_counts), max(pred_counts)
-
-    def corners(boxes: np.ndarray, rows: list[np.ndarray], width: int) -> list[np.ndarray]:
-        x1, y1 = boxes[:, 0], boxes[:, 1]
-        x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
-        area = np.maximum(boxes[:, 2], 0.0) * np.maximum(boxes[:, 3], 0.0)
-        return [_padded(values, rows, width) for values in (x1, y1, x2, y2, area)]
-
-    gx1, gy1, gx2, gy2, garea = (values[:, :, None] for values in corners(gt_boxes, gt_rows, width_gt))
-    px1, py1, px2, py2, parea = (values[:, None, :] for values in corners(pred_boxes, pred_rows, width_pred))
-    intersection = np.maximum(np.minimum(gx2, px2) - np.maximum(gx1, px1), 0.0) * \
-        np.maximum(np.minimum(gy2, py2) - np.maximum(gy1, py1), 0.0)
-    union = garea + parea - intersection
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
-    iou = np.where(intersection == 0, 0.0, iou)
+    padded_gt = np.stack([_padded(gt_boxes[:, k], gt_rows, max(gt_counts)) for k in range(4)], axis=-1)
+    padded_pred = np.stack([_padded(pred_boxes[:, k], pred_rows, max(pred_counts)) for k in range(4)], axis=-1)
+    iou = box_iou(padded_gt, padded_pred, box_format="xywh")  # (F, G, P)
     return [iou[frame, :g, :p] for frame, (g, p) in enumerate(zip(gt_counts, pred_counts, strict=True))]
 
 
