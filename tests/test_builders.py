@@ -126,3 +126,28 @@ def test_command_lines_write_shards_and_given_boxes(synthetic_video, synthetic_a
     assert sorted(p.name for p in (tmp_path / "crops").glob("*.tar")) == ["train-000000.tar", "train-000001.tar", "val-000000.tar"]
     manifest = json.loads((tmp_path / "crops" / "manifest.json").read_text())
     assert manifest["splits"]["train"]["num_samples"] == 3
+
+
+def test_attach_ava_actions_matches_each_labelled_person_to_one_track():
+    from types import SimpleNamespace
+
+    from phalp_lightning.datamodules.builders import attach_ava_actions
+
+    def person(timestamp, box_xyxy, action):
+        hot = np.zeros(4, np.uint8)
+        hot[action] = 1
+        return SimpleNamespace(timestamp=timestamp, box_xyxy=np.asarray(box_xyxy, float),
+                               multi_hot=lambda num_actions, hot=hot: hot[:num_actions])
+
+    def track(track_id, boxes_xywh, size):
+        return SimpleNamespace(track_id=track_id, time=np.arange(2), valid=np.array([True, True]),
+                               boxes_xywh=np.asarray(boxes_xywh, float), size=np.asarray(size))
+
+    # Two tracks in a 100 x 200 (h x w) frame; AVA boxes are fractions of the frame.
+    left = track(7, [[10, 10, 60, 80], [10, 10, 60, 80]], [[100, 200], [100, 200]])
+    right = track(9, [[120, 10, 60, 80], [120, 10, 60, 80]], [[100, 200], [100, 200]])
+    people = [person(3.0, [0.6, 0.1, 0.9, 0.9], 2), person(3.0, [0.05, 0.1, 0.35, 0.9], 1),
+              person(4.0, [0.9, 0.0, 1.0, 0.05], 3)]  # second keyframe: overlaps nobody
+    labels = attach_ava_actions([left, right], people, fps=1.0, start_second=3, num_actions=4)
+    np.testing.assert_array_equal(labels[7], [[0, 1, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(labels[9], [[0, 0, 1, 0], [0, 0, 0, 0]])
