@@ -1,4 +1,9 @@
-"""Logging helpers: a rank-aware logger and a wrapper that always closes W&B runs."""
+"""Logging helpers: a plain named logger and a wrapper that always closes W&B runs.
+
+The logger is not rank-aware: in a multi-process run every rank logs. Messages that should appear
+once go through ``lightning.pytorch.utilities.rank_zero_info`` / ``rank_zero_warn`` (or a function
+decorated with ``rank_zero_only``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def get_logger(name: str) -> logging.Logger:
-    """A standard logger; Lightning's rank-zero filtering applies through its own handlers."""
+    """``logging.getLogger(name)``: a standard logger, one per module, that logs on every rank."""
     return logging.getLogger(name)
 
 
