@@ -1,0 +1,178 @@
+"""Imports run one way: entry points -> stages -> foundation (see docs/architecture.md).
+
+Every module under src/phalp_lightning and datamodules/ is parsed (never imported) and each
+``import``/``from ... import`` naming phalp_lightning is checked, including the ones inside functions
+and under ``if TYPE_CHECKING:``: a lazy import is still a dependency.
+
+Layers, by the package right under ``phalp_lightning``:
+
+3. entry points: ``pipelines`` and every ``__main__`` module (command lines); they may import anything.
+2. stages: tracking, models, detection, sinks, rendering, evaluation, datamodules. A stage imports
+   itself and the foundation; it imports another stage only along an edge of ``LATERAL_EDGES``.
+1. foundation: the package root, structures, utils, errors, assets (the asset registry). Foundation
+   packages import each other and nothing above.
+
+``KNOWN_VIOLATIONS_TO_REMOVE`` lists today's imports against these rules, each to be removed by a
+later step of the redesign. The test requires the set to be exact: an import against the rules that
+is not listed fails, and so does a listed one that is gone (delete it from the set), so the list only
+shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE_TREES = {
+    ROOT / "src" / "phalp_lightning": ("phalp_lightning",),
+    ROOT / "datamodules": ("phalp_lightning", "datamodules"),
+}
+
+ENTRY_POINTS, STAGES, FOUNDATION = 3, 2, 1
+LAYERS = {
+    "pipelines": ENTRY_POINTS,
+    "tracking": STAGES,
+    "models": STAGES,
+    "detection": STAGES,
+    "sinks": STAGES,
+    "rendering": STAGES,
+    "evaluation": STAGES,
+    "datamodules": STAGES,
+    "": FOUNDATION,  # the package root (phalp_lightning/__init__.py: the version)
+    "structures": FOUNDATION,
+    "utils": FOUNDATION,
+    "errors": FOUNDATION,
+    "assets": FOUNDATION,
+}
+
+# Imports between stages that the design wants: (importing stage, imported stage) -> why.
+LATERAL_EDGES = {
+    ("models", "detection"): "TrackingSystem (models.tracking_system) runs the detector and cuts its crops",
+    ("sinks", "rendering"): "the video writer draws boxes, overlays and meshes with the renderer",
+}
+
+# (importing module, imported module) pairs against the rules above, and what removes each.
+KNOWN_VIOLATIONS_TO_REMOVE = {
+    # tracking imports the writers: the callback should hand frames to sinks the pipeline wires in.
+    ("phalp_lightning.tracking.callback", "phalp_lightning.sinks.base"),
+    # rendering poses meshes with the body model: the body model moves below the stages.
+    ("phalp_lightning.rendering.mesh", "phalp_lightning.models.components.smpl"),
+    # synthetic data renders people with the body model and the rasteriser (same move, and the
+    # rasteriser becomes a foundation drawing module).
+    ("phalp_lightning.datamodules.synthetic.people", "phalp_lightning.models.components.smpl"),
+    ("phalp_lightning.datamodules.synthetic.crops", "phalp_lightning.rendering.rasterize"),
+    ("phalp_lightning.datamodules.synthetic.video", "phalp_lightning.rendering.rasterize"),
+    # synthetic tracking scenes are evaluation's TrackSequence: the hand-off type moves to structures.
+    ("phalp_lightning.datamodules.synthetic.sequences", "phalp_lightning.evaluation.sequences"),
+    # evaluation reads result files through datamodules.formats: file formats get a general home.
+    ("phalp_lightning.evaluation.loading", "phalp_lightning.datamodules.formats.mot"),
+    ("phalp_lightning.evaluation.loading", "phalp_lightning.datamodules.formats.phalp_results"),
+    ("phalp_lightning.evaluation.loading", "phalp_lightning.datamodules.formats.posetrack"),
+    # the asset checker builds the networks to check weight files: the checks by model move to models.
+    ("phalp_lightning.assets.checks", "phalp_lightning.models.components.appearance"),
+    ("phalp_lightning.assets.checks", "phalp_lightning.models.components.backbones"),
+    ("phalp_lightning.assets.checks", "phalp_lightning.models.components.heads"),
+    ("phalp_lightning.assets.checks", "phalp_lightning.models.convert_hmar"),
+    ("phalp_lightning.assets.checks", "phalp_lightning.models.convert_pose_transformer"),
+}
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the installed package."""
+    modules = {}
+    for tree, prefix in SOURCE_TREES.items():
+        for path in sorted(tree.rglob("*.py")):
+            parts = prefix + path.relative_to(tree).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The phalp_lightning modules that ``name`` imports anywhere in its file."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            # `from package import module` imports the module; `from module import name` the module.
+            found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names)
+    return {target for target in found if target == "phalp_lightning" or target.startswith("phalp_lightning.")}
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _layer(module: str) -> int:
+    if module.split(".")[-1] == "__main__":
+        return ENTRY_POINTS
+    return LAYERS[_package(module)]
+
+
+def _violations() -> set[tuple[str, str]]:
+    modules = _modules()
+    violations = set()
+    for name, path in modules.items():
+        source_layer = _layer(name)
+        for target in _imported(name, path, modules):
+            source_package, target_package = _package(name), _package(target)
+            if source_layer == ENTRY_POINTS or source_package == target_package:
+                continue
+            target_layer = _layer(target)
+            if target_layer < source_layer:
+                continue
+            if target_layer == source_layer == FOUNDATION:
+                continue
+            if target_layer == source_layer == STAGES and (source_package, target_package) in LATERAL_EDGES:
+                continue
+            violations.add((name, target))
+    return violations
+
+
+def test_every_package_has_a_layer():
+    unknown = {_package(name) for name in _modules()} - set(LAYERS)
+    assert unknown == set(), f"give these packages a layer in LAYERS (and docs/architecture.md): {unknown}"
+
+
+def test_imports_follow_the_layers():
+    violations = _violations()
+    new = violations - KNOWN_VIOLATIONS_TO_REMOVE
+    assert new == set(), (
+        "these imports go up a layer or across stages without a LATERAL_EDGES entry; import from a lower "
+        f"layer, or move the shared code down: {sorted(new)}"
+    )
+
+
+def test_known_violations_are_still_there():
+    gone = KNOWN_VIOLATIONS_TO_REMOVE - _violations()
+    assert gone == set(), f"these imports are fixed: delete them from KNOWN_VIOLATIONS_TO_REMOVE: {sorted(gone)}"
+
+
+def test_the_checker_sees_lazy_relative_and_type_checking_imports(tmp_path):
+    package = tmp_path / "phalp_lightning" / "utils"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    source = package / "example.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from . import io\n"
+        "if TYPE_CHECKING:\n"
+        "    from phalp_lightning.structures import FrameTracks\n"
+        "def run():\n"
+        "    import phalp_lightning.tracking.track\n"
+        "    from ..sinks.base import Sink\n"
+    )
+    modules = {"phalp_lightning.utils.io": package / "io.py", "phalp_lightning.sinks.base": Path("base.py")}
+    assert _imported("phalp_lightning.utils.example", source, modules) == {
+        "phalp_lightning.utils.io",
+        "phalp_lightning.structures",
+        "phalp_lightning.tracking.track",
+        "phalp_lightning.sinks.base",
+    }
