@@ -18,15 +18,6 @@ from pathlib import Path
 import numpy as np
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    if len(boxes) == 0:
-        return np.zeros(0)
-    low = np.maximum(box[:2], boxes[:, :2])
-    high = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.clip(high - low, 0, None).prod(1)
-    return inter / (np.prod(box[2:] - box[:2]) + np.prod(boxes[:, 2:] - boxes[:, :2], 1) - inter)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=3)
@@ -39,6 +30,8 @@ def main(argv: list[str] | None = None) -> dict:
     import cv2
     from phalp_lightning.datamodules.synthetic import make_synthetic_video
     from phalp_lightning.datamodules.synthetic.people import BodyModelHandle
+
+    from phalp_lightning.utils.boxes import box_iou
 
     hog = cv2.HOGDescriptor()
     hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
@@ -53,11 +46,10 @@ def main(argv: list[str] | None = None) -> dict:
                 rects, weights = hog.detectMultiScale(cv2.imread(str(path)), winStride=(8, 8), padding=(8, 8), scale=1.05)
                 keep = np.ravel(weights) > 0.5 if len(rects) else np.zeros(0, bool)
                 detections = np.asarray([[x, y, x + w, y + h] for x, y, w, h in np.asarray(rects).reshape(-1, 4)[keep]], float).reshape(-1, 4)
-                matched = np.zeros(len(detections), bool)
-                for box, visibility in zip(video.boxes[frame], video.visibility[frame], strict=True):
-                    overlaps = _iou(box, detections)
-                    hit = bool((overlaps > 0.3).any())
-                    matched |= overlaps > 0.3
+                overlaps = box_iou(np.reshape(video.boxes[frame], (-1, 4)), detections) > 0.3  # (people, detections)
+                matched = overlaps.any(axis=0)
+                for box, visibility, found in zip(video.boxes[frame], video.visibility[frame], overlaps, strict=True):
+                    hit = bool(found.any())
                     counts["people"] += 1
                     counts["found"] += hit
                     heights.append(box[3] - box[1])
