@@ -92,3 +92,14 @@ def test_one_step_pose_predictions_feed_the_previous_valid_steps():
     with pytest.raises(ValueError, match="more than 3"):
         api.one_step_pose_predictions(network, pose[:3], time[:3], valid[:3], history=3)
     assert isinstance(pose_history, torch.Tensor)
+
+
+def test_tracking_run_paths_follow_the_writer_config(tmp_path):
+    from phalp_lightning.tracking.callback import VideoReport
+
+    cfg = api.compose("predict", ["video=clip.mp4", "writers.results.prefix=run_", "render=boxes"], tmp_path)
+    run = api.TrackingRun(tmp_path, [VideoReport(name="clip", source="clip.mp4")], cfg)
+    assert run.results_path() == tmp_path / "results" / "run_clip.npz"
+    assert run.results_path("other", format="pkl") == tmp_path / "results" / "run_other.pkl"
+    assert run.rendered_video() == tmp_path / "PHALP_clip.mp4" and run.mot_dir == tmp_path / "mot"
+    assert api.TrackingRun(tmp_path, [VideoReport(name="clip", source="clip.mp4")]).results_path().name == "demo_clip.npz"

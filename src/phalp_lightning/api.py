@@ -171,9 +171,15 @@ class TrackingRun:
             return self.reports[0].name
         return name
 
+    def _prefix(self, key: str, default: str) -> str:
+        from omegaconf import OmegaConf
+
+        value = OmegaConf.select(self.config, key, default=None) if self.config is not None else None
+        return default if value is None else str(value)
+
     def results_path(self, name: str | None = None, format: str = "npz") -> Path:
         """``results/demo_<name>.npz`` (or ``.pkl``) of video ``name`` (default: the first)."""
-        return self.output_dir / "results" / f"demo_{self._name(name)}.{format}"
+        return self.output_dir / "results" / f"{self._prefix('writers.results.prefix', 'demo_')}{self._name(name)}.{format}"
 
     @property
     def mot_dir(self) -> Path:
@@ -182,7 +188,7 @@ class TrackingRun:
 
     def rendered_video(self, name: str | None = None) -> Path:
         """``PHALP_<name>.mp4``, written when tracking with ``render="boxes"`` or ``"mesh"``."""
-        return self.output_dir / f"PHALP_{self._name(name)}.mp4"
+        return self.output_dir / f"{self._prefix('render.writer.prefix', 'PHALP_')}{self._name(name)}.mp4"
 
 
 def track(video: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], output_dir: str | os.PathLike[str],
