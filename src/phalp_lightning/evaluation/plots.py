@@ -104,9 +104,10 @@ def plot_id_switch_timeline(result: EvaluationResult, sequence: str, axis: Any =
             colour = track_colours(np.array([int(tracker_id)]))[0] / 255.0
             axis.broken_barh([(f - 0.5, 1.0) for f in part["frame"].to_numpy()], (row_number - 0.3, 0.6), facecolors=[colour])
             first = part["frame"].min()
-            axis.text(first, row_number, f"{int(tracker_id)}", va="center", ha="left", fontsize=7, color="k")
+            axis.text(first - 0.3, row_number + 0.05, f"{int(tracker_id)}", va="center", ha="left", fontsize=8, color="k")
+        # On the bar's top edge at the frame boundary, so the id label of the new run stays readable.
         switches = rows[rows["event"] == "SWITCH"]["frame"].to_numpy()
-        axis.plot(switches, np.full(len(switches), row_number), "x", color="red", ms=10, mew=2.5)
+        axis.plot(switches - 0.5, np.full(len(switches), row_number - 0.3), "x", color="red", ms=9, mew=2.5, clip_on=False)
     frames = result.sequences[sequence].frames
     axis.set_xlim(float(frames.min()) - 0.5 if len(frames) else -0.5, float(frames.max()) + 0.5 if len(frames) else 0.5)
     axis.set_yticks(range(len(gt_ids)), [f"person {g}" for g in gt_ids])
