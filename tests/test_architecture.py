@@ -6,7 +6,8 @@ and under ``if TYPE_CHECKING:``: a lazy import is still a dependency.
 
 Layers, by the package right under ``phalp_lightning``:
 
-3. entry points: ``pipelines`` and every ``__main__`` module (command lines); they may import anything.
+3. entry points: ``pipelines``, ``api`` (the same as functions) and every ``__main__`` module (command
+   lines); they may import anything.
 2. stages: tracking, models, detection, sinks, rendering, evaluation, datamodules. A stage imports
    itself and the foundation; it imports another stage only along an edge of ``LATERAL_EDGES``.
 1. foundation: the package root, structures, utils, errors, assets (the asset registry). Foundation
@@ -32,6 +33,7 @@ SOURCE_TREES = {
 ENTRY_POINTS, STAGES, FOUNDATION = 3, 2, 1
 LAYERS = {
     "pipelines": ENTRY_POINTS,
+    "api": ENTRY_POINTS,  # the Python API: the entry points as functions, for notebooks
     "tracking": STAGES,
     "models": STAGES,
     "detection": STAGES,
@@ -69,6 +71,11 @@ KNOWN_VIOLATIONS_TO_REMOVE = {
     ("phalp_lightning.evaluation.loading", "phalp_lightning.datamodules.formats.mot"),
     ("phalp_lightning.evaluation.loading", "phalp_lightning.datamodules.formats.phalp_results"),
     ("phalp_lightning.evaluation.loading", "phalp_lightning.datamodules.formats.posetrack"),
+    # the plots colour tracks with the renderer's palette: the palette moves to the foundation.
+    ("phalp_lightning.evaluation.plots", "phalp_lightning.rendering.overlay"),
+    ("phalp_lightning.tracking.plots", "phalp_lightning.rendering.overlay"),
+    # tracking.plots draws api.Tracks (a type hint only): the table type moves below the entry points.
+    ("phalp_lightning.tracking.plots", "phalp_lightning.api"),
     # the asset checker builds the networks to check weight files: the checks by model move to models.
     ("phalp_lightning.assets.checks", "phalp_lightning.models.components.appearance"),
     ("phalp_lightning.assets.checks", "phalp_lightning.models.components.backbones"),

@@ -8,7 +8,10 @@
    for the starting point of the curve (epoch -1);
 3. runs ``python train.py model=hmar`` on CPU (CSV logger, validation every epoch);
 4. reads ``val/mpjpe``, ``val/pa_mpjpe``, ``val/pck`` per epoch from the CSV log and writes
-   ``results.json``, ``results.md`` and, when matplotlib is installed, ``mpjpe.png`` to ``--out``.
+   ``results.json``, ``results.md`` and, when matplotlib is installed (the ``plot`` extra),
+   ``mpjpe.png`` and ``pck.png`` to ``--out``.
+
+``--plot-only`` redraws the PNGs from an earlier run's ``results.json`` in ``--out``.
 """
 
 from __future__ import annotations
@@ -105,28 +108,24 @@ def markdown(curve: list[dict[str, float]], summary: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(curve: list[dict[str, float]], path: Path) -> bool:
-    try:
-        import matplotlib
+def plot(curve: list[dict[str, float]], out: Path) -> list[Path]:
+    """``mpjpe.png`` (MPJPE and PA-MPJPE per epoch) and ``pck.png`` next to the JSON; [] without matplotlib."""
+    from phalp_lightning.utils.plotting import PlottingUnavailableError, save_curves
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    figure, axis = plt.subplots(figsize=(5, 3.5))
-    axis.plot([row["epoch"] for row in curve], [row["val/mpjpe"] for row in curve], marker="o", label="MPJPE")
-    axis.plot(
-        [row["epoch"] for row in curve],
-        [row.get("val/pa_mpjpe", float("nan")) for row in curve],
-        marker="s",
-        label="PA-MPJPE",
-    )
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("validation error (mm)")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return True
+    epochs = [row["epoch"] for row in curve]
+    try:
+        return [
+            save_curves(out / "mpjpe.png", epochs, {
+                "MPJPE": [row["val/mpjpe"] for row in curve],
+                "PA-MPJPE": [row.get("val/pa_mpjpe", float("nan")) for row in curve],
+            }, xlabel="epoch (-1 = untrained)", ylabel="validation error (mm)", title="HMAR CPU training: 3D joint error"),
+            save_curves(out / "pck.png", epochs, {"PCK@0.05": [row.get("val/pck", float("nan")) for row in curve]},
+                        xlabel="epoch (-1 = untrained)", ylabel="fraction of 2D joints within 0.05",
+                        title="HMAR CPU training: 2D keypoints"),
+        ]
+    except PlottingUnavailableError as error:
+        print(f"warning: no plots: {error}", file=sys.stderr)
+        return []
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,9 +143,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNGs from OUT/results.json")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.plot_only:
+        written = plot(json.loads((args.out / "results.json").read_text())["curve"], args.out)
+        print("wrote", ", ".join(str(path) for path in written) or "nothing")
+        return
     shards = args.shards or make_shards(
         args.out, args.img_size, args.train_samples, args.val_samples, args.seed
     )
@@ -178,12 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     }  # fmt: skip
     atomic_write_text(args.out / "results.json", json.dumps({"summary": summary, "curve": curve}, indent=2))
     atomic_write_text(args.out / "results.md", markdown(curve, summary))
-    plotted = plot(curve, args.out / "mpjpe.png")
+    plotted = plot(curve, args.out)
     print(markdown(curve, summary))
-    print(
-        f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}"
-        + (f", {args.out / 'mpjpe.png'}" if plotted else " (no matplotlib: no plot)")
-    )
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'results.md'}" + "".join(f", {path}" for path in plotted))
 
 
 if __name__ == "__main__":

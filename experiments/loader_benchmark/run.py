@@ -4,7 +4,8 @@
 
 Writes synthetic shards under DIR (default: a temporary folder) unless they are there, then times
 full training epochs of each DataModule, side by side in one run. Prints a table and writes
-``results.json`` and ``results.md`` next to this file (or to --out).
+``results.json``, ``results.md`` and ``results.png`` (bars; needs matplotlib) next to this file (or
+to --out). ``--plot-only`` redraws ``results.png`` from the ``results.json`` in --out.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from phalp_lightning.utils.io import atomic_write_text
 
 
 def _time_loader(module, batches: int, warmup: int = 2) -> dict:
@@ -46,6 +49,25 @@ GPU_NOTE = ['',
     '~40 kB and the pose transformer is small: its loader (>1,300 samples/s) keeps up with a GPU at small batch.']
 
 
+def plot(report: dict, path: Path) -> Path | None:
+    """Samples/s per loader (groups) and worker count (bars), log scale: the loaders differ 30x."""
+    from phalp_lightning.utils.plotting import PlottingUnavailableError, save_bars
+
+    loaders = list(dict.fromkeys(row["loader"] for row in report["results"]))
+    workers = list(dict.fromkeys(row["workers"] for row in report["results"]))
+    rate = {(row["loader"], row["workers"]): row["samples_per_s"] for row in report["results"]}
+    series = {f"{count} worker{'s' if count != 1 else ''}": [rate.get((loader, count), float("nan")) for loader in loaders]
+              for count in workers}
+    threads = report.get("machine", {}).get("torch_threads_main")
+    try:
+        return save_bars(path, loaders, series, ylabel="samples/s (log)", log_y=True, value_format="{:.0f}",
+                         title=f"DataModule throughput ({report.get('machine', {}).get('cpus')} shared CPUs, "
+                               f"torch threads {threads})")
+    except PlottingUnavailableError as error:
+        print(f"warning: no {path.name}: {error}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="folder for the synthetic shards (kept)")
@@ -54,7 +76,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--crop-size", type=int, default=256, help="crop size of the batches (stored crops are 128 px)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads in the main process (collation with workers=0)")
+    parser.add_argument("--plot-only", action="store_true", help="redraw results.png from OUT/results.json")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        report = json.loads((args.out / "results.json").read_text())
+        print("wrote", plot(report, args.out / "results.png"))
+        return report
     import torch
 
     if args.torch_threads:
@@ -89,11 +116,12 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(args.out / "results.json", json.dumps(report, indent=2))
     lines = ["| loader | workers | samples/s |", "|---|---|---|"]
     lines += [f"| {row['loader']} | {row['workers']} | {row['samples_per_s']} |" for row in results]
-    lines += GPU_NOTE
-    (args.out / "results.md").write_text(f"Command: `{report['command'].strip()}` ({report['machine']['cpus']} CPUs, shared; torch threads in the main process: {torch.get_num_threads()})\n\n" + "\n".join(lines) + "\n")
+    lines += ["", "![samples/s per loader and worker count](results.png)", *GPU_NOTE]
+    atomic_write_text(args.out / "results.md", f"Command: `{report['command'].strip()}` ({report['machine']['cpus']} CPUs, shared; torch threads in the main process: {torch.get_num_threads()})\n\n" + "\n".join(lines) + "\n")
+    plot(report, args.out / "results.png")
     return report
 
 

@@ -140,6 +140,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_evaluation_loggers(cfg.get("logger"))
     frames = _read_frames(_paths(cfg.sample_frames), cfg.max_sample_frames) if cfg.get("sample_frames") else []
     report(result, cfg.paths.output_dir, loggers=loggers, sample_frames=frames)
+    if cfg.get("plot", False):
+        from phalp_lightning.evaluation.plots import write_evaluation_plots
+
+        log.info("Wrote plots: %s", ", ".join(str(p) for p in write_evaluation_plots(result, cfg.paths.output_dir)))
     for logger in loggers:
         logger.finalize("success")
     return result.overall
