@@ -61,6 +61,13 @@ def safe_globals() -> tuple[Any, ...]:
         allowed += [value for value in vars(nodes).values() if isinstance(value, type) and issubclass(value, base.Node)]
     except ImportError:  # pragma: no cover - omegaconf comes with hydra
         pass
+    try:
+        # Hydra's wrapper of a `_partial_: true` target: a functools.partial subclass (built, never called, here).
+        from hydra._internal.target_policy import _DeferredTarget
+
+        allowed.append(_DeferredTarget)
+    except ImportError:  # older Hydra pickles plain functools.partial
+        pass
     from phalp_lightning.models import pose_transformer_module
 
     allowed.append(pose_transformer_module.WarmupCosine)  # our LR-schedule factor, a plain object
