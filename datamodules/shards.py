@@ -343,7 +343,10 @@ def _check_complete(url: str) -> None:
         handle.seek(max(0, size - 1024))
         tail = handle.read(1024)
     if size < 1024 or size % 512 != 0 or tail.strip(b"\0"):
-        raise ShardError(f"shard {url} is truncated or not a tar file (size {size} B, no end-of-archive blocks); re-create it")
+        raise ShardError(
+            f"shard {url} is truncated or not a tar file (size {size} B, no end-of-archive blocks)",
+            "re-create it (or copy it again)",
+        )
 
 
 def count_shard_samples(urls: Sequence[str]) -> int:
@@ -383,7 +386,8 @@ def iterate_shard(url: str) -> Iterator[dict[str, Any]]:
         raise
     except Exception as error:  # tarfile.ReadError, EOFError, OSError ...
         after = f" after sample {last_key!r}" if last_key else ""
-        raise ShardError(f"cannot read shard {url}{after}: {type(error).__name__}: {error.args[0] if error.args else ''}") from error
+        reason = error.args[0] if error.args else ""
+        raise ShardError(f"cannot read shard {url}{after}: {type(error).__name__}: {reason}", "re-create it (or copy it again)") from error
 
 
 def _require(sample: dict[str, Any], required: Sequence[str], kind: str) -> None:
