@@ -256,3 +256,61 @@ def test_truncated_shard_and_resume_checkpoint_are_named(assets, crop_shards, tm
     resume.write_bytes(b"PK\x03\x04 not really a zip")
     result = run_cli("train.py", [*_hmar_args(crop_shards), "logger=none", f"ckpt_path={resume}"], assets, tmp_path / "run2")
     assert_one_line_error(result, f"checkpoint to resume (ckpt_path) {resume}", "truncated or corrupt")
+
+
+# ---------------------------------------------------- what the command line cannot observe directly
+
+
+class _CountingSource:
+    """A 6-frame source that counts decoded frames; frame ``bad`` fails to decode."""
+
+    def __init__(self, name: str, bad: int | None = None) -> None:
+        self.name, self.path, self.bad, self.decoded = name, Path(f"{name}.mp4"), bad, 0
+
+    def __len__(self) -> int:
+        return 6
+
+    def frame_name(self, index: int) -> str:
+        return f"{self.name}/{index:06d}.jpg"
+
+    def given_boxes(self, index: int):
+        return None
+
+    def read(self, index: int) -> np.ndarray:
+        from phalp_lightning.datamodules.video import FrameSourceError
+
+        if index == self.bad:
+            raise FrameSourceError(f"video {self.path}: frame {index} cannot be decoded")
+        self.decoded += 1
+        return np.zeros((4, 4, 3), np.uint8)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failed_video_is_not_decoded_further_and_the_others_are():
+    from phalp_lightning.datamodules.video import VideoChunks
+
+    broken, stopped, healthy = _CountingSource("broken", bad=2), _CountingSource("stopped"), _CountingSource("healthy")
+    chunks = VideoChunks([broken, stopped, healthy], batch_size=2)
+    batches = [chunks[item] for item in range(len(chunks)) if chunks.chunks[item][0] == 0]
+    assert [batch["error"] is None for batch in batches] == [True, False, False]
+    assert broken.decoded == 2 and batches[2].get("stopped")  # the third chunk was not decoded
+    first = chunks[3]  # "stopped": the callback stops it after its first chunk (e.g. HMAR failed)
+    assert first["error"] is None
+    chunks.stop("stopped")
+    assert all(chunks[item]["error"] for item in (4, 5)) and stopped.decoded == 2
+    assert all(chunks[item]["error"] is None for item in (6, 7, 8)) and healthy.decoded == 6
+
+
+def test_the_tracker_callback_stops_the_video_it_fails():
+    from types import SimpleNamespace
+
+    from phalp_lightning.tracking.callback import TrackerCallback, VideoReport
+
+    stopped: list[str] = []
+    callback = TrackerCallback(tracker=SimpleNamespace(reset=lambda: None), writers=[], output_dir=".")
+    callback._trainer = SimpleNamespace(datamodule=SimpleNamespace(stop_video=stopped.append))
+    callback._current = VideoReport(name="walk", source="walk.mp4")
+    callback._fail("RuntimeError: HMAR failed")
+    assert stopped == ["walk"] and callback._current.error == "RuntimeError: HMAR failed"

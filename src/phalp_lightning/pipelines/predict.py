@@ -151,6 +151,8 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     """Track every video of ``cfg.video``; returns one report per video (raises PredictError if any failed)."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    if OmegaConf.is_missing(cfg, "video"):
+        raise UserError("video is not set", "pass video=<video file | image folder | boxes file> or a list video=[a,b]")
     videos = video_list(cfg.video)
     output_dir = Path(cfg.output_dir)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.rendering.overlay import draw_tracks
 from phalp_lightning.sinks.base import VideoInfo
 from phalp_lightning.structures import FrameTracks
@@ -41,7 +42,7 @@ class VideoRenderWriter:
         assets_dir: str | None = None,
     ) -> None:
         if mode not in ("boxes", "mesh"):
-            raise ValueError(f"render mode must be 'boxes' or 'mesh', got {mode!r}")
+            raise UserError(f"render.writer.mode={mode!r}: unknown render mode", "use render=boxes or render=mesh")
         self.mode = mode
         self.fps = fps
         self.output_width = output_width
