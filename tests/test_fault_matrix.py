@@ -178,7 +178,8 @@ def test_maskrcnn_without_detectron2_says_how_to_install_it(assets, inputs, tmp_
 @pytest.mark.slow
 def test_incomplete_render_is_never_finished_and_a_rerun_redoes_a_damaged_one(assets, inputs, tmp_path):
     out = tmp_path / "out"
-    args = [f"video={inputs['clip']}", "render=boxes", "writers.results=null", "writers.mot=null", f"output_dir={out}", *FAST]
+    # detector=given_boxes: no detector runs on the clip (the render is what is under test).
+    args = [f"video={inputs['clip']}", "detector=given_boxes", "render=boxes", "writers.results=null", "writers.mot=null", f"output_dir={out}", *FAST]
     final = out / "PHALP_clip.mp4"
     # 1. The file-size limit cuts the render short: the video fails, nothing under the final name.
     result = run_cli("predict.py", args, assets, tmp_path / "run1", file_size_limit=12_000)

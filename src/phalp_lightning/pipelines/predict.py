@@ -161,6 +161,7 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     if rank_zero_only.rank == 0:
         # Leftovers of a killed run: temporaries of unfinished files and report files.
         swept = sweep_temporaries(output_dir)
+        (output_dir / ".predict_reports" / "reports.json").unlink(missing_ok=True)
         if swept:
             log.info("removed %d temporary file(s) left by an interrupted run under %s", len(swept), output_dir)
     exclude = [] if cfg.get("overwrite", False) else finished_videos(videos, writers, output_dir)
@@ -225,5 +226,9 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         log.info("Evaluation (%s): %s", output_dir / "evaluation", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     failed = [report for report in reports if report.error]
     if failed:
-        raise PredictError("; ".join(f"{report.source}: {report.error}" for report in failed))
+        problems = [report.error if report.source in report.error else f"{report.source}: {report.error}" for report in failed]
+        raise PredictError(
+            f"{len(failed)} of {len(reports)} video(s) failed: " + "; ".join(problems),  # type: ignore[arg-type]
+            "the others were written; fix these and rerun (finished videos are skipped)",
+        )
     return reports
