@@ -245,6 +245,7 @@ def test_train_hmar_without_a_logger_runs(assets, crop_shards, tmp_path):
     assert "learning-rate monitor is dropped" in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_truncated_shard_and_resume_checkpoint_are_named(assets, crop_shards, tmp_path):
     shards = tmp_path / "shards"
     subprocess.run(["cp", "-r", str(crop_shards), str(shards)], check=True)
