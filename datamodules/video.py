@@ -394,7 +394,7 @@ def open_source(
 class VideoChunks(Dataset):
     """Batches of consecutive frames: item k is chunk k of one video, never spanning two videos."""
 
-    def __init__(self, sources: Sequence[FrameSource], batch_size: int) -> None:
+    def __init__(self, sources: Sequence[FrameSource], batch_size: int, placeholder: bool = False) -> None:
         self.sources = list(sources)
         # Set when a video fails: its remaining chunks are not decoded. In shared memory, so
         # DataLoader workers see what the main process sets.
@@ -404,6 +404,10 @@ class VideoChunks(Dataset):
             for video, source in enumerate(self.sources)
             for start in range(0, len(source), batch_size)
         ]
+        if placeholder and not self.chunks:
+            # A DDP rank without a video still needs one batch: Lightning refuses a rank whose
+            # loader is empty while others have batches. The batch carries no frames and is ignored.
+            self.chunks = [(-1, 0, 0)]
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -416,6 +420,9 @@ class VideoChunks(Dataset):
         (nor those of a video :meth:`stop` was called for).
         """
         video, start, stop = self.chunks[item]
+        if video < 0:
+            return {"video": "", "video_path": "", "num_frames": 0, "frame_index": torch.zeros(0, dtype=torch.long), "frame_name": [],
+                    "given": [], "is_first": False, "is_last": False, "images": None, "error": "no video on this rank", "placeholder": True}  # fmt: skip
         source = self.sources[video]
         batch: dict[str, Any] = {
             "video": source.name,
@@ -532,7 +539,8 @@ class VideoDataModule(L.LightningDataModule):
             self._chunks.stop(name)
 
     def predict_dataloader(self) -> DataLoader:
-        self._chunks = VideoChunks(self.sources, self.batch_size)
+        world = getattr(getattr(self, "trainer", None), "world_size", 1)
+        self._chunks = VideoChunks(self.sources, self.batch_size, placeholder=world > 1)
         return DataLoader(
             self._chunks,
             batch_size=None,

@@ -316,3 +316,19 @@ def test_the_tracker_callback_stops_the_video_it_fails():
     callback._current = VideoReport(name="walk", source="walk.mp4")
     callback._fail("RuntimeError: HMAR failed")
     assert stopped == ["walk"] and callback._current.error == "RuntimeError: HMAR failed"
+
+
+def test_a_ddp_rank_without_a_video_gets_one_frameless_batch_that_is_ignored():
+    from types import SimpleNamespace
+
+    from phalp_lightning.datamodules.video import VideoChunks
+
+    from phalp_lightning.tracking.callback import TrackerCallback
+
+    assert len(VideoChunks([], batch_size=2)) == 0
+    chunks = VideoChunks([], batch_size=2, placeholder=True)
+    (batch,) = [chunks[0]]
+    assert batch["placeholder"] and batch["error"] and batch["images"] is None
+    callback = TrackerCallback(tracker=SimpleNamespace(reset=lambda: None), writers=[], output_dir=".")
+    callback.write_on_batch_end(SimpleNamespace(callbacks=[]), None, None, None, batch, 0)
+    assert callback.reports == []

@@ -237,6 +237,8 @@ class TrackerCallback(BasePredictionWriter):
     ) -> None:
         """Track the frames of one batch (called by Lightning after ``predict_step``)."""
         self._trainer = trainer
+        if batch.get("placeholder"):  # the frameless batch of a DDP rank without a video
+            return
         if self._current is None or self._current.name != batch["video"] or batch["is_first"]:
             self._finish()
             self._start(batch)
