@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tarfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ from phalp_lightning.datamodules.shards import (
     EpochDataLoader,
     ShardSource,
     ShardStream,
+    count_shard_samples,
     distributed_info,
     expand_shards,
 )
@@ -24,16 +24,8 @@ ShardSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
 def count_samples(urls: Sequence[str]) -> int:
-    """Number of samples in tar shards (reads only the member headers)."""
-    total = 0
-    for url in urls:
-        keys = set()
-        with tarfile.open(url) as archive:
-            for member in archive:
-                if member.isreg():
-                    keys.add(member.name.split(".", 1)[0])
-        total += len(keys)
-    return total
+    """Number of samples in tar shards (reads only the member headers; a truncated shard is named)."""
+    return count_shard_samples(urls)
 
 
 class ShardDataModule(L.LightningDataModule):

@@ -53,6 +53,10 @@ class ShardError(UserError, ValueError):
     """A shard or a sample in it is missing, truncated or malformed; the message names which."""
 
 
+class ShardNotFoundError(ShardError, FileNotFoundError):
+    """A shard spec names no file."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Shard lists
 # ---------------------------------------------------------------------------------------------
@@ -77,14 +81,14 @@ def expand_shards(spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
             if any(char in expanded for char in "*?["):
                 matches = sorted(glob.glob(expanded))
                 if not matches:
-                    raise FileNotFoundError(f"no shard matches {expanded!r}; create shards with: {hint}")
+                    raise ShardNotFoundError(f"no shard matches {expanded!r}; create shards with: {hint}")
                 urls.extend(matches)
             elif not Path(expanded).is_file():
-                raise FileNotFoundError(f"shard not found: {expanded}; create shards with: {hint}")
+                raise ShardNotFoundError(f"shard not found: {expanded}; create shards with: {hint}")
             else:
                 urls.append(expanded)
     if not urls:
-        raise FileNotFoundError(f"the shard spec {spec!r} names no file; create shards with: {hint}")
+        raise ShardNotFoundError(f"the shard spec {spec!r} names no file; create shards with: {hint}")
     return urls
 
 
@@ -339,7 +343,29 @@ def _check_complete(url: str) -> None:
         handle.seek(max(0, size - 1024))
         tail = handle.read(1024)
     if size < 1024 or size % 512 != 0 or tail.strip(b"\0"):
-        raise ShardError(f"shard {url} is truncated or not a tar file (size {size} B, no end-of-archive blocks); re-create it")
+        raise ShardError(
+            f"shard {url} is truncated or not a tar file (size {size} B, no end-of-archive blocks)",
+            "re-create it (or copy it again)",
+        )
+
+
+def count_shard_samples(urls: Sequence[str]) -> int:
+    """Number of samples in tar shards (reads only the member headers); a bad shard is named."""
+    import tarfile
+
+    total = 0
+    for url in urls:
+        _check_complete(url)
+        keys = set()
+        try:
+            with tarfile.open(url) as archive:
+                for member in archive:
+                    if member.isreg():
+                        keys.add(member.name.split(".", 1)[0])
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise ShardError(f"cannot read shard {url}: {type(error).__name__}: {error}", "re-create it") from error
+        total += len(keys)
+    return total
 
 
 def iterate_shard(url: str) -> Iterator[dict[str, Any]]:
@@ -360,7 +386,8 @@ def iterate_shard(url: str) -> Iterator[dict[str, Any]]:
         raise
     except Exception as error:  # tarfile.ReadError, EOFError, OSError ...
         after = f" after sample {last_key!r}" if last_key else ""
-        raise ShardError(f"cannot read shard {url}{after}: {type(error).__name__}: {error.args[0] if error.args else ''}") from error
+        reason = error.args[0] if error.args else ""
+        raise ShardError(f"cannot read shard {url}{after}: {type(error).__name__}: {reason}", "re-create it (or copy it again)") from error
 
 
 def _require(sample: dict[str, Any], required: Sequence[str], kind: str) -> None:

@@ -26,6 +26,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from phalp_lightning.errors import UserError
 from phalp_lightning.structures import Detections
+from phalp_lightning.utils.logging import get_logger
+
+log = get_logger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 BOX_EXTENSIONS = (".pkl", ".txt", ".json")
@@ -233,16 +236,32 @@ def image_folder_source(folder: str | os.PathLike[str], start_frame: int | None 
     return ImageListSource(name, folder, images, start_frame, end_frame)
 
 
-def _given(boxes_xywh: np.ndarray, track_ids: np.ndarray | None) -> Detections | None:
-    """Given boxes [x, y, w, h] -> Detections (xyxy, score 1); None when the list is empty (spec 4.2)."""
-    boxes_xywh = np.asarray(boxes_xywh, dtype=np.float32).reshape(-1, 4)
-    if len(boxes_xywh) == 0:
+def _given(
+    boxes_xywh: Any, track_ids: np.ndarray | None, scores: np.ndarray | None = None, where: str = "boxes file"
+) -> Detections | None:
+    """Given boxes [x, y, w, h] -> Detections (xyxy); None when the list is empty (spec 4.2).
+
+    ``scores`` are the file's confidences (MOT det files), else 1. A list that is not N x 4 raises
+    :class:`FrameSourceError` naming ``where`` (the file and frame), so only that video fails.
+    """
+    try:
+        boxes_xywh = np.asarray(boxes_xywh, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise FrameSourceError(f"{where}: boxes are not numbers ({error})", "give an N x 4 array [x, y, w, h] per frame") from error
+    if boxes_xywh.size == 0:
         return None
+    if boxes_xywh.ndim == 1 and boxes_xywh.shape[0] == 4:
+        boxes_xywh = boxes_xywh[None]
+    if boxes_xywh.ndim != 2 or boxes_xywh.shape[1] != 4:
+        raise FrameSourceError(f"{where}: boxes have shape {tuple(boxes_xywh.shape)}, expected N x 4 [x, y, w, h]", "fix or regenerate the boxes file")
+    if not np.isfinite(boxes_xywh).all():
+        raise FrameSourceError(f"{where}: boxes contain NaN or infinite values", "fix or regenerate the boxes file")
     boxes = torch.from_numpy(np.concatenate([boxes_xywh[:, :2], boxes_xywh[:, :2] + boxes_xywh[:, 2:]], axis=1))
     ids = None
     if track_ids is not None and len(track_ids) == len(boxes_xywh):
         ids = torch.as_tensor(np.asarray(track_ids, dtype=np.int64))
-    return Detections(boxes=boxes, scores=torch.ones(len(boxes)), track_ids=ids)
+    confidence = torch.ones(len(boxes)) if scores is None else torch.as_tensor(np.asarray(scores, dtype=np.float32)).reshape(-1)
+    return Detections(boxes=boxes, scores=confidence, track_ids=ids)
 
 
 def phalp_boxes_source(path: Path, base_path: Path | None, start_frame: int | None, end_frame: int | None) -> ImageListSource:
@@ -263,7 +282,8 @@ def phalp_boxes_source(path: Path, base_path: Path | None, start_frame: int | No
         if "gt_bbox" not in record:
             raise FrameSourceError(f"boxes file {path}: frame {name!r} has no 'gt_bbox' key")
         ids = (record.get("extra_data") or {}).get("gt_track_id")
-        boxes.append(_given(record["gt_bbox"], None if ids is None or len(ids) == 0 else np.asarray(ids)))
+        ids = None if ids is None or len(ids) == 0 else np.asarray(ids)
+        boxes.append(_given(record["gt_bbox"], ids, where=f"boxes file {path}, frame {name!r}"))
     return ImageListSource(source_name(path), path, [base / name for name in names], start_frame, end_frame, boxes)
 
 
@@ -271,7 +291,9 @@ def mot_boxes_source(path: Path, base_path: Path | None, start_frame: int | None
     """MOT-challenge ``det.txt``/``gt.txt`` (frame, id, x, y, w, h, conf, ...; frames 1-based) with its ``img1/`` folder.
 
     In a ``gt/gt.txt`` with class columns, only rows flagged for evaluation (column 7 != 0) of class 1
-    (pedestrian) are kept; ``det.txt`` ids are not track ids and are dropped.
+    (pedestrian) are kept; ``det.txt`` ids are not track ids and are dropped. A ``det.txt``'s
+    confidences are kept as the boxes' scores (and written to the MOT output's conf column); a
+    ``gt.txt``'s conf column is an evaluation flag, so its boxes score 1.
     """
     from phalp_lightning.datamodules.formats.mot import MOTFormatError, read_mot
 
@@ -285,6 +307,13 @@ def mot_boxes_source(path: Path, base_path: Path | None, start_frame: int | None
     except MOTFormatError as error:
         raise FrameSourceError(f"boxes file {path}: {error}") from error
     is_gt = path.parent.name == "gt"
+    if not is_gt and len(rows.confidences) and ((rows.confidences < 0) | (rows.confidences > 1)).any():
+        # The tracker weighs appearance updates by score**2 (PHALP), which needs scores in [0, 1].
+        log.warning(
+            "boxes file %s: confidences span [%.3g, %.3g]; clipped to [0, 1] (the tracker and the MOT output use them)",
+            path, rows.confidences.min(), rows.confidences.max(),
+        )
+        rows = type(rows)(rows.frames, rows.track_ids, rows.boxes_xywh, np.clip(rows.confidences, 0, 1), rows.extra, rows.path)
     if is_gt and rows.extra.shape[1] >= 1:
         keep = (rows.confidences != 0) & (rows.extra[:, 0] == 1)
         rows = type(rows)(rows.frames[keep], rows.track_ids[keep], rows.boxes_xywh[keep], rows.confidences[keep], rows.extra[keep], rows.path)
@@ -292,7 +321,8 @@ def mot_boxes_source(path: Path, base_path: Path | None, start_frame: int | None
     for frame_number in range(1, len(images) + 1):
         frame_rows = rows.frame(frame_number)
         ids = None if path.parent.name == "det" else frame_rows.track_ids
-        boxes.append(_given(frame_rows.boxes_xywh, ids))
+        scores = None if is_gt else frame_rows.confidences
+        boxes.append(_given(frame_rows.boxes_xywh, ids, scores, where=f"boxes file {path}, frame {frame_number}"))
     return ImageListSource(source_name(path), path, images, start_frame, end_frame, boxes)
 
 
@@ -308,7 +338,8 @@ def posetrack_boxes_source(path: Path, base_path: Path | None, start_frame: int 
     boxes = []
     for frame in video.frames:
         people = [person for person in frame.people if person.box_xywh is not None]
-        boxes.append(_given(np.array([p.box_xywh for p in people], dtype=np.float32), np.array([p.track_id for p in people])))
+        where = f"boxes file {path}, image {frame.file_name}"
+        boxes.append(_given([p.box_xywh for p in people], np.array([p.track_id for p in people]), where=where))
     return ImageListSource(source_name(path), path, [base / frame.file_name for frame in video.frames], start_frame, end_frame, boxes)
 
 
@@ -363,13 +394,20 @@ def open_source(
 class VideoChunks(Dataset):
     """Batches of consecutive frames: item k is chunk k of one video, never spanning two videos."""
 
-    def __init__(self, sources: Sequence[FrameSource], batch_size: int) -> None:
+    def __init__(self, sources: Sequence[FrameSource], batch_size: int, placeholder: bool = False) -> None:
         self.sources = list(sources)
+        # Set when a video fails: its remaining chunks are not decoded. In shared memory, so
+        # DataLoader workers see what the main process sets.
+        self.stopped = torch.zeros(len(self.sources), dtype=torch.bool).share_memory_()
         self.chunks = [
             (video, start, min(start + batch_size, len(source)))
             for video, source in enumerate(self.sources)
             for start in range(0, len(source), batch_size)
         ]
+        if placeholder and not self.chunks:
+            # A DDP rank without a video still needs one batch: Lightning refuses a rank whose
+            # loader is empty while others have batches. The batch carries no frames and is ignored.
+            self.chunks = [(-1, 0, 0)]
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -378,9 +416,13 @@ class VideoChunks(Dataset):
         """A batch: ``images`` (B, H, W, 3) uint8 RGB, ``frame_index`` (B,), names, given boxes, flags.
 
         A frame that cannot be decoded gives a batch with ``error`` set (and no images) instead of
-        raising, so the other videos of the run go on.
+        raising, so the other videos of the run go on; the video's later chunks are then not decoded
+        (nor those of a video :meth:`stop` was called for).
         """
         video, start, stop = self.chunks[item]
+        if video < 0:
+            return {"video": "", "video_path": "", "num_frames": 0, "frame_index": torch.zeros(0, dtype=torch.long), "frame_name": [],
+                    "given": [], "is_first": False, "is_last": False, "images": None, "error": "no video on this rank", "placeholder": True}  # fmt: skip
         source = self.sources[video]
         batch: dict[str, Any] = {
             "video": source.name,
@@ -393,19 +435,33 @@ class VideoChunks(Dataset):
             "is_last": stop == len(source),
             "error": None,
         }
+        if self.stopped[video]:
+            batch.update(images=None, error=f"video {source.path}: not decoded after an earlier failure", stopped=True)
+            if stop == len(source):
+                source.close()
+            return batch
         try:
             frames = [source.read(i) for i in range(start, stop)]
         except FrameSourceError as error:
+            self.stopped[video] = True
+            source.close()
             batch.update(images=None, error=str(error))
             return batch
         shapes = {frame.shape for frame in frames}
         if len(shapes) > 1:
+            self.stopped[video] = True
             batch.update(images=None, error=f"video {source.path}: frames {start}..{stop - 1} differ in size {sorted(shapes)}")
             return batch
         batch["images"] = torch.from_numpy(np.stack(frames))
         if stop == len(source):
             source.close()
         return batch
+
+    def stop(self, name: str) -> None:
+        """Skip the rest of video ``name`` (it failed downstream): no more decoding, detection or HMAR."""
+        for video, source in enumerate(self.sources):
+            if source.name == name:
+                self.stopped[video] = True
 
 
 def _keep_batch(batch: dict[str, Any]) -> dict[str, Any]:
@@ -436,10 +492,10 @@ class VideoDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserError(f"source.batch_size={batch_size}: must be >= 1", "set source.batch_size to a positive number of frames")
         self.videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
         if not self.videos:
-            raise ValueError("no video given: pass video=<file or folder> (or a list)")
+            raise UserError("video=[]: no video given", "pass video=<file or folder> (or a list)")
         self.start_frame = start_frame
         self.end_frame = end_frame
         self.batch_size = batch_size
@@ -449,6 +505,7 @@ class VideoDataModule(L.LightningDataModule):
         self.sources: list[FrameSource] = []
         self.failures: dict[str, str] = {}
         self.skipped: list[str] = []
+        self._chunks: VideoChunks | None = None
 
     def setup(self, stage: str | None = None) -> None:
         """Open this rank's videos; a video that cannot be opened is recorded in ``failures``."""
@@ -465,7 +522,10 @@ class VideoDataModule(L.LightningDataModule):
                 self.failures[str(path)] = str(error)
                 continue
             if source.name in names:
-                raise ValueError(f"videos {names[source.name]} and {path} have the same name {source.name!r}; their outputs would collide")
+                raise UserError(
+                    f"videos {names[source.name]} and {path} have the same name {source.name!r}: their outputs would collide",
+                    "rename one of them, or track them in separate runs (output_dir=...)",
+                )
             names[source.name] = str(path)
             if source.name in self.exclude:
                 self.skipped.append(source.name)
@@ -473,9 +533,16 @@ class VideoDataModule(L.LightningDataModule):
                 continue
             self.sources.append(source)
 
+    def stop_video(self, name: str) -> None:
+        """Called when video ``name`` failed: its remaining frames are not decoded or run through the models."""
+        if self._chunks is not None:
+            self._chunks.stop(name)
+
     def predict_dataloader(self) -> DataLoader:
+        world = getattr(getattr(self, "trainer", None), "world_size", 1)
+        self._chunks = VideoChunks(self.sources, self.batch_size, placeholder=world > 1)
         return DataLoader(
-            VideoChunks(self.sources, self.batch_size),
+            self._chunks,
             batch_size=None,
             shuffle=False,
             num_workers=self.num_workers,

@@ -141,4 +141,4 @@ def test_converter_command_reports_errors_without_a_traceback(tmp_path, capsys):
         main([str(tmp_path / "absent.pth"), str(tmp_path / "out.ckpt")])
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
-    assert "checkpoint not found" in message and "absent.pth" in message
+    assert "no such file" in message and "absent.pth" in message

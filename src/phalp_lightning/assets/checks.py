@@ -275,27 +275,17 @@ def _omegaconf_globals() -> list[Any]:
 
 
 def _torch_load(path: Path) -> Any:
-    """Weights-only load (OmegaConf configs allowed); a file that needs more is loaded fully, with a warning."""
-    import torch
+    """The project's one checkpoint loader, for a release file the user asked to download.
 
-    def refused(error: Exception) -> bool:
-        return "weights only" in str(error).lower() or "weights_only" in str(error)
+    Asking for the published file is the trust decision here: the loader tries the safe, weights-only
+    unpickler first and only then the full one, with its loud UNSAFE LOAD warning.
+    """
+    from phalp_lightning.utils.checkpoints import CheckpointError, load_checkpoint
 
-    for allowed in ([], _omegaconf_globals()):
-        try:
-            with torch.serialization.safe_globals(allowed):
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-        except Exception as error:  # noqa: BLE001 - classified below
-            if not refused(error):
-                raise _Invalid(f"does not load as a torch checkpoint ({one_line(str(error))[:200]})") from error
-    log.warning(
-        "%s holds pickled objects besides tensors and configs; loading it with the full unpickler (trusted release file)",
-        path,
-    )
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - any failure here means a damaged file
-        raise _Invalid(f"does not load as a torch checkpoint ({type(error).__name__}: {one_line(str(error))[:200]})") from error
+        return load_checkpoint(path, map_location="cpu", trusted=True, what="release file", extra_safe_globals=_omegaconf_globals())
+    except CheckpointError as error:
+        raise _Invalid(f"does not load as a torch checkpoint ({one_line(str(error))[:200]})") from error
 
 
 def _torch_quick(path: Path) -> str:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from phalp_lightning.detection.base import score_filter, sort_by_score
+from phalp_lightning.errors import UserError
 from phalp_lightning.structures import Detections
 
 _INSTALL_HINT = (
@@ -28,7 +29,8 @@ class Detectron2Detector(torch.nn.Module):
     Args:
         config_file: a LazyConfig ``.py`` (e.g. ViTDet's ``cascade_mask_rcnn_vitdet_h_75ep.py``) or a
             yacs ``.yaml`` file, or a name inside detectron2's model zoo (``COCO-InstanceSegmentation/...``).
-        weights: local path of the matching weights (``model_final_f05665.pkl`` for ViTDet-H).
+        weights: local path of the matching weights (``model_final_f05665.pkl`` for ViTDet-H); for a
+            model-zoo config the error when it is missing gives the zoo's URL of its weights.
         score_threshold: keep persons with score strictly above this (PHALP: 0.8).
         model_score_threshold: the model's own ``test_score_thresh`` (PHALP: 0.5).
         nms_threshold: override of the box-head NMS IoU (None keeps the config's).
@@ -48,9 +50,11 @@ class Detectron2Detector(torch.nn.Module):
         try:
             import detectron2  # noqa: F401
         except ImportError as error:
-            raise ImportError(_INSTALL_HINT) from error
-        if not Path(weights).is_file():
-            raise FileNotFoundError(f"detectron2 weights {weights!r} not found; download them once and pass detector.weights=<file>")
+            raise DetectorSetupError("detector: detectron2 is not installed", _INSTALL_HINT.split("; ", 1)[1]) from error
+        config_file = resolve_config_file(config_file)
+        if not weights or not Path(weights).is_file():
+            what = "detector.weights is not set" if not weights else f"detector.weights={weights}: no such file"
+            raise DetectorSetupError(what, weights_hint(config_file))
         self.score_threshold = score_threshold
         self.input_format = input_format
         self.model = _build_model(config_file, weights, model_score_threshold, nms_threshold)
@@ -83,6 +87,43 @@ class Detectron2Detector(torch.nn.Module):
         return results
 
 
+class DetectorSetupError(UserError, ImportError):
+    """The detector cannot be built: backend missing, config or weights not found (says how to fix it)."""
+
+
+def resolve_config_file(config_file: str) -> str:
+    """A local config file as is, else the file of that name in detectron2's model zoo (shipped with it)."""
+    if not config_file:
+        raise DetectorSetupError("detector.config_file is not set", "pass a detectron2 config file or a model-zoo name")
+    if Path(config_file).is_file():
+        return config_file
+    from detectron2 import model_zoo
+
+    try:
+        return model_zoo.get_config_file(config_file)
+    except RuntimeError as error:
+        raise DetectorSetupError(
+            f"detector.config_file={config_file}: neither a file nor a config in detectron2's model zoo",
+            "pass the path of a detectron2 config (.py LazyConfig or .yaml) or a model-zoo name such as "
+            "new_baselines/mask_rcnn_regnety_4gf_dds_FPN_400ep_LSJ.py",
+        ) from error
+
+
+def weights_hint(config_file: str) -> str:
+    """How to get the weights of ``config_file`` (nothing is downloaded here)."""
+    hint = "download the matching weights once and pass detector.weights=<local file>"
+    marker = "model_zoo/configs/"
+    if marker in config_file.replace("\\", "/"):
+        from detectron2 import model_zoo
+
+        name = config_file.replace("\\", "/").split(marker, 1)[1]
+        try:
+            return f"{hint} (for {name}: {model_zoo.get_checkpoint_url(name)})"
+        except RuntimeError:
+            pass
+    return hint
+
+
 def _build_model(config_file: str, weights: str, score_threshold: float, nms_threshold: float | None) -> torch.nn.Module:
     from detectron2.checkpoint import DetectionCheckpointer
 
@@ -97,12 +138,11 @@ def _build_model(config_file: str, weights: str, score_threshold: float, nms_thr
                 predictor.test_nms_thresh = nms_threshold
         model = instantiate(config.model)
     else:
-        from detectron2 import model_zoo
         from detectron2.config import get_cfg
         from detectron2.modeling import build_model
 
         config = get_cfg()
-        config.merge_from_file(config_file if Path(config_file).is_file() else model_zoo.get_config_file(config_file))
+        config.merge_from_file(config_file)
         config.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
         if nms_threshold is not None:
             config.MODEL.ROI_HEADS.NMS_THRESH_TEST = nms_threshold

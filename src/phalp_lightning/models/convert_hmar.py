@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from phalp_lightning.errors import UserError
+from phalp_lightning.errors import UserError, exit_on_user_error
+from phalp_lightning.utils.checkpoints import load_checkpoint
 from phalp_lightning.utils.io import atomic_output
 
 log = logging.getLogger(__name__)
@@ -152,18 +153,11 @@ def load_official_state_dict(
     return filled
 
 
-def torch_load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
-    """``torch.load`` that tries the safe loader first (these files hold tensors and plain data)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - pickled extras (e.g. OmegaConf) need the full unpickler
-        log.info(
-            "%s: weights-only load failed (%s); loading with weights_only=False (trusted file)", path, error
-        )
-        return torch.load(path, map_location=map_location, weights_only=False)
+def torch_load(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", trusted: bool = False
+) -> Any:
+    """Read an HMAR file with the package's one checkpoint reader (safe first; see ``utils.checkpoints``)."""
+    return load_checkpoint(path, map_location=map_location, trusted=trusted, what="HMAR checkpoint")
 
 
 def lightning_checkpoint(net: nn.Module, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -193,12 +187,15 @@ def save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
 
 
 def convert(
-    official_path: str | os.PathLike[str], out_path: str | os.PathLike[str], assets_dir: str | None = None
+    official_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    assets_dir: str | None = None,
+    trusted: bool = False,
 ) -> list[str]:
     """Convert the official file into a Lightning checkpoint; returns the filled keys."""
     from phalp_lightning.models.components.hmar import HMAR
 
-    official = torch_load(official_path)  # a missing or unreadable file fails before the network is built
+    official = torch_load(official_path, trusted=trusted)  # a missing or unreadable file fails before the network is built
     net = HMAR(assets_dir=assets_dir)
     filled = load_official_state_dict(net, official, source=str(official_path))
     extra = {"phalp_lightning_conversion": {"source": Path(official_path).name, "filled_keys": filled}}
@@ -216,12 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--assets-dir", default=None, help="assets root (default: $PHALP_ASSETS or ~/.cache/phalp_lightning)"
     )
+    parser.add_argument(
+        "--trusted", action="store_true", help="allow the full (code-running) unpickler for a file the safe reader refuses"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        filled = convert(args.official, args.output, args.assets_dir)
-    except (FileNotFoundError, HMARCheckpointError) as error:
-        parser.exit(2, f"error: {error}\n")
+    with exit_on_user_error():
+        filled = convert(args.official, args.output, args.assets_dir, trusted=args.trusted)
     print(
         f"wrote {args.output}"
         + (f" ({len(filled)} key(s) absent from the file kept from the network)" if filled else "")

@@ -38,8 +38,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from phalp_lightning.errors import UserError
+from phalp_lightning.errors import UserError, exit_on_user_error
 from phalp_lightning.models.components.pose_transformer import PoseTransformer, read_mean_std
+from phalp_lightning.utils.checkpoints import load_checkpoint
 from phalp_lightning.utils.io import atomic_output
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ CONFIG_KEY = "pose_transformer_config"
 NORMALISATION_KEY = "pose_normalisation"
 DEFAULT_DIM_HEAD = 64
 DEFAULT_CONV_PAD = 1
+
+
+class PoseCheckpointError(UserError, ValueError):
+    """A pose-transformer checkpoint or its config does not fit the network; names the file."""
 
 
 class CheckpointKeyError(UserError, KeyError):
@@ -133,7 +138,7 @@ def infer_architecture(
         overrides["dim_head"] = DEFAULT_DIM_HEAD
         overrides["heads"] = max(inner // DEFAULT_DIM_HEAD, 1)
     if int(overrides["heads"]) * int(overrides["dim_head"]) != inner:
-        raise ValueError(
+        raise PoseCheckpointError(
             f"{source}: heads*dim_head = {overrides['heads']}*{overrides['dim_head']} != {inner} (to_qkv rows / 3)"
         )
     if "conv_stride" in overrides and "conv_pad" not in overrides:
@@ -147,7 +152,7 @@ def infer_architecture(
         overrides["conv_pad"] = pad
         overrides["conv_stride"] = kernel - 2 * pad
     if int(overrides["conv_stride"]) + 2 * int(overrides["conv_pad"]) != kernel:
-        raise ValueError(f"{source}: conv_stride + 2*conv_pad must equal the kernel size {kernel}")
+        raise PoseCheckpointError(f"{source}: conv_stride + 2*conv_pad must equal the kernel size {kernel}")
 
     architecture: dict[str, Any] = dict(
         dim=dim,
@@ -188,7 +193,7 @@ def official_config_overrides(config: str | os.PathLike[str] | Mapping[str, Any]
 
         loaded = OmegaConf.to_container(OmegaConf.load(config), resolve=True)
         if not isinstance(loaded, dict):
-            raise ValueError(f"{config}: expected a YAML mapping")
+            raise PoseCheckpointError(f"{config}: expected a YAML mapping")
         config = loaded.get("configs", loaded)
     config = dict(config)
     if "transformer" not in config:
@@ -262,20 +267,21 @@ def build_from_state_dict(
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:  # shape mismatches: re-raise naming the file
-        raise ValueError(f"{source}: cannot load into PoseTransformer: {error}") from error
+        raise PoseCheckpointError(f"{source}: cannot load into PoseTransformer: {error}") from error
     return network
 
 
 def load_checkpoint_file(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", trusted: bool = False
 ) -> dict[str, Any]:
-    """``torch.load`` a trusted checkpoint (the official one pickles an OmegaConf config, so not weights-only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pose transformer checkpoint {path} does not exist")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    """Read a pose-transformer checkpoint with the package's one safe reader (``utils.checkpoints``).
+
+    The official file pickles its OmegaConf config; OmegaConf containers are on the reader's
+    allowlist, so it loads without ``trusted``.
+    """
+    checkpoint = load_checkpoint(path, map_location=map_location, trusted=trusted, what="pose predictor checkpoint")
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: expected a checkpoint dict, got {type(checkpoint).__name__}")
+        raise CheckpointKeyError(f"{path}: expected a checkpoint dict, got {type(checkpoint).__name__}")
     return checkpoint
 
 
@@ -286,6 +292,7 @@ def load_pose_transformer(
     mean_std: str | os.PathLike[str] | None = None,
     reference_quirks: bool = False,
     skip_pose_encoder: bool = False,
+    trusted: bool = False,
 ) -> PoseTransformer:
     """Load our checkpoint or the official ``pose_predictor.pth`` (+ its YAML) as an eval-mode network.
 
@@ -298,14 +305,15 @@ def load_pose_transformer(
             the registered asset (``phalp_lightning.assets.resolve("mean_std")``).
         reference_quirks: see :meth:`PoseTransformer.predict_next`.
         skip_pose_encoder: reproduce PHALP master's loader bug (random pose encoder); never for real use.
+        trusted: allow the code-running unpickler for a file the safe reader refuses (warns).
 
     Returns:
         The network in eval mode.
     """
-    checkpoint = load_checkpoint_file(path, map_location)
+    checkpoint = load_checkpoint_file(path, map_location, trusted=trusted)
     raw = checkpoint.get("state_dict", checkpoint)
     if not isinstance(raw, Mapping) or not raw:
-        raise ValueError(f"{path}: no state_dict in checkpoint (top-level keys {sorted(checkpoint)[:10]})")
+        raise PoseCheckpointError(f"{path}: no state_dict in checkpoint (top-level keys {sorted(checkpoint)[:10]})")
     state_dict, dropped = strip_encoder_prefix(raw)
     if not state_dict:
         raise CheckpointKeyError(
@@ -341,9 +349,10 @@ def convert(
     out: str | os.PathLike[str],
     config: str | os.PathLike[str] | None = None,
     mean_std: str | os.PathLike[str] | None = None,
+    trusted: bool = False,
 ) -> Path:
     """Write the official checkpoint as our checkpoint (``encoder.*`` + config + normalisation), atomically."""
-    network = load_pose_transformer(official, config=config, mean_std=mean_std)
+    network = load_pose_transformer(official, config=config, mean_std=mean_std, trusted=trusted)
     checkpoint = {
         "state_dict": {CHECKPOINT_PREFIX + key: value for key, value in network.state_dict().items()},
         CONFIG_KEY: dict(network.config),
@@ -362,9 +371,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", help="output checkpoint path")
     parser.add_argument("--config", default=None, help="official pose_predictor.yaml (config_40006.yaml)")
     parser.add_argument("--mean-std", default=None, help="mean_std.npy (default: the registered asset)")
+    parser.add_argument(
+        "--trusted", action="store_true", help="allow the full (code-running) unpickler for a file the safe reader refuses"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    written = convert(args.official, args.out, args.config, args.mean_std)
+    with exit_on_user_error():
+        written = convert(args.official, args.out, args.config, args.mean_std, trusted=args.trusted)
     log.info("wrote %s", written)
 
 

@@ -262,15 +262,18 @@ def load_hmar(
     path: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
     assets_dir: str | os.PathLike[str] | None = None,
+    trusted: bool = False,
 ) -> HMAR:
     """Load HMAR weights for inference (eval mode).
 
     Accepts a checkpoint of this package (from training or ``convert_hmar``: ``state_dict`` with
     ``net.`` keys and ``hmar_config``) or the official ``hmar_v2_weights.pth`` (``{"model": ...}``,
     mapped as PHALP does, see :mod:`phalp_lightning.models.convert_hmar`). Loading is strict;
-    mismatching keys raise :class:`HMARCheckpointError` listing them.
+    mismatching keys raise :class:`HMARCheckpointError` listing them. The file is read safely
+    (:func:`phalp_lightning.utils.checkpoints.load_checkpoint`); ``trusted=True`` allows the
+    code-running unpickler for a file the safe reader refuses, with a warning.
     """
-    checkpoint = torch_load(path, map_location=map_location)
+    checkpoint = torch_load(path, map_location=map_location, trusted=trusted)
     if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
         config = checkpoint.get(CONFIG_KEY) or checkpoint.get("hyper_parameters", {}).get("net")
         if not isinstance(config, Mapping):

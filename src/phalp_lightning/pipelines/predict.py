@@ -10,7 +10,8 @@ failed video is reported and the others are still written; the run fails at the 
 
 from __future__ import annotations
 
-import uuid
+import contextlib
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,14 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from phalp_lightning.assets import AssetMissingError, resolve
+from phalp_lightning.assets import resolve
 from phalp_lightning.datamodules.video import source_name
 from phalp_lightning.errors import UserError
 from phalp_lightning.pipelines.progress import PredictProgressBar
-from phalp_lightning.sinks.base import VideoInfo
+from phalp_lightning.sinks.base import VideoInfo, output_complete
 from phalp_lightning.tracking.callback import (
     OnModuleDevice,
     PoseTransformerPredictor,
@@ -32,6 +34,7 @@ from phalp_lightning.tracking.callback import (
     VideoReport,
     load_reports,
 )
+from phalp_lightning.utils.io import sweep_temporaries
 from phalp_lightning.utils.logging import get_logger, task_wrapper
 
 log = get_logger(__name__)
@@ -52,42 +55,33 @@ def video_list(video: Any) -> list[str]:
     return [str(video)]
 
 
-def build_hmar(ckpt: str | None, hmar_config: DictConfig | None) -> torch.nn.Module:
+def build_hmar(ckpt: str | None, hmar_config: DictConfig | None, trusted: bool = False) -> torch.nn.Module:
     """HMAR from ``ckpt`` (our checkpoint or the official weights), else untrained from ``hmar_config``."""
-    try:
-        if ckpt:
-            if not Path(ckpt).is_file():
-                raise FileNotFoundError(f"ckpt={ckpt}: no such HMAR checkpoint file")
-            from phalp_lightning.models.hmar_module import load_hmar
+    if ckpt:
+        from phalp_lightning.models.hmar_module import load_hmar
 
-            return load_hmar(ckpt, map_location="cpu")
-        log.warning(
-            "no HMAR checkpoint given (ckpt=null): HMAR has untrained weights, so 3D outputs (SMPL pose, "
-            "camera, meshes) are meaningless and tracking relies on boxes; pass ckpt=<hmar checkpoint> for real 3D"
-        )
-        if hmar_config is None:
-            raise ValueError("ckpt=null and no hmar config to build an untrained HMAR from")
-        if "assets_dir" in hmar_config:
-            # Checked here: Hydra would wrap the error raised inside HMAR's constructor.
-            for name in BODY_MODEL_ASSETS:
-                resolve(name, hmar_config.assets_dir)
-        return hydra.utils.instantiate(hmar_config)
-    except AssetMissingError as error:
-        raise AssetMissingError(
-            f"{error}\nWithout the licensed SMPL files, generate the synthetic body model once with "
-            "`python -m phalp_lightning.assets generate` (or point PHALP_ASSETS at a folder holding it)."
-        ) from error
+        return load_hmar(ckpt, map_location="cpu", trusted=trusted)
+    log.warning(
+        "no HMAR checkpoint given (ckpt=null): HMAR has untrained weights, so 3D outputs (SMPL pose, "
+        "camera, meshes) are meaningless and tracking relies on boxes; pass ckpt=<hmar checkpoint> for real 3D"
+    )
+    if hmar_config is None:
+        raise UserError("ckpt=null and no hmar config", "pass ckpt=<hmar checkpoint> or keep the default hmar: block")
+    if "assets_dir" in hmar_config:
+        # Checked here so a missing file reads as the asset registry's one message (where it is
+        # looked for, how to get it or generate a stand-in).
+        for name in BODY_MODEL_ASSETS:
+            resolve(name, hmar_config.assets_dir)
+    return hydra.utils.instantiate(hmar_config)
 
 
-def build_pose_predictor(ckpt: str | None, config: str | None) -> PoseTransformerPredictor | None:
+def build_pose_predictor(ckpt: str | None, config: str | None, trusted: bool = False) -> PoseTransformerPredictor | None:
     """The tracker's pose predictor from a pose-transformer checkpoint, or None (newest pose is kept)."""
     if not ckpt:
         return None
-    if not Path(ckpt).is_file():
-        raise FileNotFoundError(f"pose_predictor_ckpt={ckpt}: no such file")
     from phalp_lightning.models.pose_transformer_module import load_pose_transformer
 
-    return PoseTransformerPredictor(load_pose_transformer(ckpt, config=config, map_location="cpu").eval())
+    return PoseTransformerPredictor(load_pose_transformer(ckpt, config=config, map_location="cpu", trusted=trusted).eval())
 
 
 def build_writers(cfg: DictConfig) -> list[Any]:
@@ -96,18 +90,34 @@ def build_writers(cfg: DictConfig) -> list[Any]:
     if cfg.render.get("enabled", False):
         writers.append(hydra.utils.instantiate(cfg.render.writer))
     if not writers:
-        raise ValueError("no writer configured: set writers.results / writers.mot or render=boxes|mesh")
+        raise UserError("no writer configured (writers.* all null and render=none)", "set writers.results / writers.mot or render=boxes|mesh")
     return writers
 
 
 def finished_videos(videos: list[str], writers: list[Any], output_dir: Path) -> list[str]:
-    """Names of the videos whose every output file already exists."""
+    """Names of the videos whose every output is complete (``is_complete``: a rendered video is re-opened)."""
     done = []
     for video in videos:
         info = VideoInfo(name=source_name(video), source=video, num_frames=0, output_dir=output_dir)
-        if all(path.is_file() for writer in writers for path in writer.outputs(info)):
+        if all(output_complete(writer, path) for writer in writers for path in writer.outputs(info)):
             done.append(info.name)
     return done
+
+
+def check_output_dir(output_dir: Path, writers: list[Any]) -> None:
+    """Fail before any compute if the output folders cannot be created or written."""
+    probe_info = VideoInfo(name="probe", source="", num_frames=0, output_dir=output_dir)
+    folders = {output_dir, *(path.parent for writer in writers for path in writer.outputs(probe_info))}
+    for folder in sorted(folders):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_probe."):
+                pass
+        except OSError as error:
+            raise UserError(
+                f"output_dir={output_dir}: cannot write into {folder} ({error.strerror or error})",
+                "choose a writable output_dir=... or fix the folder's permissions",
+            ) from error
 
 
 def summarise(reports: list[VideoReport], output_dir: Path) -> str:
@@ -115,6 +125,8 @@ def summarise(reports: list[VideoReport], output_dir: Path) -> str:
     lines = [f"{'video':<28} {'frames':>7} {'tracks':>7} {'fps':>7}  status"]
     for report in reports:
         status = "skipped (finished; overwrite=true redoes it)" if report.skipped else (f"FAILED: {report.error}" if report.error else "ok")
+        if report.given_boxes_dropped and not report.error:
+            status += f" ({report.given_boxes_dropped} of {report.given_boxes} given boxes dropped as too small)"
         lines.append(f"{report.name:<28} {report.frames:>7d} {len(report.track_ids):>7d} {report.fps:>7.1f}  {status}")
     total_frames = sum(r.frames for r in reports)
     total_seconds = sum(r.seconds for r in reports)
@@ -127,7 +139,7 @@ def evaluate_outputs(reports: list[VideoReport], output_dir: Path, ground_truth:
     from phalp_lightning.pipelines.evaluate import evaluate_files, report
 
     if not ground_truth:
-        raise ValueError("evaluate=true needs ground_truth=<MOT gt.txt / PoseTrack JSON files or folders>")
+        raise UserError("evaluate=true without ground_truth", "pass ground_truth=<MOT gt.txt / PoseTrack JSON files or folders>")
     names = [r.name for r in reports if r.error is None]
     result = evaluate_files(output_dir / "mot", video_list(ground_truth), format="mot", gt_format=ground_truth_format, sequences=names)
     report(result, output_dir / "evaluation")
@@ -139,6 +151,8 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     """Track every video of ``cfg.video``; returns one report per video (raises PredictError if any failed)."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    if OmegaConf.is_missing(cfg, "video"):
+        raise UserError("video is not set", "pass video=<video file | image folder | boxes file> or a list video=[a,b]")
     # A missing released file (ckpt, pose predictor, detector weights) stops here naming the
     # download command; assets.download=true fetches it and the 3d group instead.
     from phalp_lightning.assets.for_run import prepare_run_assets
@@ -148,10 +162,18 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     output_dir = Path(cfg.output_dir)
 
     writers = build_writers(cfg)
+    check_output_dir(output_dir, writers)
+    if rank_zero_only.rank == 0:
+        # Leftovers of a killed run: temporaries of unfinished files and report files.
+        swept = sweep_temporaries(output_dir)
+        (output_dir / ".predict_reports" / "reports.json").unlink(missing_ok=True)
+        if swept:
+            log.info("removed %d temporary file(s) left by an interrupted run under %s", len(swept), output_dir)
     exclude = [] if cfg.get("overwrite", False) else finished_videos(videos, writers, output_dir)
     datamodule = hydra.utils.instantiate(cfg.source, videos=videos, exclude=exclude)
 
-    hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"))
+    trusted = bool(cfg.get("ckpt_trusted", False))
+    hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"), trusted=trusted)
     detector = hydra.utils.instantiate(cfg.detector)
     system = hydra.utils.instantiate(cfg.system, detector=detector, hmar=hmar)
     # The pose-transformer checkpoint: pose_predictor_ckpt=..., or tracker.pose_predictor=<ckpt path>.
@@ -163,11 +185,12 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     tracker = hydra.utils.instantiate(
         tracker_cfg,
         appearance_encoder=OnModuleDevice(hmar, "encode_appearance"),
-        pose_predictor=build_pose_predictor(pose_ckpt, cfg.get("pose_predictor_config")),
+        pose_predictor=build_pose_predictor(pose_ckpt, cfg.get("pose_predictor_config"), trusted=trusted),
     )
-    # Spawned DDP ranks cannot hand their reports back in memory: each saves them for this run.
-    reports_path = str(output_dir / ".predict_reports" / f"{uuid.uuid4().hex}-rank{{rank}}.json")
-    callback = TrackerCallback(tracker, writers, output_dir, fps=float(cfg.get("fps", 30.0)), reports_path=reports_path)
+    # Spawned DDP ranks cannot hand their reports back in memory: rank 0 gathers every rank's and
+    # saves them here. The same path on every rank (and in a relaunched subprocess rank).
+    reports_path = output_dir / ".predict_reports" / "reports.json"
+    callback = TrackerCallback(tracker, writers, output_dir, fps=float(cfg.get("fps", 30.0)), reports_path=str(reports_path))
     callbacks: list[Any] = [callback]
     if cfg.get("progress_bar", True):
         callbacks.append(PredictProgressBar())  # the callback shows the current video's frames/s on it
@@ -191,14 +214,16 @@ def run(cfg: DictConfig) -> list[VideoReport]:
             # Batches are built by the dataset (batch_size=None): there are no sampler indices to infer.
             warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
             trainer.predict(system, datamodule=datamodule, return_predictions=False)
+        if not trainer.is_global_zero:
+            return list(callback.reports)  # rank 0 summarises every rank's videos
         reports = load_reports(reports_path) if trainer.world_size > 1 else list(callback.reports)
+        reports_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # left when not empty (another run's files)
+            reports_path.parent.rmdir()
     else:
         reports = []
     reports += [VideoReport(name=source_name(path), source=path, error=message) for path, message in failures.items()]
     reports += [VideoReport(name=name, source=name, skipped=True) for name in skipped]
-    if trainer.is_global_zero:
-        for path in (output_dir / ".predict_reports").glob(Path(reports_path.format(rank="*")).name):
-            path.unlink()
     summary = summarise(reports, output_dir)
     log.info("Summary (rank %d):\n%s", trainer.global_rank, summary)
     if cfg.get("evaluate", False) and trainer.is_global_zero:
@@ -206,5 +231,9 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         log.info("Evaluation (%s): %s", output_dir / "evaluation", ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     failed = [report for report in reports if report.error]
     if failed:
-        raise PredictError("; ".join(f"{report.source}: {report.error}" for report in failed))
+        problems = [report.error if report.source in report.error else f"{report.source}: {report.error}" for report in failed]
+        raise PredictError(
+            f"{len(failed)} of {len(reports)} video(s) failed: " + "; ".join(problems),  # type: ignore[arg-type]
+            "the others were written; fix these and rerun (finished videos are skipped)",
+        )
     return reports

@@ -7,25 +7,38 @@ from typing import Any
 
 import hydra
 import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
+from phalp_lightning.errors import UserError
+from phalp_lightning.utils.checkpoints import load_checkpoint
 from phalp_lightning.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from phalp_lightning.utils.logging import get_logger, task_wrapper
 
 log = get_logger(__name__)
 
 
-def _resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
+def _resolve_ckpt_path(ckpt_path: str | None, output_dir: str, trusted: bool = False) -> str | None:
+    """The checkpoint to resume from, read once with the safe reader so a bad file is named now."""
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "last":
         last = Path(output_dir) / "checkpoints" / "last.ckpt"
         if not last.is_file():
-            raise FileNotFoundError(f"ckpt_path=last but {last} does not exist; run without ckpt_path to start fresh")
-        return str(last)
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+            raise UserError(f"ckpt_path=last: {last} does not exist", "run without ckpt_path to start fresh, or name a checkpoint file")
+        ckpt_path = str(last)
+    load_checkpoint(ckpt_path, map_location="cpu", trusted=trusted, what="checkpoint to resume (ckpt_path)")
     return ckpt_path
+
+
+def _drop_unloggable_callbacks(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
+    """Without a logger a learning-rate monitor has nowhere to write (Lightning refuses it): drop it, saying so."""
+    if loggers:
+        return callbacks
+    kept = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
+    if len(kept) != len(callbacks):
+        log.warning("no logger configured (logger=none): the learning-rate monitor is dropped, learning rates are not logged")
+    return kept
 
 
 @task_wrapper
@@ -41,16 +54,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     log.info("Instantiating model <%s>", cfg.model._target_)
     model: L.LightningModule = hydra.utils.instantiate(cfg.model)
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
     loggers = instantiate_loggers(cfg.get("logger"))
+    callbacks = _drop_unloggable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
-    ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
+    ckpt_path = _resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir, bool(cfg.get("ckpt_trusted", False)))
     if cfg.get("train", True):
-        # A resumed checkpoint is this run's own (or one the user named): its hyperparameters hold
-        # Hydra partials (optimizer, scheduler) that torch's weights-only unpickler refuses.
+        # The file passed the safe reader above (or the user trusted it), so Lightning may unpickle
+        # the same contents fully (its hyperparameters hold Hydra partials).
         trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False if ckpt_path else None)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if cfg.get("test", False):

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.rendering.overlay import draw_tracks
 from phalp_lightning.sinks.base import VideoInfo
 from phalp_lightning.structures import FrameTracks
@@ -41,7 +42,7 @@ class VideoRenderWriter:
         assets_dir: str | None = None,
     ) -> None:
         if mode not in ("boxes", "mesh"):
-            raise ValueError(f"render mode must be 'boxes' or 'mesh', got {mode!r}")
+            raise UserError(f"render.writer.mode={mode!r}: unknown render mode", "use render=boxes or render=mesh")
         self.mode = mode
         self.fps = fps
         self.output_width = output_width
@@ -51,6 +52,8 @@ class VideoRenderWriter:
         self._mesh: Any = None
         self._writer: Any = None
         self._temporary: Any = None
+        self._temporary_path: Path | None = None
+        self._frames_written = 0
         self._video: VideoInfo | None = None
 
     def outputs(self, video: VideoInfo) -> list[Path]:
@@ -84,11 +87,15 @@ class VideoRenderWriter:
         if self._writer is None:
             (path,) = self.outputs(self._video)
             self._temporary = atomic_output(path)
-            temporary = self._temporary.__enter__()
-            self._writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (frame.shape[1], frame.shape[0]))
+            self._temporary_path = self._temporary.__enter__()
+            self._frames_written = 0
+            self._writer = cv2.VideoWriter(
+                str(self._temporary_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (frame.shape[1], frame.shape[0])
+            )
             if not self._writer.isOpened():
-                raise RuntimeError(f"OpenCV cannot open a video writer for {path}")
+                raise OSError(f"OpenCV cannot open a video writer for {path}")
         self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self._frames_written += 1
 
     def close(self) -> list[Path]:
         if self._video is None:
@@ -98,12 +105,51 @@ class VideoRenderWriter:
             self._video = None
             return []
         self._writer.release()
+        self._writer = None
+        # OpenCV's writer reports no write error (disk full, file-size limit): the file is re-opened
+        # and its frames counted before it is renamed into place as finished.
+        counted = count_frames(self._temporary_path)
+        if counted != self._frames_written:
+            expected = self._frames_written
+            self.abort()
+            raise OSError(
+                f"rendered video {paths[0]} is incomplete: {counted} of {expected} frames readable "
+                "(disk full or a file-size limit?); nothing was written under its name"
+            )
         self._temporary.__exit__(None, None, None)
-        self._writer, self._temporary, self._video = None, None, None
+        self._temporary, self._temporary_path, self._video = None, None, None
         return paths
+
+    def is_complete(self, path: Path) -> bool:
+        """A finished render: the file decodes and its last frame reads (checked before a rerun skips it)."""
+        return path.is_file() and count_frames(path) > 0
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.release()
+        if self._temporary is not None:
             self._temporary.__exit__(RuntimeError, RuntimeError("aborted"), None)
-        self._writer, self._temporary, self._video = None, None, None
+        self._writer, self._temporary, self._temporary_path, self._video = None, None, None, None
+
+
+def count_frames(path: Path) -> int:
+    """Frames a video file decodes to (0 when it does not open): the container's count, trusted
+    only if its last frame reads, else counted by reading."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return 0
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if total > 0:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, total - 1)
+            if capture.grab():
+                return total
+            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        counted = 0
+        while capture.grab():
+            counted += 1
+        return counted
+    finally:
+        capture.release()

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from phalp_lightning.sinks.base import TrackWriter, VideoInfo
 from phalp_lightning.structures import FrameDetections, FrameTracks
+from phalp_lightning.utils.io import atomic_write_text
 from phalp_lightning.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -70,6 +71,8 @@ class VideoReport:
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
     skipped: bool = False
+    given_boxes: int = 0  # boxes the source gave for the frames tracked
+    given_boxes_dropped: int = 0  # of those, removed by the small-box filter
 
     @property
     def fps(self) -> float:
@@ -107,8 +110,9 @@ class TrackerCallback(BasePredictionWriter):
         writers: the :class:`~phalp_lightning.sinks.base.TrackWriter` s each video is written with.
         output_dir: folder the writers write under.
         fps: frame rate passed to video writers.
-        reports_path: where each rank saves its :class:`VideoReport` s as JSON at the end
-            (``{rank}`` is replaced by the rank), so the launching process can summarise spawned ranks.
+        reports_path: where the reports of every rank are saved (JSON, atomically) at the end of a
+            predict run: they are gathered onto rank 0 through the process group, which writes the
+            file, so the launching process of spawned ranks can summarise them.
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class TrackerCallback(BasePredictionWriter):
         self._next_frame = 0
         self._started = 0.0
         self._batch_started: float | None = None
+        self._trainer: Any = None
 
     @property
     def needs_images(self) -> bool:
@@ -153,6 +158,10 @@ class TrackerCallback(BasePredictionWriter):
         for writer in self.writers:
             writer.abort()
         self._elapsed()
+        # The video's remaining frames are not decoded, detected or run through HMAR.
+        stop_video = getattr(getattr(self._trainer, "datamodule", None), "stop_video", None)
+        if stop_video is not None:
+            stop_video(self._current.name)
 
     def _elapsed(self) -> None:
         assert self._current is not None
@@ -192,11 +201,26 @@ class TrackerCallback(BasePredictionWriter):
                     outputs.extend(writer.close())
                 current.outputs = [str(path) for path in outputs]
                 self._elapsed()
+                self._warn_dropped_boxes(current)
         except (RuntimeError, ValueError, KeyError, IndexError, OSError) as error:
             self._fail(f"{type(error).__name__}: {error}")
         finally:
             self._current = None
             self._frames, self._images = {}, {}
+
+    def _warn_dropped_boxes(self, report: VideoReport) -> None:
+        if not report.given_boxes_dropped:
+            return
+        share = report.given_boxes_dropped / report.given_boxes
+        message = (
+            "video %s: %d of %d given boxes (%.0f%%) were dropped by the small-box filter (narrower than "
+            "system.min_box_width or shorter than system.min_box_height, in frame pixels); lower those to keep them"
+        )
+        args = (report.name, report.given_boxes_dropped, report.given_boxes, 100 * share)
+        if share > 0.5:
+            log.warning("MOST GIVEN BOXES DROPPED: " + message, *args)
+        else:
+            log.warning(message, *args)
 
     def on_predict_batch_start(self, trainer: Any, pl_module: Any, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._batch_started = time.perf_counter()
@@ -212,6 +236,9 @@ class TrackerCallback(BasePredictionWriter):
         dataloader_idx: int = 0,
     ) -> None:
         """Track the frames of one batch (called by Lightning after ``predict_step``)."""
+        self._trainer = trainer
+        if batch.get("placeholder"):  # the frameless batch of a DDP rank without a video
+            return
         if self._current is None or self._current.name != batch["video"] or batch["is_first"]:
             self._finish()
             self._start(batch)
@@ -222,6 +249,7 @@ class TrackerCallback(BasePredictionWriter):
                 self._fail(prediction.error)
             else:
                 try:
+                    self._count_given(prediction.frames, batch, pl_module)
                     self._track(prediction.frames, batch)
                 except (RuntimeError, ValueError, KeyError, IndexError) as error:
                     self._fail(f"{type(error).__name__}: {error}")
@@ -241,6 +269,15 @@ class TrackerCallback(BasePredictionWriter):
             for bar in bars:
                 bar.show_video(current.name, current.frames, current.fps)
 
+    def _count_given(self, frames: list[FrameDetections], batch: dict[str, Any], pl_module: Any) -> None:
+        """Given boxes of these frames, and how many the small-box filter removed (a frame's kept rows)."""
+        if self._current is None or not getattr(pl_module, "use_given_boxes", True):
+            return
+        for frame, given in zip(frames, batch.get("given") or [None] * len(frames), strict=False):
+            if given is not None:
+                self._current.given_boxes += len(given)
+                self._current.given_boxes_dropped += len(given) - len(frame.boxes)
+
     def _track(self, frames: list[FrameDetections], batch: dict[str, Any]) -> None:
         images = batch["images"] if self.needs_images else None
         for k, frame in enumerate(frames):
@@ -252,15 +289,30 @@ class TrackerCallback(BasePredictionWriter):
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         # A video whose last batch never came (e.g. a limit_predict_batches run) is still flushed.
         self._finish()
-        if self.reports_path is not None:
-            path = Path(self.reports_path.format(rank=trainer.global_rank))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps([report.to_dict() for report in self.reports]))
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        # Teardown runs on every rank, also on one that had no video (Lightning then skips the predict
+        # loop and its hooks), so the collective below cannot leave a rank waiting.
+        if stage != "predict" or self.reports_path is None:
+            return
+        self._finish()
+        gathered = gather_objects([report.to_dict() for report in self.reports])
+        if trainer.is_global_zero:
+            atomic_write_text(self.reports_path, json.dumps([item for rank in gathered for item in rank]))
+        trainer.strategy.barrier("predict-reports")
 
 
-def load_reports(pattern: str) -> list[VideoReport]:
-    """The reports every rank saved with ``reports_path=pattern`` (``{rank}`` = 0, 1, ...)."""
-    reports = []
-    for path in sorted(Path(pattern.format(rank="x")).parent.glob(Path(pattern.format(rank="*")).name)):
-        reports.extend(VideoReport.from_dict(item) for item in json.loads(path.read_text()))
-    return reports
+def gather_objects(value: Any) -> list[Any]:
+    """``value`` of every rank, in rank order (``[value]`` without a process group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def load_reports(path: str | Path) -> list[VideoReport]:
+    """The reports a run's :class:`TrackerCallback` saved at ``path`` (every rank's)."""
+    return [VideoReport.from_dict(item) for item in json.loads(Path(path).read_text())]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,24 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+# The names atomic_output gives its temporaries: ".<stem>.tmp.<12 hex><suffix>".
+TEMPORARY_NAME = re.compile(r"^\..*\.tmp\.[0-9a-f]{12}(\.[^.]*)?$")
+
+
+def sweep_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries a killed run left under ``folder`` (recursively); returns them.
+
+    Only for a folder no other process is writing into at the same time.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [path for path in folder.rglob(".*.tmp.*") if TEMPORARY_NAME.match(path.name) and path.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -8,6 +8,7 @@ modules so that ``hmar_v2_weights.pth`` loads strictly.
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import spectral_norm
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.utils.geometry import rot6d_to_rotmat
 
 NUM_SMPL_JOINTS = 24  # global orientation + 23 body joints
@@ -25,13 +27,19 @@ CAMERA_DIM = 3
 
 def read_smpl_mean_params(path: str | os.PathLike[str]) -> tuple[Tensor, Tensor, Tensor]:
     """Read ``smpl_mean_params.npz``: ``pose`` (144,), ``shape`` (10,), ``cam`` (3,) as float32 tensors."""
-    with np.load(path) as data:
-        missing = [key for key in ("pose", "shape", "cam") if key not in data]
-        if missing:
-            raise ValueError(f"{path}: SMPL mean-parameter file lacks keys {missing} (has {sorted(data.keys())})")
-        pose, betas, camera = (
-            torch.from_numpy(np.asarray(data[key], dtype=np.float32)).reshape(-1) for key in ("pose", "shape", "cam")
-        )
+    try:
+        with np.load(path) as data:
+            missing = [key for key in ("pose", "shape", "cam") if key not in data]
+            if missing:
+                raise ValueError(f"{path}: SMPL mean-parameter file lacks keys {missing} (has {sorted(data.keys())})")
+            pose, betas, camera = (
+                torch.from_numpy(np.asarray(data[key], dtype=np.float32)).reshape(-1) for key in ("pose", "shape", "cam")
+            )
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        raise UserError(
+            f"SMPL mean-parameter file {path}: cannot be read ({type(error).__name__}: {error})",
+            "copy it again, or regenerate the synthetic stand-in with `python -m phalp_lightning.assets generate`",
+        ) from error
     if pose.numel() != POSE_6D_DIM or betas.numel() != NUM_BETAS or camera.numel() != CAMERA_DIM:
         raise ValueError(
             f"{path}: expected pose (144,), shape (10,), cam (3,); got {tuple(pose.shape)}, {tuple(betas.shape)}, {tuple(camera.shape)}"

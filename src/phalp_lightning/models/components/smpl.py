@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from phalp_lightning.assets import resolve
+from phalp_lightning.errors import UserError
 
 JOINT_MAP = [24, 12, 17, 19, 21, 16, 18, 20, 0, 2, 5, 8, 1, 4, 7, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34]
 NUM_JOINTS = len(JOINT_MAP) + 19
@@ -28,6 +29,17 @@ class BodyOutput:
 
     vertices: Tensor  # (B, 6890, 3) metres, body frame (no translation)
     joints: Tensor  # (B, 44, 3) BODY-25 then J19
+
+
+class BodyModelFileError(UserError, ValueError):
+    """A body-model file exists but cannot be read (truncated, corrupt, not the expected content)."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(
+            f"body-model file {path}: cannot be read, truncated or corrupt ({type(error).__name__}: {error})",
+            "copy it again (or re-run `python -m phalp_lightning.assets convert-smpl`, or regenerate the synthetic "
+            "stand-in with `python -m phalp_lightning.assets generate`)",
+        )
 
 
 class BodyModel(nn.Module):
@@ -57,9 +69,15 @@ class BodyModel(nn.Module):
         extra_file = Path(joint_regressor_extra) if joint_regressor_extra is not None else resolve("smpl_to_j19")
         if not extra_file.is_file():
             raise FileNotFoundError(f"extra joint regressor (SMPL_to_J19.pkl) not found: {extra_file}")
-        self.smpl = smplx.SMPLLayer(model_path=str(model_file), gender="neutral", num_betas=10)
-        with extra_file.open("rb") as handle:
-            extra = np.asarray(pickle.load(handle, encoding="latin1"), dtype=np.float32)
+        try:
+            self.smpl = smplx.SMPLLayer(model_path=str(model_file), gender="neutral", num_betas=10)
+        except (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+            raise BodyModelFileError(model_file, error) from error
+        try:
+            with extra_file.open("rb") as handle:
+                extra = np.asarray(pickle.load(handle, encoding="latin1"), dtype=np.float32)
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
+            raise BodyModelFileError(extra_file, error) from error
         if extra.shape != (19, self.smpl.get_num_verts()):
             raise ValueError(f"{extra_file}: expected a (19, {self.smpl.get_num_verts()}) regressor, got {extra.shape}")
         self.register_buffer("joint_regressor_extra", torch.from_numpy(extra), persistent=persistent)
