@@ -76,6 +76,9 @@ KNOWN_VIOLATIONS_TO_REMOVE = {
     ("phalp_lightning.tracking.plots", "phalp_lightning.rendering.overlay"),
     # tracking.plots draws api.Tracks (a type hint only): the table type moves below the entry points.
     ("phalp_lightning.tracking.plots", "phalp_lightning.api"),
+    # the checkpoint loader allows the pose transformer's LR-schedule class for safe unpickling:
+    # the schedule moves to utils (or models registers its safe classes with the loader).
+    ("phalp_lightning.utils.checkpoints", "phalp_lightning.models.pose_transformer_module"),
     # the asset checker builds the networks to check weight files: the checks by model move to models.
     ("phalp_lightning.assets.checks", "phalp_lightning.models.components.appearance"),
     ("phalp_lightning.assets.checks", "phalp_lightning.models.components.backbones"),
