@@ -14,6 +14,7 @@ every ``world_size``-th video, so ranks never share a video.
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -233,8 +234,8 @@ def image_folder_source(folder: str | os.PathLike[str], start_frame: int | None 
     return ImageListSource(name, folder, images, start_frame, end_frame)
 
 
-def _given(boxes_xywh: np.ndarray, track_ids: np.ndarray | None) -> Detections | None:
-    """Given boxes [x, y, w, h] -> Detections (xyxy, score 1); None when the list is empty (spec 4.2)."""
+def _given(boxes_xywh: np.ndarray, track_ids: np.ndarray | None, scores: np.ndarray | None = None) -> Detections | None:
+    """Given boxes [x, y, w, h] -> Detections (xyxy; their scores, else 1); None when the list is empty (spec 4.2)."""
     boxes_xywh = np.asarray(boxes_xywh, dtype=np.float32).reshape(-1, 4)
     if len(boxes_xywh) == 0:
         return None
@@ -242,7 +243,8 @@ def _given(boxes_xywh: np.ndarray, track_ids: np.ndarray | None) -> Detections |
     ids = None
     if track_ids is not None and len(track_ids) == len(boxes_xywh):
         ids = torch.as_tensor(np.asarray(track_ids, dtype=np.int64))
-    return Detections(boxes=boxes, scores=torch.ones(len(boxes)), track_ids=ids)
+    given_scores = torch.ones(len(boxes)) if scores is None else torch.as_tensor(np.asarray(scores, dtype=np.float32).reshape(-1))
+    return Detections(boxes=boxes, scores=given_scores, track_ids=ids)
 
 
 def phalp_boxes_source(path: Path, base_path: Path | None, start_frame: int | None, end_frame: int | None) -> ImageListSource:
@@ -288,11 +290,17 @@ def mot_boxes_source(path: Path, base_path: Path | None, start_frame: int | None
     if is_gt and rows.extra.shape[1] >= 1:
         keep = (rows.confidences != 0) & (rows.extra[:, 0] == 1)
         rows = type(rows)(rows.frames[keep], rows.track_ids[keep], rows.boxes_xywh[keep], rows.confidences[keep], rows.extra[keep], rows.path)
+    # A det.txt's column 7 is the detector's confidence, kept as the score (the tracker blends UV maps
+    # with score^2, so it must lie in [0, 1]); a gt.txt's is an evaluation flag.
+    keep_scores = not is_gt and len(rows.confidences) > 0
+    if keep_scores and not ((rows.confidences >= 0) & (rows.confidences <= 1)).all():
+        warnings.warn(f"boxes file {path}: confidences outside [0, 1] (detector margins?); every given box scores 1", stacklevel=2)
+        keep_scores = False
     boxes = []
     for frame_number in range(1, len(images) + 1):
         frame_rows = rows.frame(frame_number)
         ids = None if path.parent.name == "det" else frame_rows.track_ids
-        boxes.append(_given(frame_rows.boxes_xywh, ids))
+        boxes.append(_given(frame_rows.boxes_xywh, ids, frame_rows.confidences if keep_scores else None))
     return ImageListSource(source_name(path), path, images, start_frame, end_frame, boxes)
 
 
