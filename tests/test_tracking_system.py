@@ -77,6 +77,7 @@ def test_bf16_weights_stay_within_the_stated_tolerance_and_outputs_are_float32(h
     assert system.hmar.smpl_head.fc1.weight.dtype == torch.float32  # the SMPL regressor stays float32
     for key in reference:
         assert features[key].dtype == torch.float32, key
+        assert torch.isfinite(features[key]).all(), key
     # docs/predict.md: bf16 keeps appearance codes, cameras and joints within a few percent of float32.
     assert relative_error(features["appearance"], reference["appearance"]) < 0.05
     assert relative_error(features["camera_bbox"], reference["camera_bbox"]) < 0.05

@@ -58,7 +58,7 @@ class HOGDetector:
         self,
         score_threshold: float = 0.0,
         nms_threshold: float = 0.2,
-        max_side: int | None = 960,
+        max_side: int | None = 640,
         win_stride: int = 8,
         scale: float = 1.05,
         person_box: tuple[float, float, float, float] = (0.488, 0.493, 0.582, 0.774),

@@ -46,10 +46,44 @@ PRECISIONS = ("32", "bf16")
 # HMAR parts that stay float32 under precision="bf16": the SMPL regressor (its iterative refinement
 # accumulates residuals) and the body model (vertex positions); both are a small share of the cost.
 FLOAT32_PARTS = ("smpl_head", "smpl")
+# Parts whose bfloat16 output is handed back as float32: the texture head's UV flow feeds
+# grid_sample on the float32 crop (sampling positions keep full precision; CPU grid_sample in
+# bfloat16 also returned NaN rows in torch 2.13).
+FLOAT32_OUTPUTS = ("texture_head",)
 
 
 def _inputs_to_float32(module: torch.nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(x.float() if isinstance(x, Tensor) and x.is_floating_point() else x for x in inputs)
+
+
+def _inputs_to_weight_dtype(module: torch.nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    dtype = module.weight.dtype  # type: ignore[union-attr]
+    return tuple(x.to(dtype) if isinstance(x, Tensor) and x.is_floating_point() else x for x in inputs)
+
+
+def _output_to_float32(module: torch.nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
+    return output.float() if isinstance(output, Tensor) else output
+
+
+def _convert_to_bfloat16(hmar: torch.nn.Module) -> None:
+    """bfloat16 weights for HMAR's layers, float32 at the boundaries (crops, UV sampling, SMPL, outputs).
+
+    Every convolution and linear layer casts its input to its own weight dtype, so float32 tensors
+    (the crops, the UV maps the tracker encodes) enter the bfloat16 layers without a cast elsewhere.
+    """
+    hmar.to(torch.bfloat16)
+    for name in FLOAT32_PARTS:
+        part = getattr(hmar, name, None)
+        if isinstance(part, torch.nn.Module):
+            part.float()
+            part.register_forward_pre_hook(_inputs_to_float32)
+    for module in hmar.modules():
+        if isinstance(module, torch.nn.Conv2d | torch.nn.Linear) and module.weight.dtype == torch.bfloat16:
+            module.register_forward_pre_hook(_inputs_to_weight_dtype)
+    for name in FLOAT32_OUTPUTS:
+        part = getattr(hmar, name, None)
+        if isinstance(part, torch.nn.Module):
+            part.register_forward_hook(_output_to_float32)
 
 
 def _cpu(detections: Detections) -> Detections:
@@ -111,20 +145,13 @@ class TrackingSystem(L.LightningModule):
             raise ValueError(f"system.precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
         self.channels_last = bool(channels_last)
-        self.network_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         if precision == "bf16":
-            self.hmar.to(torch.bfloat16)
-            for name in FLOAT32_PARTS:
-                part = getattr(self.hmar, name, None)
-                if isinstance(part, torch.nn.Module):
-                    part.float()
-                    part.register_forward_pre_hook(_inputs_to_float32)
+            _convert_to_bfloat16(self.hmar)
         if self.channels_last:
             self.hmar.to(memory_format=torch.channels_last)
 
     def _network_input(self, images: Tensor) -> Tensor:
-        """(K, C, S, S) float32 -> the dtype and memory format HMAR's convolutions hold."""
-        images = images.to(self.network_dtype)
+        """(K, C, S, S) float32 in the memory format HMAR's convolutions hold (their dtype is cast per layer)."""
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     def encode_appearance(self, uv_vector: Tensor) -> Tensor:
@@ -157,8 +184,8 @@ class TrackingSystem(L.LightningModule):
                 {
                     "pose": pose_vector(smpl["global_orient"], smpl["body_pose"], smpl["betas"], cam_t),
                     "location": location_vector(params["joints_2d"], cam_t, IMG_SIZE),
-                    "appearance": self.hmar.encode_appearance(out["uv_vector"]).flatten(1).float(),
-                    "uv": out["uv_vector"].float(),
+                    "appearance": self.hmar.encode_appearance(self._network_input(out["uv_vector"])).flatten(1).float(),
+                    "uv": out["uv_vector"],
                     "camera_bbox": out["pred_cam"],
                     "joints_3d": params["joints_3d"],
                 }
