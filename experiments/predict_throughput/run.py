@@ -23,7 +23,7 @@ Each path is timed by wrapping the methods that run each stage:
 Outputs of each path are compared with today's on the same detections: MOT rows (ids and boxes)
 and the per-detection vectors written to the results (appearance, pose, location, 3-D joints).
 
-    python experiments/predict_throughput/run.py                       # 5 people, given boxes and HOG
+    python experiments/predict_throughput/run.py --threads 1 --repeats 2   # 5 people, given boxes and HOG
     python experiments/predict_throughput/run.py --quick               # 4 frames, given boxes only
     python experiments/predict_throughput/run.py --device cuda         # on a GPU
 
@@ -86,6 +86,14 @@ def instrument() -> None:
     timed(VideoChunks, "__getitem__", "decode")
     timed(TrackingSystem, "detect", "detect")
     timed(TrackingSystem, "hmar_features", "hmar_features")
+    count_crops = TrackingSystem.hmar_features
+
+    @functools.wraps(count_crops)
+    def counted(self, crops, *args, **kwargs):  # noqa: ANN001, ANN202
+        TIMES["crops_count"] += crops.shape[0]
+        return count_crops(self, crops, *args, **kwargs)
+
+    TrackingSystem.hmar_features = counted
     timed(TrackingSystem, "_frames", "frames_total")
     timed(TrackingSystem, "encode_appearance", "tracker_encode")
     timed(HMAR, "encode_appearance", "encode_all")
@@ -102,7 +110,7 @@ def compose(overrides: list[str], output_dir: Path):
 
 
 def stage_table(frames: int, seconds: float) -> dict[str, float]:
-    ms = {stage: 1e3 * value / frames for stage, value in TIMES.items()}
+    ms = {stage: 1e3 * value / frames for stage, value in TIMES.items() if stage != "crops_count"}
     detection_encode = ms.get("encode_all", 0.0) - ms.get("tracker_encode", 0.0)
     stages = {
         "decode": ms.get("decode", 0.0),
@@ -130,6 +138,7 @@ def run_path(name: str, base: list[str], work: Path) -> dict:
     if report.error:
         raise RuntimeError(f"{name}: {report.error}")
     return {
+        "people_per_frame": TIMES["crops_count"] / report.frames,  # crops through HMAR
         "overrides": PATHS[name],
         "frames": report.frames,
         "seconds": report.seconds,
@@ -195,14 +204,15 @@ def markdown(result: dict) -> str:
         "",
         "Paths: " + "; ".join(f"`{name}` = `{' '.join(paths[name]['overrides'])}`" for name in names) + ".",
         "",
-        "| detector | path | frames/s | speed-up vs today | " + " | ".join(f"{stage} ms/frame" for stage in next(iter(paths.values()))["stages_ms_per_frame"]) + " |",
-        "|---|---|---:|---:|" + "---:|" * len(next(iter(paths.values()))["stages_ms_per_frame"]),
+        "| detector | path | people/frame | frames/s (runs) | speed-up vs today | " + " | ".join(f"{stage} ms/frame" for stage in next(iter(paths.values()))["stages_ms_per_frame"]) + " |",
+        "|---|---|---:|---|---:|" + "---:|" * len(next(iter(paths.values()))["stages_ms_per_frame"]),
     ]
     for name, row in paths.items():
         detector, path = name.split("/")
         reference = paths[f"{detector}/today"]["frames_per_s"]
         stages = " | ".join(f"{value:.1f}" for value in row["stages_ms_per_frame"].values())
-        lines.append(f"| {detector} | {path} | {row['frames_per_s']:.2f} | {row['frames_per_s'] / reference:.2f}x | {stages} |")
+        runs = ", ".join(f"{value:.3f}" for value in row["runs_frames_per_s"])
+        lines.append(f"| {detector} | {path} | {row['people_per_frame']:.1f} | **{row['frames_per_s']:.3f}** ({runs}) | {row['frames_per_s'] / reference:.2f}x | {stages} |")
     lines += ["", "Outputs against `today` on the same frames:", "", "| run | MOT ids identical | max box diff (px) | max rel. error appe / pose / loca / 3d_joints |", "|---|---|---:|---|"]
     for name, comparison in result["comparisons"].items():
         errors = comparison["max_relative_error"]
@@ -231,6 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--detectors", nargs="+", default=["given_boxes", "hog"], choices=["given_boxes", "hog"])
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per path (alternating); each path keeps its fastest")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--quick", action="store_true", help="4 frames, given boxes only")
     parser.add_argument("--work", type=Path, default=None, help="folder for the video and outputs (default: temporary)")
@@ -261,11 +272,21 @@ def main(argv: list[str] | None = None) -> dict:
     paths: dict[str, dict] = {}
     comparisons: dict[str, dict] = {}
     for detector in args.detectors:
-        for name in ["today", *[p for p in args.paths if p != "today"]]:
-            key = f"{detector}/{name}"
-            paths[key] = run_path(name, [*inputs[detector], *common], work / detector)
-            print(f"{key}: {paths[key]['frames_per_s']:.2f} frames/s", flush=True)
+        # Paths alternate, and each keeps its fastest of --repeats runs: other jobs on a shared machine
+        # only ever slow a run down.
+        for repeat in range(args.repeats):
+            for name in ["today", *[p for p in args.paths if p != "today"]]:
+                key = f"{detector}/{name}"
+                row = run_path(name, [*inputs[detector], *common], work / detector / str(repeat))
+                row["runs_frames_per_s"] = [*paths.get(key, {}).get("runs_frames_per_s", []), row["frames_per_s"]]
+                if key not in paths or row["frames_per_s"] > paths[key]["frames_per_s"]:
+                    paths[key] = row
+                else:
+                    paths[key]["runs_frames_per_s"] = row["runs_frames_per_s"]
+                print(f"{key} run {repeat}: {row['frames_per_s']:.3f} frames/s", flush=True)
+        for name in args.paths:
             if name != "today":
+                key = f"{detector}/{name}"
                 comparisons[key] = compare_outputs(Path(paths[f"{detector}/today"]["output_dir"]), Path(paths[key]["output_dir"]))
     sys.path.insert(0, str(PROJECT_ROOT / "experiments" / "hmar_throughput"))
     from run import build_hmar, count_flops  # the HMAR benchmark's FLOP count
