@@ -184,7 +184,7 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         tracker_cfg = OmegaConf.merge(tracker_cfg, {"pose_predictor": None})
     tracker = hydra.utils.instantiate(
         tracker_cfg,
-        appearance_encoder=OnModuleDevice(hmar, "encode_appearance"),
+        appearance_encoder=OnModuleDevice(system, "encode_appearance"),  # at system.precision
         pose_predictor=build_pose_predictor(pose_ckpt, cfg.get("pose_predictor_config"), trusted=trusted),
     )
     # Spawned DDP ranks cannot hand their reports back in memory: rank 0 gathers every rank's and
