@@ -119,3 +119,9 @@ def test_hog_nms_keeps_the_best_of_overlapping_windows_and_drops_low_scores():
     found = detector.select(windows, margins, height=300, width=500)
     torch.testing.assert_close(found.scores, torch.tensor([0.75, 1 / 3]))
     torch.testing.assert_close(found.boxes, torch.tensor([[4.0, 4.0, 68.0, 132.0], [200.0, 0.0, 264.0, 128.0]]))
+
+
+def test_hog_on_frames_smaller_than_its_window_finds_nobody_instead_of_crashing():
+    # OpenCV's detectMultiScale segfaults on images smaller than the 64 x 128 window.
+    found = HOGDetector()(torch.zeros(2, 64, 64, 3, dtype=torch.uint8))
+    assert [len(detections.boxes) for detections in found] == [0, 0]

@@ -29,6 +29,9 @@ from phalp_lightning.structures import Detections
 WINDOW_WIDTH, WINDOW_HEIGHT = 64, 128
 
 
+# OpenCV's default people detector scores 64 x 128 px windows.
+HOG_WINDOW_WIDTH, HOG_WINDOW_HEIGHT = 64, 128
+
 class HOGDetector:
     """People detector on ``cv2.HOGDescriptor_getDefaultPeopleDetector``.
 
@@ -112,6 +115,9 @@ class HOGDetector:
             interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
             image = cv2.resize(image, (round(width * factor), round(height * factor)), interpolation=interpolation)
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        if gray.shape[0] < HOG_WINDOW_HEIGHT or gray.shape[1] < HOG_WINDOW_WIDTH:
+            # No window fits, so nobody can be found; OpenCV would crash the process instead of saying so.
+            return np.zeros((0, 4), dtype=np.float32), np.zeros(0, dtype=np.float32)
         rects, weights = self._descriptor().detectMultiScale(
             gray,
             hitThreshold=self.hit_threshold,
