@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 
@@ -240,3 +241,64 @@ def test_action_head_is_trained_and_scored_per_class():
     # Windows without labels do not count.
     unlabelled = dict(batch, has_actions=torch.zeros(6, dtype=torch.bool))
     assert module.masked_step(unlabelled)["action"].item() == 0.0
+
+
+def test_track_actions_writer_scores_each_track_with_the_action_head(tmp_path):
+    import json
+
+    from phalp_lightning.sinks.base import VideoInfo
+    from phalp_lightning.tracking.actions import TrackActionsWriter
+    from phalp_lightning.tracking.phalp_tracker import PHALPTracker
+    from phalp_lightning.tracking.synthetic import detection_stream
+
+    network = small_network(num_action_classes=3, action_names=["walk", "run", "wave"]).eval()
+    writer = TrackActionsWriter(network, windows_per_call=1)
+    video = VideoInfo(name="clip", source="clip.mp4", num_frames=30, output_dir=tmp_path)
+    writer.open(video)
+    tracker = PHALPTracker(pose_predictor=network)
+    emitted = []
+    for frame in detection_stream(2, 30, seed=3, with_uv=False, miss_probability=0.1):
+        emitted += tracker.update(frame)
+    emitted += tracker.finalize()
+    for tracks in emitted:
+        writer.write(tracks)
+    (path,) = writer.close()
+    assert path == tmp_path / "results" / "demo_clip.actions.json"
+    content = json.loads(path.read_text())
+    assert content["action_names"] == ["walk", "run", "wave"] and len(content["tracks"]) == 2
+    # One track recomputed by hand: its detections in windows of frame_length (20) frames.
+    track_id = int(next(iter(content["tracks"])))
+    entries = [(t.frame_index, t.detections.pose[k]) for t in emitted for k in range(len(t))
+               if int(t.track_ids[k]) == track_id and int(t.time_since_update[k]) == 0]  # fmt: skip
+    times = torch.tensor([frame for frame, _ in entries])
+    poses = torch.stack([pose for _, pose in entries])
+    first = times - times[0] < 20
+    parts = [network.action_probabilities(poses[m][None], times[m][None], torch.ones(1, int(m.sum()), dtype=torch.bool))[0] * m.sum()
+             for m in (first, ~first)]  # fmt: skip
+    expected = (parts[0] + parts[1]) / len(times)
+    saved = content["tracks"][str(track_id)]
+    assert saved["detections"] == len(times)
+    assert torch.allclose(torch.tensor(list(saved["probabilities"].values())), expected, atol=1e-5)
+
+
+def test_synthetic_tracklets_carry_labelled_motions(tmp_path, synthetic_assets):
+    from helpers.synthetic_data import body_model_handle
+    from phalp_lightning.datamodules.shards import TrackletDecoder, iterate_shard
+    from phalp_lightning.datamodules.synthetic.tracklets import simulate_tracks, write_synthetic_tracklets
+
+    body = body_model_handle(str(synthetic_assets))
+    entries = write_synthetic_tracklets(tmp_path, num_train_tracks=4, num_val_tracks=2, track_length=12, window=6,
+                                        seed=1, body_model=body, motions=("walk", "stand", "wave"))  # fmt: skip
+    assert entries["train"]["action_names"] == ["walk", "stand", "wave"]
+    decoder = TrackletDecoder(load_actions=True, num_actions=3)
+    samples = [decoder(sample) for shard in entries["train"]["shards"] for sample in iterate_shard(shard)]
+    for sample in samples:
+        assert sample["has_actions"] and torch.equal(sample["actions"].sum(dim=1), torch.ones(6))
+    # Standing and waving people stay in place; walkers move.
+    tracks = simulate_tracks(np.random.default_rng(0), 12, 20, body, motions=("walk", "stand", "wave"))
+    travel = np.abs(tracks["pose"][:, -1, 226] - tracks["pose"][:, 0, 226]) * tracks["valid"][:, [0, -1]].all(1)
+    still = tracks["motion"] > 0
+    assert (travel[still] < 1e-6).all() and (travel[~still & tracks["valid"][:, [0, -1]].all(1)] > 0).any()
+    with pytest.raises(ValueError, match="unknown motions"):
+        write_synthetic_tracklets(tmp_path / "bad", num_train_tracks=1, num_val_tracks=1, track_length=6, window=6,
+                                  body_model=body, motions=("moonwalk",))  # fmt: skip

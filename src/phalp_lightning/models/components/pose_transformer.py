@@ -581,6 +581,32 @@ class PoseTransformer(nn.Module):
         anchor, distance = slot_anchors(sequence, visible, self.output_anchor, self.anchor_max_steps)
         return self.readout(tokens, head, anchor, distance)
 
+    @torch.no_grad()
+    def action_probabilities(self, pose: Tensor, time: Tensor, valid: Tensor) -> Tensor:
+        """Per-sequence action probabilities: the sigmoid of the action head, averaged over the valid slots.
+
+        Every valid entry is visible (nothing is masked), placed at ``time - time of the first
+        valid entry``; entries beyond ``frame_length`` slots are left out. Call in eval mode.
+
+        Args:
+            pose: (N, W, 229) natural units; time: (N, W) int64 frame indices; valid: (N, W) bool.
+
+        Returns:
+            (N, A) probabilities (A = ``num_action_classes``).
+        """
+        if not hasattr(self, "action_head_ava"):
+            raise ValueError("this pose transformer has no action head (num_action_classes=0)")
+        device = self.mean.device
+        pose, time, valid = pose.to(device, torch.float32), time.to(device, torch.long), valid.to(device).bool()
+        positions = torch.arange(time.shape[1], device=device).expand_as(time)
+        first = torch.where(valid, positions, positions + time.shape[1]).argmin(dim=1)
+        slots = time - time.gather(1, first[:, None])
+        keep = valid & (slots >= 0) & (slots < self.frame_length)
+        sequence, observed = scatter_to_slots(pose, slots.clamp(min=0), keep, self.frame_length)
+        scores = self.decode(sequence, observed)["action_logits"].sigmoid()
+        weight = observed.float()[..., None]
+        return (scores * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
+
     # ------------------------------------------------------------------ tracking
     def history_slots(self, time_history: Tensor) -> Tensor:
         """Slot of each history entry: ``min(t - t_oldest, T - 1)`` (clamped at 0 for unsorted input).
