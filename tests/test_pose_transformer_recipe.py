@@ -56,6 +56,8 @@ def test_slot_anchors_continue_the_last_visible_motion():
     assert rotation_angle_deg(moving[0, 5:], poses[5:]).max().item() < 1e-2
     assert torch.allclose(moving[0, 5:, 226:], poses[5:, 226:], atol=1e-4)
     assert torch.equal(moving[0, 9, 216:226], poses[4, 216:226])
+    held, _ = slot_anchors(poses[None], visible, "velocity", max_steps=1.0)
+    assert torch.equal(held[0, 9], held[0, 5]) and torch.equal(held[0, 5], moving[0, 5])
     # Slot 2 is extrapolated from slot 1 alone (no earlier visible slot): the constant pose.
     assert torch.equal(moving[0, 2], poses[1])
     # Between slots 1 and 3 (a gap of 2), one slot on is half a step: the fractional power.
@@ -89,6 +91,12 @@ def test_the_correction_scales_with_the_distance_to_the_newest_visible_slot():
     assert angles[2].item() == pytest.approx(4 * angles[1].item(), rel=1e-3)
     with pytest.raises(ValueError, match="anchor"):
         network.readout(tokens)
+    # With a largest distance c the scale is min(d, c) ** p: constant beyond c.
+    network.correction_scale_max_distance = 2.0
+    far = network.readout(tokens, anchor=anchor, distance=torch.tensor([1.0, 2.0, 7.0]))["pose"]
+    far_angles = rotation_angle_deg(far, anchor) * 24
+    assert far_angles[2].item() == pytest.approx(far_angles[1].item(), rel=1e-4)
+    assert far_angles[1].item() == pytest.approx(angles[2].item(), rel=1e-4)
 
 
 def test_anchored_checkpoint_round_trip_keeps_how_the_output_is_formed(tmp_path):
@@ -96,7 +104,8 @@ def test_anchored_checkpoint_round_trip_keeps_how_the_output_is_formed(tmp_path)
     from phalp_lightning.models.pose_transformer_module import load_pose_transformer
 
     network = small_network(output_anchor="velocity", correction_horizon_power=2.0, num_action_classes=3,
-                            action_names=["walk", "run", "wave"])  # fmt: skip
+                            action_names=["walk", "run", "wave"], correction_scale_max_distance=3.0,
+                            anchor_max_steps=4.0)  # fmt: skip
     with torch.no_grad():
         for parameter in network.parameters():
             parameter.add_(0.01 * torch.randn_like(parameter))
@@ -111,6 +120,7 @@ def test_anchored_checkpoint_round_trip_keeps_how_the_output_is_formed(tmp_path)
     )
     loaded = load_pose_transformer(path)
     assert loaded.output_anchor == "velocity" and loaded.correction_horizon_power == 2.0
+    assert loaded.correction_scale_max_distance == 3.0 and loaded.anchor_max_steps == 4.0
     assert loaded.action_names == ["walk", "run", "wave"]
     history, times, gaps = turning_poses(7)[None].repeat(2, 1, 1), torch.arange(7).repeat(2, 1), torch.tensor([0, 3])
     assert torch.allclose(loaded.predict_next(history, times, gaps), network.eval().predict_next(history, times, gaps), atol=1e-6)

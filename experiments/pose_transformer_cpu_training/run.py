@@ -332,6 +332,7 @@ def main() -> None:
         f"trainer.max_epochs={args.max_epochs}",
         f"model.future_horizons={horizons}",
         f"+trainer.max_time={args.max_time}",
+        "trainer.gradient_clip_val=2.0",
         "+trainer.enable_progress_bar=false",
         *action_overrides,
         f"hydra.run.dir={run_dir}",

@@ -176,6 +176,7 @@ def infer_architecture(
         "action_names",
         "correction_horizon_power",
         "anchor_max_steps",
+        "correction_scale_max_distance",
     ):
         if key in overrides:
             architecture[key] = overrides[key]

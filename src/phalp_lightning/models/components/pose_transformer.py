@@ -321,6 +321,9 @@ class PoseTransformer(nn.Module):
             axis-angle). The anchor's error grows about like d**2, so p = 2 lets the head predict
             corrections of one size at every horizon, and the next frame's stays small. Stored
             in the config.
+        correction_scale_max_distance: c; the correction scale is ``min(d, c) ** p`` (0: no limit).
+            The anchor's error grows like d**2 only at first; further on, a constant scale keeps
+            the head's targets of one size. Stored in the config.
         anchor_max_steps: with ``output_anchor="velocity"``, the anchor continues the last motion
             for at most this many steps, then holds (0: no limit). Stored in the config.
         action_names: names of the ``num_action_classes`` action classes (stored in the config;
@@ -356,6 +359,7 @@ class PoseTransformer(nn.Module):
         action_names: list[str] | tuple[str, ...] | None = None,
         correction_horizon_power: float = 0.0,
         anchor_max_steps: float = 0.0,
+        correction_scale_max_distance: float = 0.0,
     ) -> None:
         super().__init__()
         if output_anchor not in OUTPUT_ANCHORS:
@@ -383,9 +387,11 @@ class PoseTransformer(nn.Module):
             self.config["output_anchor"] = output_anchor
             self.config["correction_horizon_power"] = float(correction_horizon_power)
             self.config["anchor_max_steps"] = float(anchor_max_steps)
+            self.config["correction_scale_max_distance"] = float(correction_scale_max_distance)
         self.output_anchor = output_anchor
         self.correction_horizon_power = float(correction_horizon_power)
         self.anchor_max_steps = float(anchor_max_steps)
+        self.correction_scale_max_distance = float(correction_scale_max_distance)
         if action_names is not None:
             if len(action_names) != num_action_classes:
                 raise ValueError(
@@ -550,7 +556,10 @@ class PoseTransformer(nn.Module):
             if self.correction_horizon_power:
                 if distance is None:
                     raise ValueError("correction_horizon_power needs the slots' distance")
-                scale = distance.to(pose.dtype).pow(self.correction_horizon_power)[..., None]
+                distance = distance.to(pose.dtype)
+                if self.correction_scale_max_distance > 0:
+                    distance = distance.clamp(max=self.correction_scale_max_distance)
+                scale = distance.pow(self.correction_horizon_power)[..., None]
                 correction = axis_angle_to_rotmat(rotmat_to_axis_angle(correction) * scale[..., None])
                 camera_correction = camera_correction * scale
             base = anchor[..., _ROTATIONS].reshape(*lead, joints, 3, 3).to(pose.dtype)
