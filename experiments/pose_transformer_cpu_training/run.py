@@ -224,16 +224,21 @@ def markdown(results: dict) -> str:
         "| horizon | windows | model pose_l2 | CP pose_l2 | CV pose_l2 | model rotation_l2 | CP rotation_l2 | CV rotation_l2 | model rot_deg | CP rot_deg | CV rot_deg | model betas_l2 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, entry in results["held_out"].items():
-        if not key.startswith("h"):
-            continue
+    def table_row(key: str, entry: dict) -> str:
         cells = [key[1:], str(entry["num_windows"])]
         for measure, digits in (("pose_l2", 4), ("rotation_l2", 4), ("rot_deg", 2)):
             model = f"{entry['model'][measure]:.{digits}f}"
             cells.append(f"**{model}**" if entry["model_beats_both"][measure] else model)
             cells += [f"{entry[name][measure]:.{digits}f}" for name in ("constant_pose", "constant_velocity")]
         cells.append(f"{entry['model']['betas_l2']:.4f}")
-        lines.append("| " + " | ".join(cells) + " |")
+        return "| " + " | ".join(cells) + " |"
+
+    header_at = len(lines) - 2
+    lines += [table_row(key, entry) for key, entry in results["held_out"].items() if key.startswith("h")]
+    if results.get("also_scored"):
+        lines += ["", f"The same checkpoint on other held-out windows (`{results['also_scored']['val']}`):", ""]
+        lines += lines[header_at : header_at + 2]
+        lines += [table_row(key, entry) for key, entry in results["also_scored"]["held_out"].items() if key.startswith("h")]
     actions = results["held_out"].get("actions")
     if actions:
         lines += [
@@ -283,6 +288,10 @@ def main() -> None:
         action="store_true",
         help="score OUT/run/checkpoints/last.ckpt of an earlier (possibly stopped) run",
     )
+    parser.add_argument(
+        "--also-score", type=Path, default=None,
+        help="tracklet shards (a folder with val-*.tar) to score the same checkpoint on as well, e.g. walking-only tracks",
+    )  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -345,6 +354,11 @@ def main() -> None:
             raise FileNotFoundError(f"--evaluate-only: {checkpoint} does not exist; train first")
         train_seconds = checkpoint.stat().st_mtime - (run_dir / ".hydra").stat().st_mtime
         train_cpu_seconds = None
+        earlier = out / "results.json"
+        if earlier.is_file():  # the training run's own timings, when it wrote them
+            previous = json.loads(earlier.read_text())
+            train_seconds = previous.get("train_seconds", train_seconds)
+            train_cpu_seconds = previous.get("train_cpu_seconds")
     else:
         print("+", " ".join(train_command), flush=True)
         started = time.time()
@@ -360,6 +374,13 @@ def main() -> None:
     held_out = evaluate_checkpoint(
         checkpoint, datamodule(train, val, args.batch_size, len(motions)).val_dataloader(), 7, args.horizons
     )
+    also_scored = None
+    if args.also_score is not None:
+        other_val = shard_pattern(args.also_score.resolve(), "val")
+        also_scored = {
+            "val": other_val,
+            "held_out": evaluate_checkpoint(checkpoint, datamodule(other_val, other_val, args.batch_size).val_dataloader(), 7, args.horizons),
+        }
     curves = val_curves(run_dir / "csv" / "version_0" / "metrics.csv", args.horizons)
     plotted = plot(curves, args.horizons, out / "val_curves.png")
     results = {
@@ -383,6 +404,7 @@ def main() -> None:
         "train_cpu_seconds": train_cpu_seconds,
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
         "held_out": held_out,
+        "also_scored": also_scored,
         "curves": curves,
         "plot": plotted,
     }
