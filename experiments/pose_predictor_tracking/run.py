@@ -221,7 +221,9 @@ def main() -> None:
         print(name, {k: v for k, v in results[name].items() if k != "per_scene_switches"}, flush=True)
     report = {
         "command": "python experiments/pose_predictor_tracking/run.py " + " ".join(
-            f"--{key.replace('_', '-')} {value}" for key, value in vars(args).items() if key != "out"
+            f"--{key.replace('_', '-')}" if value is True else f"--{key.replace('_', '-')} {value}"
+            for key, value in vars(args).items()
+            if key != "out" and value is not False
         ),
         "scenes": args.scenes, "people": args.people, "frames": args.frames,
         "hidden_frames": [int(scene["hidden"]) for scene in scenes],
@@ -229,13 +231,19 @@ def main() -> None:
         "results": results,
     }  # fmt: skip
     lines = [
-        "# Tracker with a trained pose predictor vs the constant pose: synthetic crossing scenes",
+        "# Tracker with a trained pose predictor vs the constant pose: synthetic "
+        + ("overtaking" if args.overtake else "crossing") + " scenes",
         "",
         f"Command: `{report['command']}`",
         "",
-        f"{args.scenes} scenes of {args.frames} frames, {args.people} people of similar build and look; two cross "
-        f"mid-clip and the farther one is hidden for {min(report['hidden_frames'])}-{max(report['hidden_frames'])} frames. "
-        "Same detections and tracker settings for both rows.",
+        f"{args.scenes} scenes of {args.frames} frames, {args.people} people of similar build and look; "
+        + (
+            "one overtakes another mid-clip and both are hidden"
+            if args.overtake
+            else "two cross mid-clip and the farther one is hidden"
+        )
+        + f" for {min(report['hidden_frames'])}-{max(report['hidden_frames'])} frames, the slower/farther one "
+        "changing pace. Same detections and tracker settings for both rows.",
         "",
         "| pose predictor | IDF1 | ID switches | scenes with a switch | MOTA |",
         "|---|---|---|---|---|",
