@@ -455,7 +455,7 @@ class PoseTransformerModule(L.LightningModule):
         if problem is None:
             losses = self.masked_step(batch, across_ranks=True)
             if not torch.isfinite(losses["total"]):
-                terms = {name: float(value) for name, value in losses.items() if not name.startswith("_")}
+                terms = {name: float(value.detach()) for name, value in losses.items() if not name.startswith("_")}
                 problem = f"training batch {batch_idx} (epoch {self.current_epoch}, step {self.global_step}): non-finite loss {terms}"
         if problem is not None:
             self.handle_nonfinite(problem)
