@@ -14,6 +14,7 @@ every ``world_size``-th video, so ranks never share a video.
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -307,21 +308,20 @@ def mot_boxes_source(path: Path, base_path: Path | None, start_frame: int | None
     except MOTFormatError as error:
         raise FrameSourceError(f"boxes file {path}: {error}") from error
     is_gt = path.parent.name == "gt"
-    if not is_gt and len(rows.confidences) and ((rows.confidences < 0) | (rows.confidences > 1)).any():
-        # The tracker weighs appearance updates by score**2 (PHALP), which needs scores in [0, 1].
-        log.warning(
-            "boxes file %s: confidences span [%.3g, %.3g]; clipped to [0, 1] (the tracker and the MOT output use them)",
-            path, rows.confidences.min(), rows.confidences.max(),
-        )
-        rows = type(rows)(rows.frames, rows.track_ids, rows.boxes_xywh, np.clip(rows.confidences, 0, 1), rows.extra, rows.path)
     if is_gt and rows.extra.shape[1] >= 1:
         keep = (rows.confidences != 0) & (rows.extra[:, 0] == 1)
         rows = type(rows)(rows.frames[keep], rows.track_ids[keep], rows.boxes_xywh[keep], rows.confidences[keep], rows.extra[keep], rows.path)
+    # A det.txt's column 7 is the detector's confidence, kept as the score (the tracker blends UV maps
+    # with score^2, so it must lie in [0, 1]); a gt.txt's is an evaluation flag.
+    keep_scores = not is_gt and len(rows.confidences) > 0
+    if keep_scores and not ((rows.confidences >= 0) & (rows.confidences <= 1)).all():
+        warnings.warn(f"boxes file {path}: confidences outside [0, 1] (detector margins?); every given box scores 1", stacklevel=2)
+        keep_scores = False
     boxes = []
     for frame_number in range(1, len(images) + 1):
         frame_rows = rows.frame(frame_number)
         ids = None if path.parent.name == "det" else frame_rows.track_ids
-        scores = None if is_gt else frame_rows.confidences
+        scores = frame_rows.confidences if keep_scores else None
         boxes.append(_given(frame_rows.boxes_xywh, ids, scores, where=f"boxes file {path}, frame {frame_number}"))
     return ImageListSource(source_name(path), path, images, start_frame, end_frame, boxes)
 

@@ -58,6 +58,8 @@ LATERAL_EDGES = {
 KNOWN_VIOLATIONS_TO_REMOVE = {
     # tracking imports the writers: the callback should hand frames to sinks the pipeline wires in.
     ("phalp_lightning.tracking.callback", "phalp_lightning.sinks.base"),
+    # tracking.actions takes VideoInfo from the writers: the per-video header moves to structures.
+    ("phalp_lightning.tracking.actions", "phalp_lightning.sinks.base"),
     # rendering poses meshes with the body model: the body model moves below the stages.
     ("phalp_lightning.rendering.mesh", "phalp_lightning.models.components.smpl"),
     # synthetic data renders people with the body model and the rasteriser (same move, and the

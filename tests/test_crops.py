@@ -66,3 +66,26 @@ def test_filters_drop_low_scores_and_small_boxes():
     kept, index = small_box_filter(detections)
     assert index.tolist() == [0, 3]
     assert score_filter(kept, 0.8).scores.tolist() == pytest.approx([0.9])  # strict >, as PHALP
+
+
+def test_crops_from_separable_axes_equal_the_full_grid_computation_bit_for_bit():
+    # The crop path builds the sampling grid and the box mask from per-axis vectors; the result must be
+    # exactly what sampling on the full (N, S, S, 2) grid gives.
+    import torch.nn.functional as F
+
+    from phalp_lightning.detection.crops import crop_sampling_grid
+
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (72, 130, 3), dtype=torch.uint8, generator=generator)
+    boxes = torch.tensor([[3.3, 4.1, 40.7, 70.2], [60.0, -5.0, 140.5, 50.25], [20.0, 10.0, 31.0, 33.0]])
+    crops = crop_people(image, boxes, crop_size=48)
+
+    grid = crop_sampling_grid(crops.center, crops.side, 48)
+    normalised = (2 * grid + 1) / torch.tensor([130.0, 72.0]) - 1
+    rgb = F.grid_sample(image.permute(2, 0, 1)[None].float().expand(3, 3, 72, 130), normalised, mode="bilinear", padding_mode="zeros", align_corners=False)
+    rgb = (rgb - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    x, y = grid[..., 0], grid[..., 1]
+    inside = (x >= boxes[:, 0, None, None]) & (x <= boxes[:, 2, None, None]) & (y >= boxes[:, 1, None, None]) & (y <= boxes[:, 3, None, None])
+    assert torch.equal(crops.images[:, :3], rgb)
+    assert torch.equal(crops.images[:, 3], inside.float() * 255.0)
+    assert 0 < crops.images[:, 3].count_nonzero() < crops.images[:, 3].numel()

@@ -88,3 +88,40 @@ def test_maskrcnn_model_zoo_name_resolves_and_missing_weights_say_where_to_get_t
     with pytest.raises(Exception) as info:
         hydra.utils.instantiate(cfg.detector)
     assert "detector.config_file=nowhere/unknown.py: neither a file nor a config in detectron2's model zoo" in str(find_user_error(info.value))
+
+
+def test_hog_windows_map_to_the_person_box_inside_them():
+    detector = HOGDetector(person_box=(0.5, 0.55, 0.5, 0.75))
+    windows = np.array([[10.0, 20.0, 64.0, 128.0], [100.0, 0.0, 32.0, 64.0]])
+    boxes = detector.person_boxes(windows)
+    # centre (10 + 32, 20 + 0.55 * 128), size (32, 96)
+    np.testing.assert_allclose(boxes[0], [26.0, 42.4, 58.0, 138.4], rtol=1e-6)
+    np.testing.assert_allclose(boxes[1], [108.0, 11.2, 124.0, 59.2], rtol=1e-6)
+    whole = HOGDetector(person_box=(0.5, 0.5, 1.0, 1.0)).person_boxes(windows)
+    np.testing.assert_allclose(whole, np.concatenate([windows[:, :2], windows[:, :2] + windows[:, 2:]], axis=1))
+    with pytest.raises(ValueError, match="person_box"):
+        HOGDetector(person_box=(0.5, 0.5, 0.0, 1.0))
+
+
+def test_hog_upsamples_to_reach_small_people_within_the_side_cap():
+    # The window's person is 128 * 0.75 = 96 px tall: reaching 48 px people needs 2x.
+    detector = HOGDetector(person_box=(0.5, 0.5, 0.5, 0.75), min_person_height=48, max_side=None)
+    assert detector.resize_factor(480, 640) == pytest.approx(2.0)
+    assert HOGDetector(person_box=(0.5, 0.5, 0.5, 0.75), min_person_height=48, max_side=960).resize_factor(480, 640) == pytest.approx(1.5)
+    assert HOGDetector(person_box=(0.5, 0.5, 0.5, 0.75), min_person_height=200, max_side=None).resize_factor(480, 640) == 1.0
+    assert HOGDetector(min_person_height=None, max_side=640).resize_factor(720, 1280) == pytest.approx(0.5)
+
+
+def test_hog_nms_keeps_the_best_of_overlapping_windows_and_drops_low_scores():
+    detector = HOGDetector(score_threshold=0.2, nms_threshold=0.5, person_box=(0.5, 0.5, 1.0, 1.0))
+    windows = np.array([[0, 0, 64, 128], [4, 4, 64, 128], [200, 0, 64, 128], [400, 0, 64, 128]], dtype=np.float32)
+    margins = np.array([1.0, 3.0, 0.5, 0.1], dtype=np.float32)  # scores 0.5, 0.75, 0.33, 0.09
+    found = detector.select(windows, margins, height=300, width=500)
+    torch.testing.assert_close(found.scores, torch.tensor([0.75, 1 / 3]))
+    torch.testing.assert_close(found.boxes, torch.tensor([[4.0, 4.0, 68.0, 132.0], [200.0, 0.0, 264.0, 128.0]]))
+
+
+def test_hog_on_frames_smaller_than_its_window_finds_nobody_instead_of_crashing():
+    # OpenCV's detectMultiScale segfaults on images smaller than the 64 x 128 window.
+    found = HOGDetector()(torch.zeros(2, 64, 64, 3, dtype=torch.uint8))
+    assert [len(detections.boxes) for detections in found] == [0, 0]

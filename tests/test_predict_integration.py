@@ -87,7 +87,8 @@ def test_pose_transformer_checkpoint_drives_the_tracker(compose_cfg, synthetic_v
     from phalp_lightning.pipelines.predict import build_pose_predictor
     from phalp_lightning.tracking.callback import PoseTransformerPredictor
 
-    module = hydra.utils.instantiate(compose_cfg("train", ["model=pose_transformer"]).model)
+    overrides = ["model=pose_transformer", "model.net.num_action_classes=2", "model.net.action_names=[walk,wave]"]
+    module = hydra.utils.instantiate(compose_cfg("train", overrides).model)
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     path = tmp_path / "pose.ckpt"
@@ -109,3 +110,10 @@ def test_pose_transformer_checkpoint_drives_the_tracker(compose_cfg, synthetic_v
         cfg.hmar = {"_target_": "helpers.fakes.FakeHMAR"}
     (report,) = run(cfg)
     assert report.error is None and report.frames == 6 and len(report.track_ids) >= 2
+    # Its action head scores every track: per-track probabilities beside the results.
+    (actions,) = [path for path in report.outputs if path.endswith(".actions.json")]
+    import json
+
+    tracks = json.loads(open(actions).read())["tracks"]
+    assert {int(track) for track in tracks} <= report.track_ids and tracks
+    assert all(set(entry["probabilities"]) == {"walk", "wave"} for entry in tracks.values())

@@ -143,3 +143,18 @@ def test_truncated_video_gives_a_clear_error(video, tmp_path):
     path.write_bytes(data[: len(data) * 2 // 3])  # OpenCV's mp4v writer puts the index at the end
     with pytest.raises(FrameSourceError, match="truncated.mp4: cannot decode"):
         open_source(path)
+
+
+def test_det_txt_confidences_become_scores_and_out_of_range_ones_are_refused_with_a_warning(video, tmp_path):
+    sequence = tmp_path / "SEQ"
+    (sequence / "det").mkdir(parents=True)
+    (sequence / "img1").symlink_to(video.frames_dir)
+    rows = "1,-1,10,20,30,60,0.25,-1,-1,-1\n1,-1,50,20,30,60,0.9,-1,-1,-1\n2,-1,12,20,30,60,0.5,-1,-1,-1\n"
+    (sequence / "det" / "det.txt").write_text(rows)
+    given = open_source(sequence / "det" / "det.txt")
+    assert given.given_boxes(0).scores.tolist() == pytest.approx([0.25, 0.9])
+    assert given.given_boxes(0).track_ids is None
+    (sequence / "det" / "det.txt").write_text(rows.replace("0.9", "2.7"))  # an SVM margin, not a probability
+    with pytest.warns(UserWarning, match=r"outside \[0, 1\]"):
+        given = open_source(sequence / "det" / "det.txt")
+    assert given.given_boxes(0).scores.tolist() == [1.0, 1.0]

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     tracklets.add_argument("--track-length", type=int, default=64)
     tracklets.add_argument("--window", type=int, default=32)
     tracklets.add_argument("--shard-size", type=int, default=128)
+    tracklets.add_argument("--motions", nargs="+", default=None, metavar="MOTION",
+                           help="labelled motions to draw tracks from (walk run stand turn wave); writes action labels")
 
     commands.add_parser("all", parents=[common], help="crops, tracklets and a video with the defaults, under OUT/{crops,tracklets,video}")
     return parser
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         options = {} if args.command == "all" else dict(
             num_train_tracks=args.num_train_tracks, num_val_tracks=args.num_val_tracks,
             track_length=args.track_length, window=args.window, shard_size=args.shard_size,
+            motions=tuple(args.motions) if args.motions else None,
         )
         out = args.out / "tracklets" if args.command == "all" else args.out
         entries = write_synthetic_tracklets(out, seed=args.seed, body_model=body, **options)

@@ -7,6 +7,10 @@ PHALP's virtual camera (focal 5000 on the 256 px padded frame) for a real camera
 ``max(H, W)`` at the frame centre. A few steps per track are marked unobserved (``valid = False``,
 values zeroed), like missed detections. The next frame is predictable from the history (periodic
 gait, smooth root), so a model can beat the constant-pose baseline.
+
+With ``motions`` each track does one of several labelled motions (walk, run, stand, turn, wave),
+and the shards carry per-step one-hot ``actions``: the labels the pose transformer's action head is
+trained and scored on.
 """
 
 from __future__ import annotations
@@ -19,10 +23,56 @@ from phalp_lightning.datamodules.synthetic.people import (
     BodyModelHandle,
     Gait,
     global_orientation,
+    rot_y,
+    rot_z,
     walking_body_pose,
 )
 
 CAMERA_HEIGHT_M = 1.2
+MOTIONS = ("walk", "run", "stand", "turn", "wave")
+_R_SHOULDER, _R_ELBOW = 16, 18  # body_pose indices (SMPL joint - 1)
+
+
+def motion_track(
+    rng: np.random.Generator, motion: str, frames: np.ndarray, fps: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """One track of a labelled motion: body pose (T, 23, 3, 3), heading (T,) radians, speed (m/frame).
+
+    walk: a natural gait and a slowly drifting heading; run: a faster, larger gait at 2.5-3.5 m/s;
+    stand: nearly still, a slow sway; turn: a slow gait while the heading turns at 1.5-3 rad/s;
+    wave: standing, the right arm raised, its forearm waving at 1.5-2.5 Hz.
+    """
+    heading = rng.uniform(-np.pi, np.pi) + rng.normal(0.0, 0.004) * frames
+    if motion == "walk":
+        return walking_body_pose(Gait.sample(rng, fps), frames), heading, rng.uniform(1.0, 1.6) / fps
+    if motion == "run":
+        gait = Gait(
+            frequency=float(rng.uniform(1.3, 1.6)) / fps, phase=float(rng.uniform(0.0, 2.0 * np.pi)),
+            hip_swing=float(rng.uniform(0.6, 0.8)), knee_bend=float(rng.uniform(1.1, 1.5)),
+            arm_swing=float(rng.uniform(0.6, 0.9)), arm_down=float(rng.uniform(1.1, 1.3)),
+            elbow_bend=float(rng.uniform(1.0, 1.4)), torso_twist=float(rng.uniform(0.08, 0.15)),
+        )  # fmt: skip
+        return walking_body_pose(gait, frames), heading, rng.uniform(2.5, 3.5) / fps
+    if motion == "turn":
+        gait = Gait.sample(rng, fps)
+        gait = Gait(**{**gait.__dict__, "frequency": float(rng.uniform(0.6, 0.8)) / fps})
+        rate = rng.choice([-1.0, 1.0]) * rng.uniform(1.5, 3.0) / fps
+        return walking_body_pose(gait, frames), heading + rate * frames, rng.uniform(0.3, 0.7) / fps
+    if motion in ("stand", "wave"):
+        still = Gait(
+            frequency=float(rng.uniform(0.1, 0.3)) / fps, phase=float(rng.uniform(0.0, 2.0 * np.pi)),
+            hip_swing=0.02, knee_bend=0.0, arm_swing=0.03, arm_down=float(rng.uniform(1.2, 1.4)),
+            elbow_bend=float(rng.uniform(0.1, 0.3)), torso_twist=float(rng.uniform(0.02, 0.05)),
+        )  # fmt: skip
+        pose = walking_body_pose(still, frames)
+        if motion == "wave":
+            frequency = rng.uniform(1.5, 2.5) / fps
+            phase = rng.uniform(0.0, 2.0 * np.pi)
+            wave = np.sin(2.0 * np.pi * frequency * frames + phase)
+            pose[:, _R_SHOULDER] = rot_z(np.full(len(frames), -rng.uniform(0.6, 1.0)))
+            pose[:, _R_ELBOW] = rot_y(rng.uniform(0.9, 1.3) + rng.uniform(0.4, 0.7) * wave)
+        return pose, heading, 0.0
+    raise ValueError(f"unknown motion {motion!r}; known: {MOTIONS}")
 
 
 def simulate_tracks(
@@ -33,11 +83,13 @@ def simulate_tracks(
     image_size: tuple[int, int] = (720, 1280),
     fps: float = 30.0,
     dropout: float = 0.05,
+    motions: tuple[str, ...] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Simulate walking tracks.
+    """Simulate walking tracks (or, with ``motions``, tracks of motions drawn uniformly from it).
 
     Returns:
-        pose (K, T, 229), location (K, T, 99), valid (K, T) bool, all float32 except valid.
+        pose (K, T, 229), location (K, T, 99), valid (K, T) bool, all float32 except valid; with
+        ``motions`` also ``motion`` (K,) int64, the index in ``motions`` of each track's motion.
     """
     import torch
 
@@ -48,11 +100,17 @@ def simulate_tracks(
     focal = float(max(height, width))
     depth_scale = FOCAL_LENGTH * max(height, width) / (IMG_SIZE * focal)
     frames = np.arange(track_length, dtype=np.float64)
-    poses, orients, betas_all, headings = [], [], [], []
+    poses, orients, betas_all, headings, speeds, labels = [], [], [], [], [], []
     for _ in range(num_tracks):
-        gait = Gait.sample(rng, fps)
-        heading = rng.uniform(-np.pi, np.pi) + rng.normal(0.0, 0.004) * frames
-        poses.append(walking_body_pose(gait, frames))
+        if motions is None:  # the original walking-only stream (same draws, same data)
+            gait = Gait.sample(rng, fps)
+            heading = rng.uniform(-np.pi, np.pi) + rng.normal(0.0, 0.004) * frames
+            poses.append(walking_body_pose(gait, frames))
+        else:
+            labels.append(int(rng.integers(len(motions))))
+            body_pose, heading, speed = motion_track(rng, motions[labels[-1]], frames, fps)
+            poses.append(body_pose)
+            speeds.append(speed)
         orients.append(global_orientation(heading))
         betas_all.append(np.repeat(rng.normal(0.0, 0.5, (1, 10)), track_length, axis=0))
         headings.append(heading)
@@ -65,7 +123,7 @@ def simulate_tracks(
 
     translation = np.zeros((num_tracks, track_length, 3))
     for track in range(num_tracks):
-        speed = rng.uniform(1.0, 1.6) / fps
+        speed = rng.uniform(1.0, 1.6) / fps if motions is None else speeds[track]
         heading = headings[track]
         step = speed * np.stack([np.sin(heading), np.zeros_like(heading), -np.cos(heading)], axis=-1)
         depth = rng.uniform(5.0, 12.0)
@@ -88,7 +146,10 @@ def simulate_tracks(
     valid = rng.uniform(size=(num_tracks, track_length)) >= dropout
     pose = pose.numpy().astype(np.float32) * valid[..., None]
     location = location.numpy().astype(np.float32) * valid[..., None]
-    return {"pose": pose, "location": location, "valid": valid}
+    out = {"pose": pose, "location": location, "valid": valid}
+    if motions is not None:
+        out["motion"] = np.asarray(labels, np.int64)
+    return out
 
 
 def write_synthetic_tracklets(
@@ -105,10 +166,13 @@ def write_synthetic_tracklets(
     assets_root: str | os.PathLike[str] | None = None,
     body_model: BodyModelHandle | None = None,
     dataset: str = "synthetic",
+    motions: tuple[str, ...] | None = None,
 ) -> dict[str, dict]:
     """Write ``train-*.tar`` / ``val-*.tar`` tracklet shards (windows of ``window`` frames) + manifest.
 
-    Training windows overlap by half a window; validation windows do not overlap.
+    Training windows overlap by half a window; validation windows do not overlap. With ``motions``
+    (names from :data:`MOTIONS`) every sample also has ``actions`` (T, len(motions)) one-hot, and
+    the manifest entries list ``action_names``.
 
     Returns:
         split -> {"shards", "pattern", "num_samples", "window"}.
@@ -122,6 +186,9 @@ def write_synthetic_tracklets(
 
     if window > track_length:
         raise ValueError(f"window ({window}) must not exceed track_length ({track_length})")
+    unknown = sorted(set(motions or ()) - set(MOTIONS))
+    if unknown:
+        raise ValueError(f"unknown motions {unknown}; known: {list(MOTIONS)}")
     out_dir = Path(out_dir)
     body = body_model or BodyModelHandle(assets_root)
     entries = {}
@@ -129,20 +196,26 @@ def write_synthetic_tracklets(
         rng = np.random.default_rng([seed, stream])
         with ShardWriter(out_dir / split, max_count=shard_size) as writer:
             for first in range(0, count, 32):
-                tracks = simulate_tracks(rng, min(32, count - first), track_length, body, image_size, fps, dropout)
+                tracks = simulate_tracks(rng, min(32, count - first), track_length, body, image_size, fps, dropout, motions)
                 for offset in range(len(tracks["pose"])):
                     track_id = first + offset
+                    actions = None
+                    if motions is not None:
+                        actions = np.zeros((window, len(motions)), np.uint8)
+                        actions[:, tracks["motion"][offset]] = 1
                     for start in range(0, track_length - window + 1, stride):
                         part = slice(start, start + window)
                         writer.write(
                             encode_tracklet_sample(
                                 sample_key(dataset, split, track_id, f"{start:06d}"),
                                 pose=tracks["pose"][offset, part], location=tracks["location"][offset, part],
-                                time=np.arange(start, start + window), valid=tracks["valid"][offset, part],
+                                time=np.arange(start, start + window), valid=tracks["valid"][offset, part], actions=actions,
                                 meta={"dataset": dataset, "sequence": split, "track_id": track_id, "start_frame": start},
                             )
                         )
         entries[split] = {"shards": [str(p) for p in writer.shards], "pattern": writer.brace_pattern(),
                           "num_samples": writer.count, "window": window}
+        if motions is not None:
+            entries[split]["action_names"] = list(motions)
     write_manifest(out_dir, entries)
     return entries

@@ -73,16 +73,28 @@ def count_flops(hmar: torch.nn.Module, crop_size: int) -> tuple[float, int]:
 
 
 def time_setting(hmar: torch.nn.Module, crop_size: int, batch: int, mode: str, repeats: int) -> float:
-    """Median seconds per batch (after one warm-up batch)."""
+    """Median seconds per batch (after one warm-up batch).
+
+    ``bf16 weights channels_last`` is what ``system.precision=bf16 system.channels_last=true`` runs
+    (TrackingSystem converts HMAR's convolutions to bfloat16); ``bf16 autocast channels_last`` keeps
+    float32 weights under ``torch.autocast``.
+    """
+    import copy
+
+    from phalp_lightning.detection.base import NoDetector
+    from phalp_lightning.models.tracking_system import TrackingSystem
+
     crops = torch.randn(batch, 4, crop_size, crop_size)
-    model = hmar
-    if mode != "fp32":
+    model = hmar.to(memory_format=torch.contiguous_format)
+    if mode == "bf16 weights channels_last":
+        model = TrackingSystem(NoDetector(), copy.deepcopy(hmar), precision="bf16", channels_last=True).hmar
+        crops = crops.to(torch.bfloat16)
+    elif mode != "fp32":
         model = hmar.to(memory_format=torch.channels_last)
+    if mode != "fp32":
         crops = crops.contiguous(memory_format=torch.channels_last)
-    else:
-        model = hmar.to(memory_format=torch.contiguous_format)
     times = []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode.startswith("bf16")):
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16 autocast channels_last"):
         for index in range(repeats + 1):
             start = time.perf_counter()
             per_crop(model, crops)
@@ -163,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     flops, calls = count_flops(hmar, args.crop_size)
     flops_256 = flops if args.crop_size == 256 else count_flops(build_hmar(256, args.assets_dir), 256)[0]
     parameters = sum(p.numel() for p in hmar.parameters())
-    modes = ["fp32", "fp32 channels_last"] + (["bf16 channels_last"] if bf16_supported() else [])
+    modes = ["fp32", "fp32 channels_last"] + (["bf16 autocast channels_last", "bf16 weights channels_last"] if bf16_supported() else [])
     crops_per_s: dict[str, dict[str, float]] = {mode: {} for mode in modes}
     for batch in args.batches:
         for mode in modes:

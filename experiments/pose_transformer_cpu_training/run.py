@@ -1,4 +1,4 @@
-"""Train the small pose transformer on synthetic walking tracklets (CPU) and compare with baselines.
+"""Train the small pose transformer on synthetic labelled-motion tracklets (CPU) and compare with baselines.
 
 Question: after a short CPU training run, does the pose transformer predict a held-out track's
 future pose better than the constant-pose baseline (what the tracker uses without a predictor)?
@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -57,6 +58,7 @@ def make_data(out: Path, args: argparse.Namespace) -> Path:
         str(args.track_length),
         "--window",
         str(args.window),
+        *(["--motions", *args.motions] if args.motions else []),
     ]
     print("+", " ".join(command), flush=True)
     subprocess.run(command, check=True, cwd=REPO)
@@ -71,10 +73,13 @@ def shard_pattern(data: Path, split: str) -> str:
     return str(shards[0].parent / f"{split}-*.tar")
 
 
-def datamodule(train: str, val: str, batch_size: int):
+def datamodule(train: str, val: str, batch_size: int, num_actions: int = 0):
     from phalp_lightning.datamodules.tracklets import TrackletDataModule
 
-    module = TrackletDataModule(train_shards=train, val_shards=val, batch_size=batch_size, num_workers=0)
+    module = TrackletDataModule(
+        train_shards=train, val_shards=val, batch_size=batch_size, num_workers=0,
+        load_actions=num_actions > 0, num_actions=max(num_actions, 1),
+    )  # fmt: skip
     module.setup("fit")
     return module
 
@@ -93,9 +98,21 @@ def evaluate_checkpoint(checkpoint: Path, val_loader, history_length: int, horiz
         network, optimizer=None, history_length=history_length, future_horizons=horizons
     ).eval()
     measures = ("pose_l2", "rot_deg", "rotation_l2", "betas_l2")
+    from torchmetrics.classification import MultilabelAveragePrecision
+
+    num_actions = network.config.get("num_action_classes", 0)
+    action_ap = MultilabelAveragePrecision(num_labels=num_actions, average=None) if num_actions else None
     sums = {h: {name: dict.fromkeys(measures, 0.0) for name in BASELINES} for h in horizons}
     counts = {h: 0 for h in horizons}
     for batch in val_loader:
+        if action_ap is not None and "actions" in batch:
+            with torch.no_grad():
+                _, observed = scorer.layout_windows(batch)
+                # The history only (first history_length observed steps), as the tracker has it.
+                masked = observed & (observed.long().cumsum(dim=1) > history_length)
+                losses = scorer.masked_step(batch, masked=masked)
+            if "_action_logits" in losses and len(losses["_action_logits"]):
+                action_ap.update(losses["_action_logits"].sigmoid(), losses["_action_labels"].round().long())
         for horizon in horizons:
             predictions = scorer.future_predictions(batch, horizon)
             if predictions is None:
@@ -123,7 +140,19 @@ def evaluate_checkpoint(checkpoint: Path, val_loader, history_length: int, horiz
         entry["model_vs_constant_velocity"] = entry["model"]["pose_l2"] / max(
             entry["constant_velocity"]["pose_l2"], 1e-12
         )
+        entry["model_beats_both"] = {
+            measure: entry["model"][measure]
+            < min(entry["constant_pose"][measure], entry["constant_velocity"][measure])
+            for measure in ("pose_l2", "rotation_l2", "rot_deg")
+        }
         results[f"h{horizon}"] = entry
+    if action_ap is not None and action_ap.update_count:
+        per_class = action_ap.compute()
+        names = network.action_names or [str(i) for i in range(num_actions)]
+        results["actions"] = {
+            "ap": {name: float(value) for name, value in zip(names, per_class, strict=True)},
+            "map": float(per_class[~per_class.isnan()].mean()),
+        }
     return results
 
 
@@ -173,32 +202,54 @@ def plot(curves: dict[str, list], horizons: list[int], path: Path) -> bool:
 
 def markdown(results: dict) -> str:
     lines = [
-        "# Pose transformer: CPU training on synthetic walking tracklets",
+        "# Pose transformer: CPU training on synthetic labelled-motion tracklets",
         "",
         f"Command: `{results['command']}`",
         "",
         f"Train command: `{results['train_command']}`",
         "",
         f"Data: {results['data']['train_windows']} train windows, {results['data']['val_windows']} held-out windows "
-        f"(other tracks) of {results['data']['window']} frames. Training: {results['epochs_completed']} of "
-        f"{results['max_epochs']} scheduled epochs of {results['epoch_length']} windows (batch 32), "
-        f"{results['train_seconds']:.0f} s wall on {results['machine']}.",
+        f"(other tracks) of {results['data']['window']} frames; motions {results['data'].get('motions')}. Training: "
+        f"{results['epochs_completed']} of {results['max_epochs']} scheduled epochs of {results['epoch_length']} windows "
+        f"(batch {results.get('batch_size', 32)}), {results['train_seconds']:.0f} s wall"
+        + (f" ({results['train_cpu_seconds']:.0f} s CPU)" if results.get("train_cpu_seconds") else "")
+        + f" on {results['machine']}, shared with other jobs.",
         "",
         "Held-out windows, re-loaded checkpoint (`load_pose_transformer` + `predict_next`); history = first "
-        f"{results['history_length']} valid steps; `pose_l2` = tracker pose distance (squared L2, dims 0:226), "
-        "`rot_deg` = mean joint rotation error; `rotation_l2` and `betas_l2` are the two parts of `pose_l2` "
-        "(the constant pose has betas_l2 = 0: betas are constant per track).",
+        f"{results['history_length']} valid steps. Means per window, lower is better: `pose_l2` = the tracker's "
+        "pose distance (squared L2 over rotations and betas, dims 0:226), `rotation_l2` = its rotation part "
+        "(dims 0:216), `rot_deg` = mean joint rotation error in degrees. CP = constant pose, CV = constant velocity. "
+        "**bold** = the model beats the better baseline.",
         "",
-        "| horizon | windows | model pose_l2 | constant pose | constant velocity | model / constant pose | model rot_deg | constant pose rot_deg | constant velocity rot_deg | model rotation_l2 | constant pose rotation_l2 | model betas_l2 |",
+        "| horizon | windows | model pose_l2 | CP pose_l2 | CV pose_l2 | model rotation_l2 | CP rotation_l2 | CV rotation_l2 | model rot_deg | CP rot_deg | CV rot_deg | model betas_l2 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, entry in results["held_out"].items():
-        lines.append(
-            f"| {key[1:]} | {entry['num_windows']} | {entry['model']['pose_l2']:.4f} | {entry['constant_pose']['pose_l2']:.4f} | "
-            f"{entry['constant_velocity']['pose_l2']:.4f} | {entry['model_vs_constant_pose']:.3f} | "
-            f"{entry['model']['rot_deg']:.2f} | {entry['constant_pose']['rot_deg']:.2f} | {entry['constant_velocity']['rot_deg']:.2f} | "
-            f"{entry['model']['rotation_l2']:.4f} | {entry['constant_pose']['rotation_l2']:.4f} | {entry['model']['betas_l2']:.4f} |"
-        )
+    def table_row(key: str, entry: dict) -> str:
+        cells = [key[1:], str(entry["num_windows"])]
+        for measure, digits in (("pose_l2", 4), ("rotation_l2", 4), ("rot_deg", 2)):
+            model = f"{entry['model'][measure]:.{digits}f}"
+            cells.append(f"**{model}**" if entry["model_beats_both"][measure] else model)
+            cells += [f"{entry[name][measure]:.{digits}f}" for name in ("constant_pose", "constant_velocity")]
+        cells.append(f"{entry['model']['betas_l2']:.4f}")
+        return "| " + " | ".join(cells) + " |"
+
+    header_at = len(lines) - 2
+    lines += [table_row(key, entry) for key, entry in results["held_out"].items() if key.startswith("h")]
+    if results.get("also_scored"):
+        lines += ["", f"The same checkpoint on other held-out windows (`{results['also_scored']['val']}`):", ""]
+        lines += lines[header_at : header_at + 2]
+        lines += [table_row(key, entry) for key, entry in results["also_scored"]["held_out"].items() if key.startswith("h")]
+    actions = results["held_out"].get("actions")
+    if actions:
+        lines += [
+            "",
+            "Action head, held-out windows (history slots only, per-slot sigmoid scores), average precision "
+            "(torchmetrics `MultilabelAveragePrecision`):",
+            "",
+            "| " + " | ".join(actions["ap"]) + " | mAP |",
+            "|" + "---|" * (len(actions["ap"]) + 1),
+            "| " + " | ".join(f"{value:.3f}" for value in actions["ap"].values()) + f" | {actions['map']:.3f} |",
+        ]
     lines += [
         "",
         "Per-epoch validation curves: results.json (`curves`)"
@@ -214,12 +265,20 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=None, help="existing tracklet shards (default: generate under OUT/data)"
     )
-    parser.add_argument("--max-epochs", type=int, default=25)
-    parser.add_argument("--epoch-length", type=int, default=3200, help="training windows drawn per epoch")
+    parser.add_argument("--max-epochs", type=int, default=12)
+    parser.add_argument("--epoch-length", type=int, default=8000, help="training windows drawn per epoch")
+    parser.add_argument(
+        "--max-time", default="00:00:28:00", help="Lightning trainer.max_time (DD:HH:MM:SS): the CPU budget"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the training process")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--num-train-tracks", type=int, default=512)
-    parser.add_argument("--num-val-tracks", type=int, default=64)
+    parser.add_argument("--num-train-tracks", type=int, default=768)
+    parser.add_argument("--num-val-tracks", type=int, default=128)
+    parser.add_argument(
+        "--motions", nargs="*", default=["walk", "run", "stand", "turn", "wave"],
+        help="labelled motions of the generated tracks (none: walking only, no action labels)",
+    )  # fmt: skip
     parser.add_argument("--track-length", type=int, default=64)
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
@@ -229,6 +288,10 @@ def main() -> None:
         action="store_true",
         help="score OUT/run/checkpoints/last.ckpt of an earlier (possibly stopped) run",
     )
+    parser.add_argument(
+        "--also-score", type=Path, default=None,
+        help="tracklet shards (a folder with val-*.tar) to score the same checkpoint on as well, e.g. walking-only tracks",
+    )  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for train.py")
     args = parser.parse_args()
     out = args.out.resolve()
@@ -251,6 +314,17 @@ def main() -> None:
 
     run_dir = out / "run"
     horizons = "[" + ",".join(str(h) for h in args.horizons) + "]"
+    motions = list(args.motions or [])
+    action_overrides = (
+        [
+            "data.load_actions=true",
+            f"data.num_actions={len(motions)}",
+            f"model.net.num_action_classes={len(motions)}",
+            "model.net.action_names=[" + ",".join(motions) + "]",
+        ]
+        if motions
+        else []
+    )
     train_command = [
         sys.executable,
         "train.py",
@@ -266,7 +340,10 @@ def main() -> None:
         f"model.optimizer.lr={args.lr}",
         f"trainer.max_epochs={args.max_epochs}",
         f"model.future_horizons={horizons}",
+        f"+trainer.max_time={args.max_time}",
+        "trainer.gradient_clip_val=2.0",
         "+trainer.enable_progress_bar=false",
+        *action_overrides,
         f"hydra.run.dir={run_dir}",
         *args.overrides,
     ]
@@ -276,16 +353,34 @@ def main() -> None:
         if not checkpoint.is_file():
             raise FileNotFoundError(f"--evaluate-only: {checkpoint} does not exist; train first")
         train_seconds = checkpoint.stat().st_mtime - (run_dir / ".hydra").stat().st_mtime
+        train_cpu_seconds = None
+        earlier = out / "results.json"
+        if earlier.is_file():  # the training run's own timings, when it wrote them
+            previous = json.loads(earlier.read_text())
+            train_seconds = previous.get("train_seconds", train_seconds)
+            train_cpu_seconds = previous.get("train_cpu_seconds")
     else:
         print("+", " ".join(train_command), flush=True)
         started = time.time()
-        subprocess.run(train_command, check=True, cwd=REPO)
+        # One thread: on a shared, oversubscribed CPU two OpenMP threads wait on each other (measured
+        # ~10x slower per step here while other jobs ran).
+        environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        subprocess.run(train_command, check=True, cwd=REPO, env=environment)
         train_seconds = time.time() - started
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        train_cpu_seconds = usage.ru_utime + usage.ru_stime
     epochs_completed = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]) + 1
 
     held_out = evaluate_checkpoint(
-        checkpoint, datamodule(train, val, args.batch_size).val_dataloader(), 7, args.horizons
+        checkpoint, datamodule(train, val, args.batch_size, len(motions)).val_dataloader(), 7, args.horizons
     )
+    also_scored = None
+    if args.also_score is not None:
+        other_val = shard_pattern(args.also_score.resolve(), "val")
+        also_scored = {
+            "val": other_val,
+            "held_out": evaluate_checkpoint(checkpoint, datamodule(other_val, other_val, args.batch_size).val_dataloader(), 7, args.horizons),
+        }
     curves = val_curves(run_dir / "csv" / "version_0" / "metrics.csv", args.horizons)
     plotted = plot(curves, args.horizons, out / "val_curves.png")
     results = {
@@ -297,15 +392,19 @@ def main() -> None:
             "train_windows": train_windows,
             "val_windows": val_windows,
             "window": args.window,
+            "motions": motions,
         },
+        "batch_size": args.batch_size,
         "max_epochs": args.max_epochs,
         "epochs_completed": epochs_completed,
         "evaluate_only": args.evaluate_only,
         "epoch_length": args.epoch_length,
         "history_length": 7,
         "train_seconds": train_seconds,
+        "train_cpu_seconds": train_cpu_seconds,
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}",
         "held_out": held_out,
+        "also_scored": also_scored,
         "curves": curves,
         "plot": plotted,
     }

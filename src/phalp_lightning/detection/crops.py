@@ -46,20 +46,32 @@ def expand_to_aspect(boxes: Tensor, aspect_ratio: tuple[float, float] | None) ->
     return torch.cat([centre - half, centre + half], dim=-1)
 
 
-def crop_sampling_grid(center: Tensor, side: Tensor, crop_size: int) -> Tensor:
-    """Source pixel coordinates (N, S, S, 2) as (x, y) of every crop pixel (OpenCV pixel-centre convention)."""
+def crop_sampling_axes(center: Tensor, side: Tensor, crop_size: int) -> tuple[Tensor, Tensor]:
+    """Source x (N, S) of every crop column and source y (N, S) of every crop row (OpenCV pixel centres).
+
+    A crop is an axis-aligned scaling, so its sampling grid is the outer product of these two axes;
+    everything per pixel that depends on x or y alone is computed on them (S values, not S^2).
+    """
     pixels = torch.arange(crop_size, dtype=center.dtype, device=center.device)
     step = (side / crop_size)[:, None]
     xs = center[:, 0:1] + (pixels[None] - crop_size / 2) * step  # (N, S)
     ys = center[:, 1:2] + (pixels[None] - crop_size / 2) * step
-    n = center.shape[0]
-    return torch.stack([xs[:, None, :].expand(n, crop_size, crop_size), ys[:, :, None].expand(n, crop_size, crop_size)], dim=-1)
+    return xs, ys
 
 
-def _normalise_grid(grid: Tensor, height: int, width: int) -> Tensor:
+def _outer_grid(xs: Tensor, ys: Tensor) -> Tensor:
+    n, size = xs.shape
+    return torch.stack([xs[:, None, :].expand(n, size, size), ys[:, :, None].expand(n, size, size)], dim=-1)
+
+
+def crop_sampling_grid(center: Tensor, side: Tensor, crop_size: int) -> Tensor:
+    """Source pixel coordinates (N, S, S, 2) as (x, y) of every crop pixel (OpenCV pixel-centre convention)."""
+    return _outer_grid(*crop_sampling_axes(center, side, crop_size))
+
+
+def _normalise(coordinates: Tensor, size: int) -> Tensor:
     # grid_sample(align_corners=False) puts pixel i's centre at (2 i + 1) / size - 1.
-    size = torch.tensor([width, height], dtype=grid.dtype, device=grid.device)
-    return (2 * grid + 1) / size - 1
+    return (2 * coordinates + 1) / torch.tensor(size, dtype=coordinates.dtype, device=coordinates.device) - 1
 
 
 def crop_people(
@@ -91,8 +103,8 @@ def crop_people(
         empty = torch.zeros(0, 4, crop_size, crop_size, device=image.device)
         return PersonCrops(images=empty, padded_boxes=padded, center=center, side=side)
 
-    grid = crop_sampling_grid(center, side, crop_size)
-    normalised_grid = _normalise_grid(grid, height, width)
+    xs, ys = crop_sampling_axes(center, side, crop_size)
+    normalised_grid = _outer_grid(_normalise(xs, width), _normalise(ys, height))
     frame = image.permute(2, 0, 1)[None].float().expand(n, 3, height, width)
     rgb = F.grid_sample(frame, normalised_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(1, 3, 1, 1)
@@ -104,7 +116,7 @@ def crop_people(
         mask = F.grid_sample(mask, normalised_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     else:
         # A box-shaped mask, evaluated directly in crop space instead of warping N full-frame masks.
-        x, y = grid[..., 0], grid[..., 1]
-        inside = (x >= boxes[:, 0, None, None]) & (x <= boxes[:, 2, None, None]) & (y >= boxes[:, 1, None, None]) & (y <= boxes[:, 3, None, None])
-        mask = inside[:, None].float() * 255.0
+        inside_x = (xs >= boxes[:, 0, None]) & (xs <= boxes[:, 2, None])
+        inside_y = (ys >= boxes[:, 1, None]) & (ys <= boxes[:, 3, None])
+        mask = (inside_y[:, :, None] & inside_x[:, None, :])[:, None].float() * 255.0
     return PersonCrops(images=torch.cat([rgb, mask], dim=1), padded_boxes=padded, center=center, side=side)

@@ -177,6 +177,11 @@ def infer_architecture(
         "drop_path",
         "smpl_head_iterations",
         "smpl_head_dropout",
+        "output_anchor",
+        "action_names",
+        "correction_horizon_power",
+        "anchor_max_steps",
+        "correction_scale_max_distance",
     ):
         if key in overrides:
             architecture[key] = overrides[key]

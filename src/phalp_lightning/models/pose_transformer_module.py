@@ -27,6 +27,7 @@ model wins). ``pose_l2`` is the tracker's pose distance (squared L2 over the fir
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,7 +39,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 from torchmetrics import MeanMetric
+from torchmetrics.classification import MultilabelAveragePrecision
 
+from phalp_lightning.errors import UserError
 from phalp_lightning.models.components.pose_transformer import PoseTransformer, scatter_to_slots
 from phalp_lightning.models.convert_pose_transformer import CONFIG_KEY, NORMALISATION_KEY
 from phalp_lightning.models.convert_pose_transformer import load_pose_transformer as _load_pose_transformer
@@ -46,8 +49,15 @@ from phalp_lightning.utils.distributed import global_sum
 from phalp_lightning.utils.io import atomic_output
 from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAMERA, POSE_DIM, POSE_SMPL
 
+log = logging.getLogger(__name__)
+
 ROTATIONS = slice(0, 9 * (NUM_BODY_JOINTS + 1))  # global orient + body pose rotation matrices
 BASELINES = ("model", "constant_pose", "constant_velocity")
+NONFINITE_POLICIES = ("fail", "skip")
+
+
+class NonFiniteTrainingError(UserError, FloatingPointError):
+    """A training batch (or its loss) holds NaN or infinity."""
 
 
 def load_pose_transformer(
@@ -81,6 +91,20 @@ class WarmupCosine:
         return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def history_token_mask(observed: Tensor, num_history: Tensor) -> Tensor:
+    """Mask every observed slot after the first ``num_history[b]`` observed ones (the tracker's task).
+
+    Args:
+        observed: (B, T) bool.
+        num_history: (B,) int64 visible slots to keep (at least 1 is kept).
+
+    Returns:
+        (B, T) bool, a subset of ``observed``.
+    """
+    rank = observed.long().cumsum(dim=1)
+    return observed & (rank > num_history.clamp(min=1)[:, None])
+
+
 def random_token_mask(observed: Tensor, ratio: float, generator: torch.Generator | None = None) -> Tensor:
     """Mask ``floor(n * ratio)`` of the n observed slots of each sequence, uniformly at random.
 
@@ -90,7 +114,7 @@ def random_token_mask(observed: Tensor, ratio: float, generator: torch.Generator
     Returns:
         (B, T) bool, a subset of ``observed``.
     """
-    scores = torch.rand(observed.shape, generator=generator, device=observed.device)
+    scores = torch.rand(observed.shape, generator=generator).to(observed.device)
     scores = scores.masked_fill(~observed, float("inf"))
     rank = scores.argsort(dim=1).argsort(dim=1)
     count = (observed.sum(dim=1) * ratio).floor().long()
@@ -197,6 +221,22 @@ class PoseTransformerModule(L.LightningModule):
         history_length: history entries given to ``predict_next`` in validation (PHALP: 7).
         future_horizons: frames ahead scored in validation (1 = the next frame; larger values act
             like a track that missed detections).
+        history_mask_prob: probability that a window is masked as the tracker uses the network:
+            its first n observed slots visible (n uniform in ``history_range``), all later ones
+            masked. The remaining windows get the random + future masking above.
+        history_range: (min, max) visible slots of such a window.
+        action_weight: weight of the action loss (binary cross-entropy per slot over the action
+            classes). Used when the network has an action head and the batch carries ``actions``
+            (windows with ``has_actions`` False are left out).
+        nonfinite: what a training batch with NaN/inf in a valid pose, or a non-finite loss, does:
+            "fail" raises naming the batch and the windows; "skip" skips the batch with a warning
+            and counts it (``train/skipped_nonfinite``).
+        mask_seed: seed of the masking; each step's masks come from a generator seeded with
+            (mask_seed, global step, rank), so a resumed run draws exactly the masks of an
+            uninterrupted one.
+        horizon_weight_power: p; a slot d slots after the newest visible slot before it weighs
+            ``d ** -p`` in the pose losses (visible slots: 1). Far slots have errors orders of
+            magnitude larger than the next frame's; p > 0 keeps them from drowning it.
     """
 
     def __init__(
@@ -214,8 +254,18 @@ class PoseTransformerModule(L.LightningModule):
         loss_on_masked_only: bool = False,
         history_length: int = 7,
         future_horizons: Sequence[int] = (1,),
+        history_mask_prob: float = 0.0,
+        history_range: Sequence[int] = (2, 12),
+        action_weight: float = 1.0,
+        nonfinite: str = "fail",
+        mask_seed: int = 0,
+        horizon_weight_power: float = 0.0,
     ) -> None:
         super().__init__()
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+        if len(history_range) != 2 or not 1 <= history_range[0] <= history_range[1]:
+            raise ValueError(f"history_range must be (min, max) with 1 <= min <= max, got {history_range}")
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         if not 0.0 <= mask_ratio < 1.0:
@@ -237,6 +287,12 @@ class PoseTransformerModule(L.LightningModule):
                 for measure in ("pose_l2", "rot_deg")
             }
         )
+        num_actions = getattr(net, "config", {}).get("num_action_classes", 0)
+        # Per-class AP over the slots of windows that carry labels (LART's AVA metric is mAP).
+        self.action_ap = (
+            MultilabelAveragePrecision(num_labels=num_actions, average=None) if num_actions > 0 else None
+        )
+        self.skipped_nonfinite = 0
 
     # ------------------------------------------------------------------ data layout
     def layout_windows(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -260,19 +316,36 @@ class PoseTransformerModule(L.LightningModule):
         keep = valid & (slots >= 0) & (slots < self.encoder.frame_length)
         return scatter_to_slots(pose.float(), slots.clamp(min=0), keep, self.encoder.frame_length)
 
-    def training_masks(self, observed: Tensor) -> Tensor:
-        """Random BERT-style mask plus, for some windows, the trailing 'future' slots; (B, T) bool."""
-        masked = random_token_mask(observed, self.hparams.mask_ratio)
+    def mask_generator(self) -> torch.Generator:
+        """The masking's random source for this step: seeded with (mask_seed, global step, rank)."""
+        seed = (int(self.hparams.mask_seed) * 1_000_003 + int(self.global_step)) * 1_009 + int(self.global_rank)
+        return torch.Generator().manual_seed(seed % (2**63))
+
+    def training_masks(self, observed: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Per window, the tracker's history masking or a random BERT-style mask plus trailing
+        'future' slots; (B, T) bool. Draws only from ``generator`` (default: :meth:`mask_generator`)."""
+        generator = generator if generator is not None else self.mask_generator()
+        device = observed.device
+        masked = random_token_mask(observed, self.hparams.mask_ratio, generator)
         batch = observed.shape[0]
         available = (observed.sum(dim=1) - 1).clamp(min=0)  # keep at least one visible slot
-        wanted = torch.randint(1, self.hparams.max_future_frames + 1, (batch,), device=observed.device)
-        use_future = torch.rand(batch, device=observed.device) < self.hparams.future_mask_prob
+        wanted = torch.randint(1, self.hparams.max_future_frames + 1, (batch,), generator=generator).to(device)
+        use_future = torch.rand(batch, generator=generator).to(device) < self.hparams.future_mask_prob
         num_future = torch.where(use_future, torch.minimum(wanted, available), torch.zeros_like(wanted))
-        return masked | future_token_mask(observed, num_future)
+        masked = masked | future_token_mask(observed, num_future)
+        low, high = (int(value) for value in self.hparams.history_range)
+        num_history = torch.randint(low, high + 1, (batch,), generator=generator).to(device)
+        use_history = torch.rand(batch, generator=generator).to(device) < self.hparams.history_mask_prob
+        return torch.where(use_history[:, None], history_token_mask(observed, num_history), masked)
 
     # ------------------------------------------------------------------ losses
     def compute_losses(
-        self, predicted: Tensor, target: Tensor, loss_slots: Tensor, across_ranks: bool = False
+        self,
+        predicted: Tensor,
+        target: Tensor,
+        loss_slots: Tensor,
+        across_ranks: bool = False,
+        slot_weight: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """LART-style losses over ``loss_slots`` (B,T) bool; predicted/target (B,T,229).
 
@@ -280,17 +353,18 @@ class PoseTransformerModule(L.LightningModule):
         ranks with B/N windows each train exactly like 1 process with B. Off for evaluation, where
         ranks may run different batch counts (a collective would wait forever).
         """
-        weight = loss_slots.float()[..., None]
+        weight = loss_slots.float()[..., None] if slot_weight is None else (loss_slots * slot_weight)[..., None]
         if across_ranks:
             total_slots, world_size = global_sum(loss_slots.sum().float())
             normaliser = (total_slots + 1.0) / world_size
         else:
             normaliser = loss_slots.sum() + 1.0
-        error = torch.nan_to_num(predicted - target, nan=0.0, posinf=0.0, neginf=0.0) * weight
+        # No nan_to_num: a non-finite loss must be seen (training_step applies the nonfinite policy).
+        error = torch.where(weight > 0, predicted - target, torch.zeros_like(predicted))
         losses = {
-            "rotation": error[..., ROTATIONS].pow(2).sum() / normaliser,
-            "betas": error[..., POSE_BETAS].pow(2).sum() / normaliser,
-            "camera": error[..., POSE_CAMERA].abs().sum() / normaliser,
+            "rotation": (error[..., ROTATIONS].pow(2) * weight).sum() / normaliser,
+            "betas": (error[..., POSE_BETAS].pow(2) * weight).sum() / normaliser,
+            "camera": (error[..., POSE_CAMERA].abs() * weight).sum() / normaliser,
         }
         losses["total"] = (
             self.hparams.rotation_weight * losses["rotation"]
@@ -306,18 +380,91 @@ class PoseTransformerModule(L.LightningModule):
         if masked is None:
             masked = self.training_masks(observed)
         # As in the tracker ('zero' mode): every slot exists, unobserved slots are mask tokens.
-        everyone = torch.ones_like(observed)
-        tokens = self.encoder(self.encoder.normalise(target), everyone, masked | ~observed)[:, 1:]
-        predicted = self.encoder.readout(tokens)["pose"]
+        decoded = self.encoder.decode(target, observed & ~masked)
         loss_slots = observed & masked if self.hparams.loss_on_masked_only else observed
-        return self.compute_losses(predicted, target, loss_slots, across_ranks)
+        slot_weight = None
+        if self.hparams.horizon_weight_power:
+            visible = observed & ~masked
+            positions = torch.arange(visible.shape[1], device=visible.device).expand_as(visible)
+            newest = torch.where(visible, positions, torch.full_like(positions, -1)).cummax(dim=1).values
+            distance = torch.where(newest >= 0, positions - newest, positions + 1).clamp(min=1).float()
+            slot_weight = distance.pow(-float(self.hparams.horizon_weight_power))
+        losses = self.compute_losses(decoded["pose"], target, loss_slots, across_ranks, slot_weight)
+        actions = self.action_targets(batch)
+        if actions is not None and "action_logits" in decoded:
+            labels, labelled = actions
+            # Every observed slot of a labelled window: the action is read from the whole track.
+            slots = observed & labelled[:, None]
+            logits = decoded["action_logits"][slots]
+            if logits.numel():
+                losses["action"] = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[slots])
+            else:
+                losses["action"] = decoded["action_logits"].sum() * 0.0
+            losses["total"] = losses["total"] + self.hparams.action_weight * losses["action"]
+            losses["_action_logits"], losses["_action_labels"] = logits.detach(), labels[slots]
+        return losses
 
-    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
-        losses = self.masked_step(batch, across_ranks=True)
+    def action_targets(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor] | None:
+        """Per-slot action labels (B, T, A) laid out like the poses, and which windows carry them (B,)."""
+        if "actions" not in batch or self.action_ap is None:
+            return None
+        num_classes = self.action_ap.num_labels
+        actions = batch["actions"].float()
+        if actions.shape[-1] < num_classes:
+            raise UserError(
+                f"tracklet batch has {actions.shape[-1]} action classes, the action head {num_classes}",
+                "set data.num_actions to the head's model.net.num_action_classes",
+            )
+        actions = actions[..., :num_classes]
+        time, valid = batch["time"].long(), batch["valid"].bool()
+        slots = time - time[:, :1]
+        keep = valid & (slots >= 0) & (slots < self.encoder.frame_length)
+        labels, _ = scatter_to_slots(actions, slots.clamp(min=0), keep, self.encoder.frame_length)
+        labelled = batch.get("has_actions", torch.ones(len(actions), dtype=torch.bool)).bool().to(actions.device)
+        return labels, labelled
+
+    def check_finite_batch(self, batch: Mapping[str, Tensor], batch_idx: int) -> str | None:
+        """Which windows of a batch hold a NaN/inf pose at a valid step, as a message, else None."""
+        pose, valid = batch["pose"], batch["valid"].bool()
+        bad_steps = ~torch.isfinite(pose).all(dim=-1) & valid
+        if not bad_steps.any():
+            return None
+        windows = bad_steps.any(dim=1).nonzero().flatten().tolist()
+        keys = batch.get("__key__") or batch.get("key")
+        named = [keys[i] for i in windows] if isinstance(keys, list | tuple) else None
+        return (
+            f"training batch {batch_idx} (epoch {self.current_epoch}, step {self.global_step}): "
+            f"non-finite pose values in window(s) {windows[:10]}"
+            + (f", samples {named[:10]}" if named else "")
+        )
+
+    def handle_nonfinite(self, message: str) -> None:
+        """Apply the ``nonfinite`` policy: raise, or warn and count the skipped batch."""
+        if self.hparams.nonfinite == "fail":
+            raise NonFiniteTrainingError(
+                message,
+                "fix or drop those samples (the shard and window above), or train with "
+                "model.nonfinite=skip to skip such batches (they are counted and warned about)",
+            )
+        self.skipped_nonfinite += 1
+        log.warning("%s: batch skipped (model.nonfinite=skip; %d skipped so far)", message, self.skipped_nonfinite)
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor | None:
         batch_size = batch["pose"].shape[0]
+        problem = self.check_finite_batch(batch, batch_idx)
+        if problem is None:
+            losses = self.masked_step(batch, across_ranks=True)
+            if not torch.isfinite(losses["total"]):
+                terms = {name: float(value.detach()) for name, value in losses.items() if not name.startswith("_")}
+                problem = f"training batch {batch_idx} (epoch {self.current_epoch}, step {self.global_step}): non-finite loss {terms}"
+        if problem is not None:
+            self.handle_nonfinite(problem)
+            self.log("train/skipped_nonfinite", float(self.skipped_nonfinite), batch_size=batch_size)
+            return None  # Lightning skips the optimiser step
         self.log("train/loss", losses["total"], prog_bar=True, batch_size=batch_size)
-        for name in ("rotation", "betas", "camera"):
-            self.log(f"train/loss/{name}", losses[name], batch_size=batch_size)
+        for name in ("rotation", "betas", "camera", "action"):
+            if name in losses:
+                self.log(f"train/loss/{name}", losses[name], batch_size=batch_size)
         return losses["total"]
 
     # ------------------------------------------------------------------ evaluation
@@ -368,6 +515,8 @@ class PoseTransformerModule(L.LightningModule):
         masked = observed & (observed.long().cumsum(dim=1) > self.hparams.history_length)
         losses = self.masked_step(batch, masked=masked)
         self.log(f"{stage}/loss", losses["total"], prog_bar=True, batch_size=batch["pose"].shape[0])
+        if "_action_logits" in losses and len(losses["_action_logits"]):
+            self.action_ap.update(losses["_action_logits"].sigmoid(), losses["_action_labels"].round().long())
         for horizon in self.hparams.future_horizons:
             predictions = self.future_predictions(batch, horizon)
             if predictions is None:
@@ -378,7 +527,19 @@ class PoseTransformerModule(L.LightningModule):
                 self.future_metrics[f"{horizon}__{name}__pose_l2"].update(error)
                 self.future_metrics[f"{horizon}__{name}__rot_deg"].update(angle)
 
+    def _log_action_metrics(self, stage: str) -> None:
+        if self.action_ap is None or not self.action_ap.update_count:
+            return
+        per_class = self.action_ap.compute()
+        self.action_ap.reset()
+        names = list(self.encoder.action_names or [str(i) for i in range(len(per_class))])
+        for name, value in zip(names, per_class, strict=False):
+            self.log(f"{stage}/action_ap/{name}", value)
+        # Classes without a positive give NaN (torchmetrics warns); the mean is over the others.
+        self.log(f"{stage}/action_map", per_class[~per_class.isnan()].mean() if (~per_class.isnan()).any() else per_class.new_tensor(float("nan")))
+
     def _log_future_metrics(self, stage: str) -> None:
+        self._log_action_metrics(stage)
         values = {}
         for key, metric in self.future_metrics.items():
             if metric.update_count == 0:

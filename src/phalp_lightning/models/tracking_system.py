@@ -8,12 +8,19 @@ appearance code and the UV map. It does no tracking: the stateful, non-different
 
 The system is never checkpointed; it is assembled at predict time from the HMAR checkpoint, the
 detector config and the tracker config.
+
+Speed knobs (docs/predict.md, "Speed"): all crops of a batch of frames go through HMAR together
+(``source.batch_size`` frames, in chunks of ``max_people_per_forward`` crops); ``precision="bf16"``
+runs HMAR's convolutional parts (backbone, texture head, appearance encoder) with bfloat16 weights
+and activations while the SMPL regressor, the body model and every output stay float32;
+``channels_last`` stores the convolutions' weights and inputs NHWC. Both are off by default and the
+default path computes exactly what HMAR's own ``forward`` does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -35,6 +42,50 @@ class BatchDetections:
     error: str | None = None
 
 
+PRECISIONS = ("32", "bf16")
+# HMAR parts that stay float32 under precision="bf16": the SMPL regressor (its iterative refinement
+# accumulates residuals) and the body model (vertex positions); both are a small share of the cost.
+FLOAT32_PARTS = ("smpl_head", "smpl")
+# Parts whose bfloat16 output is handed back as float32: the texture head's UV flow feeds
+# grid_sample on the float32 crop (sampling positions keep full precision; CPU grid_sample in
+# bfloat16 also returned NaN rows in torch 2.13).
+FLOAT32_OUTPUTS = ("texture_head",)
+
+
+def _inputs_to_float32(module: torch.nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(x.float() if isinstance(x, Tensor) and x.is_floating_point() else x for x in inputs)
+
+
+def _inputs_to_weight_dtype(module: torch.nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    dtype = module.weight.dtype  # type: ignore[union-attr]
+    return tuple(x.to(dtype) if isinstance(x, Tensor) and x.is_floating_point() else x for x in inputs)
+
+
+def _output_to_float32(module: torch.nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
+    return output.float() if isinstance(output, Tensor) else output
+
+
+def _convert_to_bfloat16(hmar: torch.nn.Module) -> None:
+    """bfloat16 weights for HMAR's layers, float32 at the boundaries (crops, UV sampling, SMPL, outputs).
+
+    Every convolution and linear layer casts its input to its own weight dtype, so float32 tensors
+    (the crops, the UV maps the tracker encodes) enter the bfloat16 layers without a cast elsewhere.
+    """
+    hmar.to(torch.bfloat16)
+    for name in FLOAT32_PARTS:
+        part = getattr(hmar, name, None)
+        if isinstance(part, torch.nn.Module):
+            part.float()
+            part.register_forward_pre_hook(_inputs_to_float32)
+    for module in hmar.modules():
+        if isinstance(module, torch.nn.Conv2d | torch.nn.Linear) and module.weight.dtype == torch.bfloat16:
+            module.register_forward_pre_hook(_inputs_to_weight_dtype)
+    for name in FLOAT32_OUTPUTS:
+        part = getattr(hmar, name, None)
+        if isinstance(part, torch.nn.Module):
+            part.register_forward_hook(_output_to_float32)
+
+
 def _cpu(detections: Detections) -> Detections:
     return Detections(**{name: value.cpu() if isinstance(value, Tensor) else value for name, value in vars(detections).items()})
 
@@ -52,6 +103,12 @@ class TrackingSystem(L.LightningModule):
         use_given_boxes: frames whose source gives boxes use them instead of the detector (PHALP).
         keep_uv: keep the (N, 4, S, S) UV maps for the tracker's texture distance.
         max_people_per_forward: split HMAR forwards into chunks of at most this many crops.
+        precision: ``"32"`` (float32, the reference) or ``"bf16"``: HMAR's convolutional parts hold
+            bfloat16 weights (converted in place: the system owns ``hmar``), outputs are float32.
+            Faster on GPUs and on CPUs with AMX/AVX512-BF16; features change within bf16 rounding
+            (tolerances in docs/predict.md).
+        channels_last: NHWC memory format for HMAR's weights and crops (faster convolutions on most
+            GPUs and with bf16 on CPU; float32 results then differ by summation order only).
     """
 
     def __init__(
@@ -65,6 +122,8 @@ class TrackingSystem(L.LightningModule):
         use_given_boxes: bool = True,
         keep_uv: bool = True,
         max_people_per_forward: int = 64,
+        precision: Literal["32", "bf16"] = "32",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.detector = detector
@@ -81,6 +140,26 @@ class TrackingSystem(L.LightningModule):
         self.use_given_boxes = use_given_boxes
         self.keep_uv = keep_uv
         self.max_people_per_forward = max_people_per_forward
+        precision = str(precision)
+        if precision not in PRECISIONS:
+            raise ValueError(f"system.precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        self.channels_last = bool(channels_last)
+        if precision == "bf16":
+            _convert_to_bfloat16(self.hmar)
+        if self.channels_last:
+            self.hmar.to(memory_format=torch.channels_last)
+
+    def _network_input(self, images: Tensor) -> Tensor:
+        """(K, C, S, S) float32 in the memory format HMAR's convolutions hold (their dtype is cast per layer)."""
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def encode_appearance(self, uv_vector: Tensor) -> Tensor:
+        """HMAR's appearance code (K, D) float32 of (K, 4, S, S) UV maps, at the system's precision.
+
+        The tracker encodes its blended UV maps with this, so both encoders run alike.
+        """
+        return self.hmar.encode_appearance(self._network_input(uv_vector)).float()
 
     def detect(self, images: Tensor, given: list[Detections | None]) -> list[Detections]:
         """Given boxes where the source has them, the detector on the other frames (spec 4.1-4.2)."""
@@ -96,7 +175,7 @@ class TrackingSystem(L.LightningModule):
         for start in range(0, crops.shape[0], self.max_people_per_forward):
             chunk = crops[start : start + self.max_people_per_forward]
             box_chunk = padded_boxes[start : start + self.max_people_per_forward]
-            out = self.hmar(chunk)
+            out = self.hmar(self._network_input(chunk))
             center, scale = box_center_scale_in_padded_frame(box_chunk, height, width, IMG_SIZE)
             params = self.hmar.get_3d_parameters(out["pose_smpl"], out["pred_cam"], center, scale, img_size=IMG_SIZE)
             smpl = out["pose_smpl"]
@@ -105,7 +184,7 @@ class TrackingSystem(L.LightningModule):
                 {
                     "pose": pose_vector(smpl["global_orient"], smpl["body_pose"], smpl["betas"], cam_t),
                     "location": location_vector(params["joints_2d"], cam_t, IMG_SIZE),
-                    "appearance": self.hmar.encode_appearance(out["uv_vector"]).flatten(1),
+                    "appearance": self.hmar.encode_appearance(self._network_input(out["uv_vector"])).flatten(1).float(),
                     "uv": out["uv_vector"],
                     "camera_bbox": out["pred_cam"],
                     "joints_3d": params["joints_3d"],

@@ -169,23 +169,29 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         (output_dir / ".predict_reports" / "reports.json").unlink(missing_ok=True)
         if swept:
             log.info("removed %d temporary file(s) left by an interrupted run under %s", len(swept), output_dir)
-    exclude = [] if cfg.get("overwrite", False) else finished_videos(videos, writers, output_dir)
-    datamodule = hydra.utils.instantiate(cfg.source, videos=videos, exclude=exclude)
-
     trusted = bool(cfg.get("ckpt_trusted", False))
-    hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"), trusted=trusted)
-    detector = hydra.utils.instantiate(cfg.detector)
-    system = hydra.utils.instantiate(cfg.system, detector=detector, hmar=hmar)
     # The pose-transformer checkpoint: pose_predictor_ckpt=..., or tracker.pose_predictor=<ckpt path>.
     pose_ckpt = cfg.get("pose_predictor_ckpt")
     tracker_cfg = cfg.tracker
     if isinstance(tracker_cfg.get("pose_predictor"), str):
         pose_ckpt = pose_ckpt or tracker_cfg.pose_predictor
         tracker_cfg = OmegaConf.merge(tracker_cfg, {"pose_predictor": None})
+    pose_predictor = build_pose_predictor(pose_ckpt, cfg.get("pose_predictor_config"), trusted=trusted)
+    if pose_predictor is not None and hasattr(pose_predictor.module, "action_head_ava"):
+        from phalp_lightning.tracking.actions import TrackActionsWriter
+
+        # A predictor with an action head also scores each track's actions (results/*.actions.json).
+        writers.append(TrackActionsWriter(pose_predictor.module))
+    exclude = [] if cfg.get("overwrite", False) else finished_videos(videos, writers, output_dir)
+    datamodule = hydra.utils.instantiate(cfg.source, videos=videos, exclude=exclude)
+
+    hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"), trusted=trusted)
+    detector = hydra.utils.instantiate(cfg.detector)
+    system = hydra.utils.instantiate(cfg.system, detector=detector, hmar=hmar)
     tracker = hydra.utils.instantiate(
         tracker_cfg,
-        appearance_encoder=OnModuleDevice(hmar, "encode_appearance"),
-        pose_predictor=build_pose_predictor(pose_ckpt, cfg.get("pose_predictor_config"), trusted=trusted),
+        appearance_encoder=OnModuleDevice(system, "encode_appearance"),  # at system.precision
+        pose_predictor=pose_predictor,
     )
     # Spawned DDP ranks cannot hand their reports back in memory: rank 0 gathers every rank's and
     # saves them here. The same path on every rank (and in a relaunched subprocess rank).

@@ -32,7 +32,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from phalp_lightning.models.components.heads import SMPLHead, read_smpl_mean_params
-from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_DIM
+from phalp_lightning.utils.geometry import axis_angle_to_rotmat, rotmat_to_axis_angle
+from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAMERA, POSE_DIM
 
 # Attention logits of blocked (query, key) pairs are *assigned* this value, as in the original.
 MASKED_LOGIT = -1000.0
@@ -40,6 +41,10 @@ MASKED_LOGIT = -1000.0
 STD_EPS = 1e-10
 NUM_ROT6D = 6 * (NUM_BODY_JOINTS + 1)  # 144: global orient + 23 body joints, 6-D each
 NUM_CAMERA = 3
+_ROTATIONS = slice(0, 9 * (NUM_BODY_JOINTS + 1))
+# How the read-out forms a slot's pose: "none" is the original (absolute vectors from the mean
+# body); "last" and "velocity" add the read-out to an anchor taken from the visible slots.
+OUTPUT_ANCHORS = ("none", "last", "velocity")
 
 
 class DropPath(nn.Module):
@@ -187,6 +192,66 @@ def scatter_to_slots(values: Tensor, slots: Tensor, keep: Tensor, length: int) -
     return sequence, observed
 
 
+def slot_anchors(
+    sequence: Tensor, visible: Tensor, mode: str, max_steps: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """The pose each slot's read-out is added to, from the visible slots at or before it.
+
+    For slot s let a1 be the newest visible slot <= s and a2 the visible slot before a1.
+    ``"last"``: the pose at a1. ``"velocity"``: the motion from a2 to a1 continued for
+    ``(s - a1) / (a1 - a2)`` steps (rotations by a power of their relative rotation, the camera
+    linearly); without a2 it is the pose at a1. Betas are always a1's: a body's shape does not move.
+    Slots before the first visible one take the first visible pose; rows with no visible slot get
+    zeros.
+
+    Args:
+        sequence: (B, T, 229) natural-unit poses (values at non-visible slots are ignored).
+        visible: (B, T) bool, slots the network sees.
+        mode: "last" or "velocity".
+        max_steps: with "velocity", the motion is continued for at most this many steps, then
+            held (0: no limit). A periodic motion's last velocity only holds for a while.
+
+    Returns:
+        anchors (B, T, 229) and each slot's distance ``s - a1`` (B, T) float (0 at visible slots
+        and before the first one), both without gradient.
+    """
+    if mode not in ("last", "velocity"):
+        raise ValueError(f"anchor mode must be 'last' or 'velocity', got {mode!r}")
+    with torch.no_grad():
+        batch, length, _ = sequence.shape
+        positions = torch.arange(length, device=sequence.device).expand(batch, length)
+        marked = torch.where(visible, positions, torch.full_like(positions, -1))
+        newest = marked.cummax(dim=1).values  # a1, -1 before the first visible slot
+        first = torch.where(visible, positions, torch.full_like(positions, length)).min(dim=1).values
+        newest = torch.where(newest >= 0, newest, first[:, None].clamp(max=length - 1))
+        rows = torch.arange(batch, device=sequence.device)[:, None]
+        anchor = sequence[rows, newest]
+        if mode == "velocity":
+            # a2: the newest visible slot strictly before a1 (-1 when there is none).
+            before = torch.cat([marked.new_full((batch, 1), -1), marked.cummax(dim=1).values[:, :-1]], dim=1)
+            previous = before.gather(1, newest)
+            has_previous = (previous >= 0) & (positions > newest)
+            steps = torch.where(
+                has_previous, (positions - newest).float() / (newest - previous).clamp(min=1).float(), 0.0
+            )
+            if max_steps > 0:
+                steps = steps.clamp(max=float(max_steps))
+            older = sequence[rows, previous.clamp(min=0)]
+            joints = NUM_BODY_JOINTS + 1
+            new_rot = anchor[..., _ROTATIONS].reshape(batch, length, joints, 3, 3).double()
+            old_rot = older[..., _ROTATIONS].reshape(batch, length, joints, 3, 3).double()
+            step_rot = rotmat_to_axis_angle(new_rot @ old_rot.transpose(-1, -2))
+            moved = axis_angle_to_rotmat(step_rot * steps[..., None, None].double()) @ new_rot
+            anchor = anchor.clone()
+            anchor[..., _ROTATIONS] = moved.reshape(batch, length, -1).to(anchor.dtype)
+            anchor[..., POSE_CAMERA] = anchor[..., POSE_CAMERA] + steps[..., None] * (
+                anchor[..., POSE_CAMERA] - older[..., POSE_CAMERA]
+            )
+        any_visible = visible.any(dim=1)[:, None, None]
+        distance = (positions - newest).clamp(min=0).float()
+        return torch.where(any_visible, anchor, torch.zeros_like(anchor)), distance
+
+
 def sinusoidal_table(length: int, dim: int) -> Tensor:
     """1-D sinusoidal position table (length, dim): sin on even, cos on odd channels."""
     position = torch.arange(length, dtype=torch.float32)[:, None]
@@ -245,6 +310,24 @@ class PoseTransformer(nn.Module):
             these buffers anyway.)
         reference_quirks: :meth:`predict_next` reads every track at track 0's slot, as PHALP does.
         position_init_std: std of the initial learned position embeddings (the original: 1.0).
+        output_anchor: how a slot's pose is formed (see :func:`slot_anchors`). ``"none"`` (the
+            original, and what official checkpoints use): the SMPL head's absolute vectors.
+            ``"last"`` / ``"velocity"``: the head's rotations are applied on top of the anchor's
+            (``R = R_head @ R_anchor``), its betas and the camera head's output are added to the
+            anchor's; the heads then start at zero correction, so an untrained network predicts
+            the anchor (the constant pose or the constant velocity). Stored in the config.
+        correction_horizon_power: p; with an anchor, the rotation and camera corrections of a slot
+            d slots after the newest visible one are scaled by ``d ** p`` (rotations through their
+            axis-angle). The anchor's error grows about like d**2, so p = 2 lets the head predict
+            corrections of one size at every horizon, and the next frame's stays small. Stored
+            in the config.
+        correction_scale_max_distance: c; the correction scale is ``min(d, c) ** p`` (0: no limit).
+            The anchor's error grows like d**2 only at first; further on, a constant scale keeps
+            the head's targets of one size. Stored in the config.
+        anchor_max_steps: with ``output_anchor="velocity"``, the anchor continues the last motion
+            for at most this many steps, then holds (0: no limit). Stored in the config.
+        action_names: names of the ``num_action_classes`` action classes (stored in the config;
+            predict writes per-track probabilities under these names).
     """
 
     def __init__(
@@ -272,8 +355,20 @@ class PoseTransformer(nn.Module):
         smpl_mean_params: str | None = None,
         reference_quirks: bool = False,
         position_init_std: float = 0.02,
+        output_anchor: str = "none",
+        action_names: list[str] | tuple[str, ...] | None = None,
+        correction_horizon_power: float = 0.0,
+        anchor_max_steps: float = 0.0,
+        correction_scale_max_distance: float = 0.0,
     ) -> None:
         super().__init__()
+        if output_anchor not in OUTPUT_ANCHORS:
+            raise ValueError(f"output_anchor must be one of {OUTPUT_ANCHORS}, got {output_anchor!r}")
+        if output_anchor != "none" and smpl_mean_params is not None:
+            raise ValueError(
+                f"output_anchor={output_anchor!r} reads corrections, which start at the identity: "
+                "leave smpl_mean_params unset"
+            )
         if frame_length % conv_stride != 0:
             raise ValueError(f"frame_length={frame_length} must be divisible by conv_stride={conv_stride}")
         if num_smpl_heads < 1:
@@ -288,6 +383,22 @@ class PoseTransformer(nn.Module):
             with_unused_transformer=with_unused_transformer, with_sinusoidal_table=with_sinusoidal_table,
             sinusoidal_length=sinusoidal_length,
         )  # fmt: skip
+        if output_anchor != "none":  # absent from the config of the original layout
+            self.config["output_anchor"] = output_anchor
+            self.config["correction_horizon_power"] = float(correction_horizon_power)
+            self.config["anchor_max_steps"] = float(anchor_max_steps)
+            self.config["correction_scale_max_distance"] = float(correction_scale_max_distance)
+        self.output_anchor = output_anchor
+        self.correction_horizon_power = float(correction_horizon_power)
+        self.anchor_max_steps = float(anchor_max_steps)
+        self.correction_scale_max_distance = float(correction_scale_max_distance)
+        if action_names is not None:
+            if len(action_names) != num_action_classes:
+                raise ValueError(
+                    f"{len(action_names)} action_names for num_action_classes={num_action_classes}"
+                )
+            self.config["action_names"] = [str(name) for name in action_names]
+        self.action_names: list[str] | None = None if action_names is None else [str(n) for n in action_names]
         self.dim = dim
         self.frame_length = frame_length
         self.reference_quirks = reference_quirks
@@ -339,6 +450,15 @@ class PoseTransformer(nn.Module):
             self.action_head_ava = nn.ModuleList(
                 nn.Sequential(nn.Linear(dim, num_action_classes)) for _ in range(num_smpl_heads)
             )
+        if output_anchor != "none":
+            # Corrections start at exactly zero: the untrained network predicts its anchor.
+            for head in self.smpl_head:
+                for layer in (head.decpose, head.decshape, head.deccam):
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
+            for head in self.loca_head:
+                nn.init.zeros_(head[-1].weight)
+                nn.init.zeros_(head[-1].bias)
 
         mean, std = (
             read_mean_std(mean_std) if mean_std is not None else (torch.zeros(POSE_DIM), torch.ones(POSE_DIM))
@@ -393,8 +513,18 @@ class PoseTransformer(nn.Module):
         tokens = self.transformer2(tokens, everyone, torch.zeros_like(mask_detection))
         return torch.cat([self.class_token.expand(batch, -1, -1), tokens], dim=1)
 
-    def readout(self, tokens: Tensor, head: int = 0) -> dict[str, Tensor]:
+    def readout(
+        self, tokens: Tensor, head: int = 0, anchor: Tensor | None = None, distance: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Decode slot tokens (..., D) into natural-unit vectors.
+
+        Args:
+            tokens: (..., D) slot tokens.
+            head: read-out head index.
+            anchor: (..., 229) the slots' anchors (:func:`slot_anchors`); required unless
+                ``output_anchor`` is "none", ignored then.
+            distance: (...) slots since the newest visible one (:func:`slot_anchors`); needed
+                when ``correction_horizon_power`` is not 0.
 
         Returns:
             dict with ``pose`` (..., 229) = [global_orient 9 | body_pose 207 | betas 10 | camera 3] and,
@@ -413,10 +543,78 @@ class PoseTransformer(nn.Module):
             ],
             dim=-1,
         )
-        out = {"pose": pose.reshape(*lead, POSE_DIM)}
+        pose = pose.reshape(*lead, POSE_DIM)
+        if self.output_anchor != "none":
+            if anchor is None or anchor.shape != pose.shape:
+                raise ValueError(
+                    f"output_anchor={self.output_anchor!r} needs an anchor of shape {tuple(pose.shape)}, "
+                    f"got {None if anchor is None else tuple(anchor.shape)}"
+                )
+            joints = NUM_BODY_JOINTS + 1
+            correction = pose[..., _ROTATIONS].reshape(*lead, joints, 3, 3)
+            camera_correction = pose[..., POSE_CAMERA]
+            if self.correction_horizon_power:
+                if distance is None:
+                    raise ValueError("correction_horizon_power needs the slots' distance")
+                distance = distance.to(pose.dtype)
+                if self.correction_scale_max_distance > 0:
+                    distance = distance.clamp(max=self.correction_scale_max_distance)
+                scale = distance.pow(self.correction_horizon_power)[..., None]
+                correction = axis_angle_to_rotmat(rotmat_to_axis_angle(correction) * scale[..., None])
+                camera_correction = camera_correction * scale
+            base = anchor[..., _ROTATIONS].reshape(*lead, joints, 3, 3).to(pose.dtype)
+            rotations = (correction @ base).reshape(*lead, -1)
+            shape = anchor[..., POSE_BETAS].to(pose.dtype) + pose[..., POSE_BETAS]
+            camera_out = anchor[..., POSE_CAMERA].to(pose.dtype) + camera_correction
+            pose = torch.cat([rotations, shape, camera_out], dim=-1)
+        out = {"pose": pose}
         if hasattr(self, "action_head_ava"):
             out["action_logits"] = self.action_head_ava[head](flat).reshape(*lead, -1)
         return out
+
+    def decode(self, sequence: Tensor, visible: Tensor, head: int = 0) -> dict[str, Tensor]:
+        """Run the network on slot sequences in natural units and read out every slot.
+
+        Every slot exists; those not ``visible`` are mask tokens (the tracker's 'zero' masking).
+
+        Args:
+            sequence: (B, T, 229) natural-unit poses (values at non-visible slots are ignored).
+            visible: (B, T) bool.
+
+        Returns:
+            :meth:`readout` of the (B, T) slot tokens.
+        """
+        tokens = self(self.normalise(sequence), torch.ones_like(visible), ~visible)[:, 1:]
+        if self.output_anchor == "none":
+            return self.readout(tokens, head)
+        anchor, distance = slot_anchors(sequence, visible, self.output_anchor, self.anchor_max_steps)
+        return self.readout(tokens, head, anchor, distance)
+
+    @torch.no_grad()
+    def action_probabilities(self, pose: Tensor, time: Tensor, valid: Tensor) -> Tensor:
+        """Per-sequence action probabilities: the sigmoid of the action head, averaged over the valid slots.
+
+        Every valid entry is visible (nothing is masked), placed at ``time - time of the first
+        valid entry``; entries beyond ``frame_length`` slots are left out. Call in eval mode.
+
+        Args:
+            pose: (N, W, 229) natural units; time: (N, W) int64 frame indices; valid: (N, W) bool.
+
+        Returns:
+            (N, A) probabilities (A = ``num_action_classes``).
+        """
+        if not hasattr(self, "action_head_ava"):
+            raise ValueError("this pose transformer has no action head (num_action_classes=0)")
+        device = self.mean.device
+        pose, time, valid = pose.to(device, torch.float32), time.to(device, torch.long), valid.to(device).bool()
+        positions = torch.arange(time.shape[1], device=device).expand_as(time)
+        first = torch.where(valid, positions, positions + time.shape[1]).argmin(dim=1)
+        slots = time - time.gather(1, first[:, None])
+        keep = valid & (slots >= 0) & (slots < self.frame_length)
+        sequence, observed = scatter_to_slots(pose, slots.clamp(min=0), keep, self.frame_length)
+        scores = self.decode(sequence, observed)["action_logits"].sigmoid()
+        weight = observed.float()[..., None]
+        return (scores * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
 
     # ------------------------------------------------------------------ tracking
     def history_slots(self, time_history: Tensor) -> Tensor:
@@ -486,5 +684,8 @@ class PoseTransformer(nn.Module):
         # 'zero' masking: every slot exists, the unobserved ones are mask tokens.
         tokens = self(self.normalise(sequence), torch.ones_like(observed), ~observed)[:, 1:]
         read_at = self.target_slots(time_history, time_since_update)
-        selected = tokens[torch.arange(num_tracks, device=device), read_at]
-        return self.readout(selected)["pose"]
+        rows = torch.arange(num_tracks, device=device)
+        if self.output_anchor == "none":
+            return self.readout(tokens[rows, read_at])["pose"]
+        anchor, distance = slot_anchors(sequence, observed, self.output_anchor, self.anchor_max_steps)
+        return self.readout(tokens[rows, read_at], anchor=anchor[rows, read_at], distance=distance[rows, read_at])["pose"]
