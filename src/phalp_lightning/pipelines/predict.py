@@ -155,6 +155,9 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     if isinstance(tracker_cfg.get("pose_predictor"), str):
         pose_ckpt = pose_ckpt or tracker_cfg.pose_predictor
         tracker_cfg = OmegaConf.merge(tracker_cfg, {"pose_predictor": None})
+    if "hmar_trained" in tracker_cfg and tracker_cfg.hmar_trained is None:
+        # The tracker combines only informative cues: an untrained HMAR's pose and texture are not.
+        tracker_cfg = OmegaConf.merge(tracker_cfg, {"hmar_trained": bool(cfg.get("ckpt"))})
     tracker = hydra.utils.instantiate(
         tracker_cfg,
         appearance_encoder=OnModuleDevice(hmar, "encode_appearance"),
