@@ -213,9 +213,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sequences": {},
         "per_seed": {},
     }
+    previous: dict[str, Any] = {}
+    if args.only and (args.out / "results.json").is_file():
+        # A partial rerun (--only) keeps the other trackers' rows of the same table.
+        previous = json.loads((args.out / "results.json").read_text()).get("per_seed", {})
     for folder in args.sequences:
         sequence = Sequence.load(folder)
-        table: dict[str, list[dict[str, float]]] = {}
+        table: dict[str, list[dict[str, float]]] = {
+            name: runs for name, runs in previous.get(sequence.name, {}).items() if name not in args.only
+        } if args.only else {}
         for seed in args.seeds:
             frames_rows = per_frame(given_boxes(sequence, seed=seed, false_positive_rate=args.false_positive_rate), sequence.num_frames)
             features = None
@@ -238,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["per_seed"][sequence.name] = table
         results["sequences"][sequence.name] = {
             name: {m: float(np.sum([r[m] for r in runs])) if m == "IDSW" else float(np.mean([r[m] for r in runs])) for m in METRICS}
-            for name, runs in table.items()
+            for name, runs in sorted(table.items(), key=lambda item: list(TRACKERS).index(item[0]))
         }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "results.json", json.dumps(results, indent=2) + "\n")
