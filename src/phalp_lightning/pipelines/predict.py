@@ -188,6 +188,9 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"), trusted=trusted)
     detector = hydra.utils.instantiate(cfg.detector)
     system = hydra.utils.instantiate(cfg.system, detector=detector, hmar=hmar)
+    if "hmar_trained" in tracker_cfg and tracker_cfg.hmar_trained is None:
+        # The tracker combines only informative cues: an untrained HMAR's pose and texture are not.
+        tracker_cfg = OmegaConf.merge(tracker_cfg, {"hmar_trained": bool(cfg.get("ckpt"))})
     tracker = hydra.utils.instantiate(
         tracker_cfg,
         appearance_encoder=OnModuleDevice(system, "encode_appearance"),  # at system.precision
