@@ -56,10 +56,6 @@ LATERAL_EDGES = {
 
 # (importing module, imported module) pairs against the rules above, and what removes each.
 KNOWN_VIOLATIONS_TO_REMOVE = {
-    # tracking imports the writers: the callback should hand frames to sinks the pipeline wires in.
-    ("phalp_lightning.tracking.callback", "phalp_lightning.sinks.base"),
-    # tracking.actions takes VideoInfo from the writers: the per-video header moves to structures.
-    ("phalp_lightning.tracking.actions", "phalp_lightning.sinks.base"),
     # rendering poses meshes with the body model: the body model moves below the stages.
     ("phalp_lightning.rendering.mesh", "phalp_lightning.models.components.smpl"),
     # synthetic data renders people with the body model and the rasteriser (same move, and the
@@ -78,15 +74,13 @@ KNOWN_VIOLATIONS_TO_REMOVE = {
     ("phalp_lightning.tracking.plots", "phalp_lightning.rendering.overlay"),
     # tracking.plots draws api.Tracks (a type hint only): the table type moves below the entry points.
     ("phalp_lightning.tracking.plots", "phalp_lightning.api"),
-    # the checkpoint loader allows the pose transformer's LR-schedule class for safe unpickling:
-    # the schedule moves to utils (or models registers its safe classes with the loader).
-    ("phalp_lightning.utils.checkpoints", "phalp_lightning.models.pose_transformer_module"),
     # the asset checker builds the networks to check weight files: the checks by model move to models.
     ("phalp_lightning.assets.checks", "phalp_lightning.models.components.appearance"),
     ("phalp_lightning.assets.checks", "phalp_lightning.models.components.backbones"),
     ("phalp_lightning.assets.checks", "phalp_lightning.models.components.heads"),
     ("phalp_lightning.assets.checks", "phalp_lightning.models.convert_hmar"),
     ("phalp_lightning.assets.checks", "phalp_lightning.models.convert_pose_transformer"),
+    ("phalp_lightning.assets.checks", "phalp_lightning.models.checkpoints"),
 }
 
 

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from phalp_lightning.errors import UserError
-from phalp_lightning.utils.checkpoints import CheckpointError, load_checkpoint
+from phalp_lightning.models.checkpoints import CheckpointError, load_checkpoint
 
 
 class _RunsCode:

@@ -11,8 +11,10 @@ frame, M the number of track entries. Vector layouts are defined once in
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -133,3 +135,43 @@ class FrameTracks:
     def detected(self) -> Tensor:
         """(M,) bool: entries seen in this frame (PHALP's ``tracked_ids``)."""
         return self.time_since_update == 0
+
+
+# The hand-off from the tracker callback to the writers (sinks/): what a writer is told about a
+# video, and the protocol every writer follows.
+@dataclass(frozen=True)
+class VideoInfo:
+    """What writers know about the video they are opened for."""
+
+    name: str  # output file stem
+    source: str  # path of the video, folder or box file
+    num_frames: int
+    output_dir: Path
+    fps: float = 30.0
+
+
+@runtime_checkable
+class TrackWriter(Protocol):
+    """Writes the tracks of one video at a time: ``open`` -> ``write`` per frame -> ``close``."""
+
+    needs_images: bool  # True when write() needs the frame image
+
+    def outputs(self, video: VideoInfo) -> list[Path]:
+        """The files ``close`` will write for ``video`` (all exist = the video is finished)."""
+        ...
+
+    def open(self, video: VideoInfo) -> None:
+        """Start a video (discarding any unfinished one)."""
+        ...
+
+    def write(self, tracks: FrameTracks, image: np.ndarray | None) -> None:
+        """Add one frame; ``image`` is the (H, W, 3) uint8 RGB frame when ``needs_images``."""
+        ...
+
+    def close(self) -> list[Path]:
+        """Write the files of the video atomically; returns their paths."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the video's partial state and temporary files; nothing is written."""
+        ...

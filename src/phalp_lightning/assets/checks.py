@@ -280,7 +280,7 @@ def _torch_load(path: Path) -> Any:
     Asking for the published file is the trust decision here: the loader tries the safe, weights-only
     unpickler first and only then the full one, with its loud UNSAFE LOAD warning.
     """
-    from phalp_lightning.utils.checkpoints import CheckpointError, load_checkpoint
+    from phalp_lightning.models.checkpoints import CheckpointError, load_checkpoint
 
     try:
         return load_checkpoint(path, map_location="cpu", trusted=True, what="release file", extra_safe_globals=_omegaconf_globals())

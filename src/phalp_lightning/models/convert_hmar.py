@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from phalp_lightning.errors import UserError, exit_on_user_error
-from phalp_lightning.utils.checkpoints import load_checkpoint
+from phalp_lightning.models.checkpoints import load_checkpoint
 from phalp_lightning.utils.io import atomic_output
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def load_official_state_dict(
 def torch_load(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu", trusted: bool = False
 ) -> Any:
-    """Read an HMAR file with the package's one checkpoint reader (safe first; see ``utils.checkpoints``)."""
+    """Read an HMAR file with the package's one checkpoint reader (safe first; see ``models.checkpoints``)."""
     return load_checkpoint(path, map_location=map_location, trusted=trusted, what="HMAR checkpoint")
 
 

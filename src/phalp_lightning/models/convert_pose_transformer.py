@@ -39,8 +39,8 @@ import torch
 from torch import Tensor
 
 from phalp_lightning.errors import UserError, exit_on_user_error
+from phalp_lightning.models.checkpoints import load_checkpoint
 from phalp_lightning.models.components.pose_transformer import PoseTransformer, read_mean_std
-from phalp_lightning.utils.checkpoints import load_checkpoint
 from phalp_lightning.utils.io import atomic_output
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def build_from_state_dict(
 def load_checkpoint_file(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu", trusted: bool = False
 ) -> dict[str, Any]:
-    """Read a pose-transformer checkpoint with the package's one safe reader (``utils.checkpoints``).
+    """Read a pose-transformer checkpoint with the package's one safe reader (``models.checkpoints``).
 
     The official file pickles its OmegaConf config; OmegaConf containers are on the reader's
     allowlist, so it loads without ``trusted``.

@@ -270,7 +270,7 @@ def load_hmar(
     ``net.`` keys and ``hmar_config``) or the official ``hmar_v2_weights.pth`` (``{"model": ...}``,
     mapped as PHALP does, see :mod:`phalp_lightning.models.convert_hmar`). Loading is strict;
     mismatching keys raise :class:`HMARCheckpointError` listing them. The file is read safely
-    (:func:`phalp_lightning.utils.checkpoints.load_checkpoint`); ``trusted=True`` allows the
+    (:func:`phalp_lightning.models.checkpoints.load_checkpoint`); ``trusted=True`` allows the
     code-running unpickler for a file the safe reader refuses, with a warning.
     """
     checkpoint = torch_load(path, map_location=map_location, trusted=trusted)

@@ -26,7 +26,8 @@ from phalp_lightning.assets import resolve
 from phalp_lightning.datamodules.video import source_name
 from phalp_lightning.errors import UserError
 from phalp_lightning.pipelines.progress import PredictProgressBar
-from phalp_lightning.sinks.base import VideoInfo, output_complete
+from phalp_lightning.sinks.base import output_complete
+from phalp_lightning.structures import VideoInfo
 from phalp_lightning.tracking.callback import (
     OnModuleDevice,
     PoseTransformerPredictor,
@@ -178,7 +179,7 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         tracker_cfg = OmegaConf.merge(tracker_cfg, {"pose_predictor": None})
     pose_predictor = build_pose_predictor(pose_ckpt, cfg.get("pose_predictor_config"), trusted=trusted)
     if pose_predictor is not None and hasattr(pose_predictor.module, "action_head_ava"):
-        from phalp_lightning.tracking.actions import TrackActionsWriter
+        from phalp_lightning.sinks.actions import TrackActionsWriter
 
         # A predictor with an action head also scores each track's actions (results/*.actions.json).
         writers.append(TrackActionsWriter(pose_predictor.module))
@@ -188,6 +189,9 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"), trusted=trusted)
     detector = hydra.utils.instantiate(cfg.detector)
     system = hydra.utils.instantiate(cfg.system, detector=detector, hmar=hmar)
+    if "hmar_trained" in tracker_cfg and tracker_cfg.hmar_trained is None:
+        # The tracker combines only informative cues: an untrained HMAR's pose and texture are not.
+        tracker_cfg = OmegaConf.merge(tracker_cfg, {"hmar_trained": bool(cfg.get("ckpt"))})
     tracker = hydra.utils.instantiate(
         tracker_cfg,
         appearance_encoder=OnModuleDevice(system, "encode_appearance"),  # at system.precision

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from phalp_lightning.errors import UserError
-from phalp_lightning.utils.checkpoints import load_checkpoint
+from phalp_lightning.models.checkpoints import load_checkpoint
 from phalp_lightning.utils.instantiate import instantiate_callbacks, instantiate_loggers
 from phalp_lightning.utils.logging import get_logger, task_wrapper
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phalp_lightning.sinks.base import VideoInfo
-from phalp_lightning.structures import FrameTracks
+from phalp_lightning.structures import FrameTracks, VideoInfo
 from phalp_lightning.utils.io import atomic_output
 
 

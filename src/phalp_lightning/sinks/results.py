@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from phalp_lightning.sinks.base import VideoInfo
 from phalp_lightning.sinks.rle import box_mask, encode_mask
-from phalp_lightning.structures import FrameTracks
+from phalp_lightning.structures import FrameTracks, VideoInfo
 from phalp_lightning.utils.io import atomic_output
 from phalp_lightning.utils.vectors import LOCATION_JOINTS_2D, split_pose_vector
 

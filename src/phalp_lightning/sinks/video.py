@@ -9,8 +9,7 @@ import numpy as np
 
 from phalp_lightning.errors import UserError
 from phalp_lightning.rendering.overlay import draw_tracks
-from phalp_lightning.sinks.base import VideoInfo
-from phalp_lightning.structures import FrameTracks
+from phalp_lightning.structures import FrameTracks, VideoInfo
 from phalp_lightning.utils.io import atomic_output
 from phalp_lightning.utils.logging import get_logger
 

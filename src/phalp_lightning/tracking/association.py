@@ -338,3 +338,62 @@ def ground_truth_assignment(
         unmatched_tracks = sorted(set(range(num_tracks)) - set(matched_rows))
     unmatched_detections = [c for c in range(num_detections) if c not in used]
     return Assignment(matches, unmatched_tracks, unmatched_detections)
+
+
+def gated_assignment(
+    cost: Tensor,
+    threshold: float,
+    stages: Sequence[tuple[Tensor, Tensor]],
+    may_start_track: Tensor | None = None,
+) -> Assignment:
+    """Assignment in priority stages over gated costs, where leaving a pair unmatched is always allowed.
+
+    Entries that are +inf or NaN (gated out) or above ``threshold`` can never be matched, not even
+    as a side effect of the solver: each stage maximises the summed margin ``threshold - cost`` of
+    its accepted pairs (the rectangular solver runs on ``min(cost - threshold, 0)``), so a detection
+    is left unmatched rather than pushed onto a track it does not fit, and no chain of re-assignments
+    can pay for an implausible pair. Stages run in order on the tracks and detections that are still
+    free, so tracks of an earlier stage (recently seen, confirmed) cannot be outbid by later ones
+    (long lost, tentative).
+
+    Args:
+        cost: (T, D) cost; +inf marks a gated-out pair.
+        threshold: largest accepted cost.
+        stages: (track mask (T,), detection mask (D,)) bool pairs, highest priority first.
+        may_start_track: (D,) bool, detections that may start a new track when left unmatched
+            (default all); the others are dropped (low-score detections).
+
+    Returns:
+        The :class:`Assignment`: matches by ascending track index, unmatched tracks ascending,
+        unmatched detections that may start a track, ascending.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    num_tracks, num_detections = cost.shape
+    values = cost.detach().double().cpu()
+    valid = torch.isfinite(values) & (values <= threshold)
+    gain = torch.where(valid, values - threshold, torch.zeros_like(values)).numpy()
+    valid_np = valid.numpy()
+    track_free = torch.ones(num_tracks, dtype=torch.bool)
+    detection_free = torch.ones(num_detections, dtype=torch.bool)
+    matches: list[tuple[int, int]] = []
+    for track_mask, detection_mask in stages:
+        track_index = (track_mask.cpu() & track_free).nonzero().flatten().numpy()
+        detection_index = (detection_mask.cpu() & detection_free).nonzero().flatten().numpy()
+        if track_index.size == 0 or detection_index.size == 0:
+            continue
+        block = gain[track_index[:, None], detection_index[None, :]]
+        rows, cols = linear_sum_assignment(block)
+        for r, c in zip(rows, cols, strict=True):
+            track, detection = int(track_index[r]), int(detection_index[c])
+            if valid_np[track, detection]:
+                matches.append((track, detection))
+                track_free[track] = False
+                detection_free[detection] = False
+    matches.sort()
+    may_start = torch.ones(num_detections, dtype=torch.bool) if may_start_track is None else may_start_track.cpu()
+    return Assignment(
+        matches,
+        track_free.nonzero().flatten().tolist(),
+        (detection_free & may_start).nonzero().flatten().tolist(),
+    )

@@ -23,8 +23,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from phalp_lightning.sinks.base import TrackWriter, VideoInfo
-from phalp_lightning.structures import FrameDetections, FrameTracks
+from phalp_lightning.structures import FrameDetections, FrameTracks, TrackWriter, VideoInfo
 from phalp_lightning.utils.io import atomic_write_text
 from phalp_lightning.utils.logging import get_logger
 

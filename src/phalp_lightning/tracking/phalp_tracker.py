@@ -9,6 +9,7 @@ frame is emitted ``n_init - 1`` frames late; ``finalize()`` flushes the rest at 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -26,9 +27,12 @@ from phalp_lightning.tracking.association import (
     Assignment,
     TrackFeatures,
     eq019_cost,
+    gated_assignment,
     ground_truth_assignment,
     hungarian_assignment,
 )
+from phalp_lightning.tracking.cues import CueReliability, resolve_cues, spread_is_zero
+from phalp_lightning.tracking.motion import MotionState, box_iou
 from phalp_lightning.tracking.predictors import ConstantPosePredictor, PosePredictor, RidgeLocationPredictor
 from phalp_lightning.tracking.track import DetectionRecord, TrackBank, TrackState, blend_uv
 
@@ -112,6 +116,26 @@ class PHALPTracker:
             (exact: the other pairs cannot be accepted whatever their texture).
         pairs_per_batch: track-detection pairs per appearance-encoder call.
         device: where track state lives and the cost is computed.
+        association: ``auto`` (from the informative cues), ``eq019`` (the original's cost and
+            assignment), ``eq019_motion`` (EQ_019 of the informative cues times the 2D motion
+            factor, gated, in priority stages) or ``motion`` (2D motion cue alone, gated, in
+            stages); ``reference_mode`` always uses ``eq019``. See :mod:`.cues`.
+        hmar_trained: whether HMAR's weights are trained (the pipeline passes whether a checkpoint
+            was loaded); None = decided from the first frame with >= 2 detections (poses and
+            appearance codes identical for everyone = untrained).
+        appearance_trained: whether the appearance encoder is trained; None = as HMAR.
+        motion_beta: weight of the motion factor ``exp((1 - IoU) / motion_beta)`` in ``eq019_motion``.
+        gate_iou: a track and a detection can only be matched when the IoU of the track's predicted
+            box and the detection's box is at least this (gated modes).
+        gate_height_ratio: ... and when the detection's height is within this factor of the
+            predicted box's height (gated modes).
+        gate_iou_tentative: the IoU gate of tentative tracks (no velocity estimate yet).
+        smooth_boxes: in gated modes, a matched track's entry reports its box filter's corrected box
+            instead of the raw detection box (as SORT/ByteTrack/BoT-SORT report theirs); the
+            detection's other data are unchanged.
+        second_stage_score: in gated modes, detections scoring below this only continue tracks seen
+            in the previous frame (after every other stage) and never start tracks (ByteTrack's
+            second stage); 0 = every detection is a first-stage detection.
     """
 
     def __init__(
@@ -134,6 +158,17 @@ class PHALPTracker:
         gate_texture: bool = True,
         pairs_per_batch: int = 16,
         device: str = "cpu",
+        association: str = "auto",
+        hmar_trained: bool | None = None,
+        appearance_trained: bool | None = None,
+        motion_beta: float = 0.25,
+        gate_iou: float = 0.1,
+        second_stage_score: float = 0.0,
+        recent_age: int = 30,
+        tentative_max_misses: int = 0,
+        gate_height_ratio: float = 1.5,
+        gate_iou_tentative: float = 0.3,
+        smooth_boxes: bool = False,
     ) -> None:
         if n_init < 1 or max_age < 0 or track_history < 3:
             raise ValueError(
@@ -159,6 +194,24 @@ class PHALPTracker:
         )
         if reference_mode:
             enable_reference_quirks(self.pose_predictor)
+        if not 0.0 <= gate_iou < 1.0 or motion_beta <= 0 or gate_height_ratio < 1.0:
+            raise ValueError(
+                f"need 0 <= gate_iou < 1, motion_beta > 0, gate_height_ratio >= 1; got {gate_iou}, {motion_beta}, {gate_height_ratio}"
+            )
+        self.association = association
+        self.hmar_trained = hmar_trained
+        self.appearance_trained = appearance_trained
+        self.motion_beta = float(motion_beta)
+        self.gate_iou = float(gate_iou)
+        self.second_stage_score = float(second_stage_score)
+        self.recent_age = int(recent_age)
+        self.gate_height_ratio = float(gate_height_ratio)
+        self.gate_iou_tentative = float(gate_iou_tentative)
+        self.smooth_boxes = smooth_boxes
+        self.tentative_max_misses = int(tentative_max_misses)
+        self.cues: CueReliability | None = None
+        if reference_mode or association != "auto" or hmar_trained is not None:
+            self._set_cues(hmar_trained)
         self.location_predictor = RidgeLocationPredictor(
             alpha_x=location_alpha_x,
             alpha_y=location_alpha_y,
@@ -186,6 +239,7 @@ class PHALPTracker:
             uv_dtype=torch.float64 if self.reference_mode else torch.float32,
         )
         self.next_id = 1
+        self.motion = MotionState(self.device)
         self._pending: deque[_PendingFrame] = deque()
         self._pending_by_index: dict[int, _PendingFrame] = {}
         self._last_frame_index: int | None = None
@@ -213,11 +267,17 @@ class PHALPTracker:
                 f"{frame.video} frame {frame.frame_name}: frame_index {frame.frame_index} does not increase "
                 f"(previous {self._last_frame_index}); call reset() between videos"
             )
+        steps = 1 if self._last_frame_index is None else frame.frame_index - self._last_frame_index
         self._last_frame_index = frame.frame_index
         bank = self.tracks
         rows = bank.rows()
         bank.age[rows] += 1
         bank.time_since_update[rows] += 1
+        if self.cues is None and len(frame) >= 2:
+            self._set_cues(self._cues_look_trained(frame))
+        uses_motion = self._active_cues().mode != "eq019"
+        if uses_motion:
+            self.motion.predict(rows, steps)
 
         start = time.perf_counter()
         assignment = self._associate(frame, rows)
@@ -226,6 +286,8 @@ class PHALPTracker:
 
         start = time.perf_counter()
         slim = replace(frame, uv=None)
+        if uses_motion and assignment.matches:
+            slim = self._correct_motion(frame, slim, rows, assignment)
         matched_rows, just_confirmed = self._update_matched(frame, slim, rows, assignment)
         unmatched_rows = rows[torch.tensor(assignment.unmatched_tracks, dtype=torch.int64)]
         self._mark_missed(unmatched_rows)
@@ -237,11 +299,14 @@ class PHALPTracker:
 
         start = time.perf_counter()
         self._create_tracks(frame, slim, assignment.unmatched_detections)
+        if uses_motion and assignment.unmatched_detections:
+            created = torch.tensor(bank.order[-len(assignment.unmatched_detections) :], dtype=torch.int64)
+            self.motion.start(created, frame.boxes[torch.tensor(assignment.unmatched_detections, dtype=torch.int64)])
         order = bank.rows()
         bank.remove(order[bank.state[order] != TrackState.DELETED].tolist())
         self._record(slim, just_confirmed)
         emitted = []
-        while len(self._pending) > self.n_init - 1:
+        while len(self._pending) > self._emission_delay():
             emitted.append(self._emit(self._pending.popleft()))
         self._tick("recording", start)
         return emitted
@@ -258,12 +323,142 @@ class PHALPTracker:
     def _tick(self, stage: str, start: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - start
 
+    def _set_cues(self, hmar_trained: bool | None) -> None:
+        """Resolve the informative cues and the association rule; say which (once per tracker)."""
+        self.cues = resolve_cues(
+            self.association,
+            self.reference_mode,
+            hmar_trained,
+            self.appearance_trained,
+            not isinstance(self.pose_predictor, ConstantPosePredictor),
+        )
+        message = self.cues.describe(self.betas, self.motion_beta, self.gate_iou)
+        if self.cues.mode == "motion" and self.association == "auto":
+            log.warning("tracker: %s", message)
+        else:
+            log.info("tracker: %s", message)
+
+    def _correct_motion(
+        self, frame: FrameDetections, slim: FrameDetections, rows: Tensor, assignment: Assignment
+    ) -> FrameDetections:
+        """Correct the matched tracks' box filters; with ``smooth_boxes`` their entries report the filtered box."""
+        track_index, detection_index = (
+            torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
+        )
+        matched_rows = rows[track_index.to(rows.device)]
+        self.motion.correct(matched_rows, frame.boxes[detection_index])
+        if not self.smooth_boxes:
+            return slim
+        boxes = frame.boxes.clone()
+        boxes[detection_index] = self.motion.boxes(matched_rows).to(boxes)
+        return replace(slim, boxes=boxes)
+
+    def _emission_delay(self) -> int:
+        """Frames held back for back-fills: n_init - 1, plus the misses a tentative track may have."""
+        gated = self._active_cues().mode != "eq019"
+        return self.n_init - 1 + (self.tentative_max_misses if gated else 0)
+
+    def _active_cues(self) -> CueReliability:
+        """The resolved cues; until they can be judged (no frame with 2 people yet), all are trusted."""
+        if self.cues is not None:
+            return self.cues
+        return resolve_cues(self.association, self.reference_mode, True, self.appearance_trained,
+                            not isinstance(self.pose_predictor, ConstantPosePredictor))
+
+    @staticmethod
+    def _cues_look_trained(frame: FrameDetections) -> bool:
+        """Unknown HMAR: identical poses and appearance codes for different people mean untrained."""
+        same_pose = spread_is_zero(frame.pose[:, :226].float())
+        same_appearance = spread_is_zero(frame.appearance.float())
+        if same_pose and same_appearance:
+            log.warning("tracker: every detection has the same pose and appearance code: treating HMAR as untrained")
+        return not (same_pose and same_appearance)
+
+    def _association_betas(self) -> tuple[float, float, float, float]:
+        """EQ_019 betas with the uninformative cues switched off (factor 1)."""
+        beta_texture, beta_pose, beta_location, beta_depth = self.betas
+        cues = self._active_cues()
+        return (
+            beta_texture if cues.texture else 0.0,
+            beta_pose if cues.pose else 0.0,
+            beta_location,
+            beta_depth if cues.location_3d else float("inf"),
+        )
+
+    def _associate_gated(self, frame: FrameDetections, rows: Tensor) -> Assignment:
+        """Gated association in priority stages (``motion`` and ``eq019_motion``; docs/tracker.md)."""
+        bank = self.tracks
+        cues = self._active_cues()
+        num_detections = len(frame)
+        scores = frame.scores.to(self.device)
+        first_stage = scores >= self.second_stage_score
+        boxes = frame.boxes.to(self.device)
+        predicted = self.motion.boxes(rows)
+        iou = box_iou(predicted, boxes)
+        # A person's apparent height cannot jump between frames: log height ratio within the gate.
+        height_ratio = torch.log(
+            (boxes[:, 3] - boxes[:, 1]).double().clamp_min(1e-6)[None, :]
+            / (predicted[:, 3] - predicted[:, 1]).clamp_min(1e-6)[:, None]
+        ).abs()
+        state = bank.state[rows]
+        # A young track has no velocity yet: it must overlap more (ByteTrack's unconfirmed stage).
+        min_iou = torch.where(state == TrackState.TENTATIVE, self.gate_iou_tentative, self.gate_iou).double()
+        allowed = (iou >= min_iou[:, None]) & (height_ratio <= math.log(self.gate_height_ratio))
+        if cues.mode == "motion" or len(rows) == 0 or num_detections == 0:
+            cost = 1.0 - iou
+            threshold = 1.0 - self.gate_iou
+        else:
+            self.counters["candidate_pairs"] += len(rows) * num_detections
+            use_uv = cues.texture and self.appearance_encoder is not None and frame.uv is not None and bank.uv is not None
+            features = TrackFeatures(
+                pose=bank.predicted_pose[rows],
+                location=bank.predicted_location[rows],
+                appearance=bank.appearance[rows],
+                uv=bank.uv if use_uv else None,
+                uv_rows=rows,
+            )
+            motion_factor = torch.exp((1.0 - iou) / self.motion_beta)
+            threshold = self.hungarian_threshold
+            eq_cost = eq019_cost(
+                features,
+                frame.pose.to(self.device),
+                frame.location.to(self.device),
+                frame.appearance.to(self.device),
+                frame.uv.to(self.device) if use_uv else None,
+                self.appearance_encoder if use_uv else None,
+                betas=self._association_betas(),
+                pose_clip=self.pose_clip,
+                # Texture is encoded only for gated-in pairs that the other factors leave acceptable.
+                gate_threshold=threshold if self.gate_texture else None,
+                pairs_per_batch=self.pairs_per_batch,
+                nan_cost=float("inf"),
+                stats=self.counters,
+            ) if allowed.any() else torch.full_like(iou, float("inf"))
+            cost = eq_cost * motion_factor
+        cost = torch.where(allowed, cost, torch.full_like(cost, float("inf")))
+        self.last_cost = cost
+        since = bank.time_since_update[rows]  # already aged: 1 = matched in the previous frame
+        confirmed = state == TrackState.CONFIRMED
+        # since - 1 frames missed; the prediction of a track missed for longer than recent_age is vague.
+        recent = confirmed & (since - 1 <= self.recent_age)
+        # Position alone cannot re-identify a person after a long absence: only appearance can.
+        long_lost = confirmed & ~recent if cues.texture else torch.zeros_like(recent)
+        stages = [
+            (recent, first_stage),
+            (long_lost, first_stage),
+            (state == TrackState.TENTATIVE, first_stage),
+            (confirmed & (since <= 1), ~first_stage),
+        ]
+        return gated_assignment(cost, threshold, stages, may_start_track=first_stage)
+
     def _associate(self, frame: FrameDetections, rows: Tensor) -> Assignment:
         bank = self.tracks
         set_order = self.reference_mode
         if self.use_gt and frame.gt_track_ids is not None:
             self.last_cost = None
             return ground_truth_assignment(bank.gt_id[rows], frame.gt_track_ids.to(self.device), set_order)
+        if self._active_cues().mode != "eq019":
+            return self._associate_gated(frame, rows)
         if len(rows) == 0 or len(frame) == 0:
             self.last_cost = torch.zeros(len(rows), len(frame), dtype=torch.float64)
             return hungarian_assignment(self.last_cost, self.hungarian_threshold, set_order)
@@ -341,7 +536,10 @@ class PHALPTracker:
     def _mark_missed(self, unmatched_rows: Tensor) -> None:
         bank = self.tracks
         state = bank.state[unmatched_rows]
-        expired = (state == TrackState.TENTATIVE) | (bank.time_since_update[unmatched_rows] > self.max_age)
+        misses = bank.time_since_update[unmatched_rows]
+        # The original deletes a tentative track at its first miss; gated modes may allow a few.
+        tentative_limit = self.tentative_max_misses if self._active_cues().mode != "eq019" else 0
+        expired = ((state == TrackState.TENTATIVE) & (misses > tentative_limit)) | (misses > self.max_age)
         bank.state[unmatched_rows[expired]] = int(TrackState.DELETED)
 
     def _predict(self, matched_rows: Tensor, unmatched_rows: Tensor) -> None:

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phalp_lightning.sinks.base import VideoInfo
-from phalp_lightning.structures import FrameTracks
+from phalp_lightning.structures import FrameTracks, VideoInfo
 from phalp_lightning.utils.io import atomic_write_text
 
 

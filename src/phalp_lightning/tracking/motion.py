@@ -1,0 +1,151 @@
+"""The 2D motion cue: a constant-velocity Kalman filter on image boxes, and IoU against its prediction.
+
+In the spirit of SORT, ByteTrack and BoT-SORT: each track carries a filter on (cx, cy, w, h) and
+their velocities (BoT-SORT's parametrisation: noise proportional to the box's width for x and w and
+to its height for y and h). Before association every track's box is predicted to the current frame;
+the cue is the IoU of that predicted box with each detection. It needs nothing but boxes, so it is
+informative whatever the 3D network was trained on, and it is what makes far pairs impossible
+(:func:`box_iou` below a gate).
+
+Everything works on all tracks at once: means (K, 8) and covariances (K, 8, 8), float64.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# Noise of the filter, relative to the box size (BoT-SORT / ByteTrack values).
+STD_POSITION = 1.0 / 20.0
+STD_VELOCITY = 1.0 / 160.0
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of (T, 4) and (D, 4) xyxy boxes; (T, D) float64 (0 for empty boxes)."""
+    a = a.double()
+    b = b.double()
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    intersection = (bottom_right - top_left).clamp_min(0.0).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clamp_min(0.0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp_min(0.0).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - intersection
+    return torch.where(union > 0, intersection / union.clamp_min(1e-12), torch.zeros_like(union))
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """(K, 4) x1, y1, x2, y2 -> cx, cy, w, h (float64)."""
+    boxes = boxes.double()
+    size = boxes[:, 2:] - boxes[:, :2]
+    return torch.cat([boxes[:, :2] + size / 2, size], dim=1)
+
+
+def cxcywh_to_xyxy(state: Tensor) -> Tensor:
+    """(K, >=4) cx, cy, w, h[, ...] -> (K, 4) x1, y1, x2, y2."""
+    centre, size = state[:, :2], state[:, 2:4].clamp_min(0.0)
+    return torch.cat([centre - size / 2, centre + size / 2], dim=1)
+
+
+def _noise_scale(mean: Tensor) -> Tensor:
+    """(K, 4): the box (w, h, w, h) that scales the noise of (cx, cy, w, h)."""
+    w, h = mean[:, 2].clamp_min(1.0), mean[:, 3].clamp_min(1.0)
+    return torch.stack([w, h, w, h], dim=1)
+
+
+class BoxKalmanFilter:
+    """Constant-velocity Kalman filter on (cx, cy, w, h), batched over K boxes."""
+
+    def __init__(self, std_position: float = STD_POSITION, std_velocity: float = STD_VELOCITY) -> None:
+        self.std_position = std_position
+        self.std_velocity = std_velocity
+
+    def initiate(self, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """Filters started at K xyxy boxes with zero velocity: mean (K, 8), covariance (K, 8, 8)."""
+        measurement = xyxy_to_cxcywh(boxes)
+        mean = torch.cat([measurement, torch.zeros_like(measurement)], dim=1)
+        scale = _noise_scale(mean)
+        std = torch.cat([2 * self.std_position * scale, 10 * self.std_velocity * scale], dim=1)
+        return mean, torch.diag_embed(std**2)
+
+    def predict(self, mean: Tensor, covariance: Tensor, steps: Tensor | int = 1) -> tuple[Tensor, Tensor]:
+        """Advance K filters by ``steps`` frames (an int or a (K,) tensor of non-negative ints)."""
+        count = mean.shape[0]
+        steps_t = torch.as_tensor(steps, dtype=mean.dtype, device=mean.device).expand(count)
+        transition = torch.eye(8, dtype=mean.dtype, device=mean.device).repeat(count, 1, 1)
+        idx = torch.arange(4, device=mean.device)
+        transition[:, idx, idx + 4] = steps_t[:, None]
+        scale = _noise_scale(mean)
+        # Process noise of one step, added once per step (a good approximation over short gaps).
+        std = torch.cat([self.std_position * scale, self.std_velocity * scale], dim=1)
+        noise = torch.diag_embed(std**2) * steps_t[:, None, None]
+        new_mean = (transition @ mean.unsqueeze(-1)).squeeze(-1)
+        new_covariance = transition @ covariance @ transition.transpose(1, 2) + noise
+        return new_mean, new_covariance
+
+    def update(self, mean: Tensor, covariance: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """Correct K filters with K xyxy detections."""
+        measurement = xyxy_to_cxcywh(boxes).to(mean)
+        measurement_noise = torch.diag_embed((self.std_position * _noise_scale(mean)) ** 2)
+        projected = covariance[:, :4, :4] + measurement_noise
+        cross = covariance[:, :, :4]  # P H^T
+        gain = torch.linalg.solve(projected, cross.transpose(1, 2)).transpose(1, 2)  # (K, 8, 4)
+        innovation = measurement - mean[:, :4]
+        new_mean = mean + (gain @ innovation.unsqueeze(-1)).squeeze(-1)
+        new_covariance = covariance - gain @ projected @ gain.transpose(1, 2)
+        return new_mean, new_covariance
+
+
+class MotionState:
+    """Per-track box filters, stored by the track bank's storage row (grown on demand).
+
+    Args:
+        device: where the filter state lives.
+        filter: the Kalman filter (default :class:`BoxKalmanFilter`).
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", filter: BoxKalmanFilter | None = None) -> None:
+        self.device = torch.device(device)
+        self.filter = filter or BoxKalmanFilter()
+        self.mean = torch.zeros(0, 8, dtype=torch.float64, device=self.device)
+        self.covariance = torch.zeros(0, 8, 8, dtype=torch.float64, device=self.device)
+
+    def _ensure(self, rows: Tensor) -> None:
+        needed = int(rows.max()) + 1 if rows.numel() else 0
+        if needed > self.mean.shape[0]:
+            capacity = max(needed, 2 * self.mean.shape[0], 16)
+            mean = torch.zeros(capacity, 8, dtype=torch.float64, device=self.device)
+            covariance = torch.eye(8, dtype=torch.float64, device=self.device).repeat(capacity, 1, 1)
+            mean[: self.mean.shape[0]] = self.mean
+            covariance[: self.covariance.shape[0]] = self.covariance
+            self.mean, self.covariance = mean, covariance
+
+    def start(self, rows: Tensor, boxes: Tensor) -> None:
+        """New tracks in ``rows`` start at their xyxy ``boxes``."""
+        if rows.numel() == 0:
+            return
+        self._ensure(rows)
+        rows = rows.to(self.device)
+        self.mean[rows], self.covariance[rows] = self.filter.initiate(boxes.to(self.device))
+
+    def predict(self, rows: Tensor, steps: int = 1) -> None:
+        """Advance the tracks in ``rows`` to the next frame (``steps`` frames later)."""
+        if rows.numel() == 0 or steps <= 0:
+            return
+        self._ensure(rows)
+        rows = rows.to(self.device)
+        self.mean[rows], self.covariance[rows] = self.filter.predict(self.mean[rows], self.covariance[rows], steps)
+
+    def correct(self, rows: Tensor, boxes: Tensor) -> None:
+        """Matched tracks in ``rows`` see their xyxy ``boxes``."""
+        if rows.numel() == 0:
+            return
+        self._ensure(rows)
+        rows = rows.to(self.device)
+        self.mean[rows], self.covariance[rows] = self.filter.update(
+            self.mean[rows], self.covariance[rows], boxes.to(self.device)
+        )
+
+    def boxes(self, rows: Tensor) -> Tensor:
+        """(K, 4) xyxy boxes of the filters' current state."""
+        self._ensure(rows)
+        return cxcywh_to_xyxy(self.mean[rows.to(self.device)])
