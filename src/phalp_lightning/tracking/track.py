@@ -8,6 +8,7 @@ which is the order PHALP's association, recording and back-filling use.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
@@ -100,6 +101,10 @@ class TrackBank:
         # Sized by the first detections: the appearance width follows HMAR's crop size (4096 at 256 px).
         self.appearance: Tensor | None = None
         self.uv: Tensor | None = None
+        # Buffers reused from frame to frame (UV blending, texture encoding): tens of MiB of fresh
+        # pages per frame would otherwise be faulted in and zeroed by the OS every time.
+        self.workspace: dict[str, Tensor] = {}
+        self._masked_memo: tuple | None = None
         self._allocate(16)
 
     def _allocate(self, capacity: int) -> None:
@@ -193,7 +198,9 @@ class TrackBank:
                 raise ValueError(
                     f"uv maps of shape {tuple(uv.shape[1:])} do not match the tracks' {tuple(self.uv.shape[1:])}"
                 )
-            self.uv[rows] = uv.to(self.device, self.uv_dtype)
+            # Masked form (see masked_detection_uv): the map times its own visibility.
+            uv = uv.to(self.device, self.uv_dtype)
+            self.uv[rows] = uv * (uv[:, 3:4] > 0.5)
         for row, record in zip(new_rows, records, strict=True):
             self.records[row].clear()
             self.records[row].append(record)
@@ -225,6 +232,87 @@ class TrackBank:
             self.history_location[rows] = torch.cat(
                 [self.history_location[rows, 1:], location.float().unsqueeze(1)], 1
             )
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """A reusable (shape) buffer from ``workspace``, grown along the first dimension as needed."""
+        key = f"{name}:{dtype}"
+        buffer = self.workspace.get(key)
+        if buffer is None or buffer.shape[1:] != shape[1:] or buffer.shape[0] < shape[0]:
+            buffer = torch.empty((max(shape[0], 8), *shape[1:]), dtype=dtype, device=self.device)
+            self.workspace[key] = buffer
+        return buffer[: shape[0]]
+
+    def masked_detection_uv(self, uv: Tensor) -> Tensor:
+        """A frame's UV maps in the bank's masked form, computed once per frame (memoised).
+
+        Masked form: RGB kept where the mask channel is > 0.5 and zeroed elsewhere, mask channel 1
+        (visible) or 0. It equals the map times its own visibility, which is what the texture
+        distance encodes, so the bank stores track maps this way (see :meth:`blend_uv_rows`).
+
+        Args:
+            uv: (D, 4, S, S) maps with mask channel +-1 (PHALP's processed UV maps).
+
+        Returns:
+            (D, 4, S, S) on the bank's device, in ``uv``'s dtype, in a reused buffer: valid until the
+            next frame's maps are masked.
+        """
+        # Keyed on the tensor object (a weak reference: a later frame's tensor may reuse the address)
+        # and its version counter (bumped by in-place writes).
+        memo = self._masked_memo
+        if memo is not None and memo[0]() is uv and memo[1] == uv._version:
+            return memo[2]
+        source = uv.to(self.device)
+        masked = self._buffer("masked_detections", tuple(source.shape), source.dtype)
+        torch.mul(source, source[:, 3:4] > 0.5, out=masked)
+        self._masked_memo = (weakref.ref(uv), uv._version, masked)
+        return masked
+
+    def blend_uv_rows(self, rows: Tensor, detection_uv: Tensor, detections: Tensor, weight: Tensor) -> None:
+        """Blend detection maps into the UV maps of ``rows`` in place (PHALP's update, as :func:`blend_uv`).
+
+        Track maps are stored in masked form (:meth:`masked_detection_uv`): the mask channel is the
+        0/1 visibility itself and RGB is 0 where not visible, so the per-texel weights come from
+        float products of the two mask channels instead of comparisons and casts:
+        ``w_old = 1 - a [O and N]`` and ``w_new = a [O] + (1 - [O])``. RGB becomes
+        ``old * w_old + new * w_new`` with the same two operations and the same weight values as
+        :func:`blend_uv` on every texel where either map is visible (``1 - a``/``a`` on both,
+        ``1``/``0`` where one is), so the visible texels are bit for bit the same; texels visible in
+        neither stay 0. The mask becomes ``max(O, N)``. Buffers are reused from frame to frame.
+
+        Args:
+            rows: (K,) storage rows (distinct); detection_uv: (D, 4, S, S) the frame's maps (+-1 mask);
+            detections: (K,) row of ``detection_uv`` for each of ``rows``; weight: (K,) rate ``a``.
+        """
+        count = int(rows.shape[0])
+        if count == 0:
+            return
+        if self.uv is None:
+            self.uv = torch.zeros(
+                (self.capacity, *detection_uv.shape[1:]), dtype=self.uv_dtype, device=self.device
+            )
+        dtype = self.uv_dtype
+        shape = (count, *self.uv.shape[1:])
+        previous = self._buffer("blend_previous", shape, dtype)
+        torch.index_select(self.uv, 0, rows, out=previous)
+        masked = self.masked_detection_uv(detection_uv)
+        new = self._buffer("blend_new", shape, dtype)
+        if masked.dtype == dtype:
+            torch.index_select(masked, 0, detections.to(self.device), out=new)
+        else:
+            new.copy_(masked.index_select(0, detections.to(self.device)))
+        old_visible, new_visible = previous[:, 3:4], new[:, 3:4]
+        a = weight.to(self.device, dtype).view(-1, 1, 1, 1)
+        weight_shape = (count, 1, *shape[2:])
+        old_weight = self._buffer("blend_old_weight", weight_shape, dtype)
+        torch.mul(old_visible, new_visible, out=old_weight).mul_(a)
+        torch.sub(1.0, old_weight, out=old_weight)
+        new_weight = self._buffer("blend_new_weight", weight_shape, dtype)
+        torch.sub(1.0, old_visible, out=new_weight)
+        new_weight.addcmul_(old_visible, a.expand_as(old_visible))
+        previous[:, :3].mul_(old_weight)
+        previous[:, :3].addcmul_(new[:, :3], new_weight)
+        torch.maximum(old_visible, new_visible, out=old_visible)
+        self.uv.index_copy_(0, rows, previous)
 
     def remove(self, keep: list[int]) -> list[int]:
         """Keep only the rows in ``keep`` (a subset of ``order``); return the removed rows."""
