@@ -126,12 +126,13 @@ def test_visible_texel_overlap_counts_exactly():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_bank_blend_equals_blend_uv_on_every_visible_texel(dtype):
+@pytest.mark.parametrize("rows", [[5, 1, 3], [4, 2, 3, 6]], ids=["gathered", "in_place_runs"])
+def test_bank_blend_equals_blend_uv_on_every_visible_texel(dtype, rows):
     size = 12
     generator = torch.Generator().manual_seed(4)
     plain = _uv(6, torch.rand(8, size, size, generator=generator) > 0.5).to(dtype)
     bank = TrackBank(uv_dtype=dtype)
-    rows = torch.tensor([5, 1, 3])
+    rows = torch.tensor(rows)
     bank.add(
         track_ids=torch.arange(1, 9),
         frame_index=0,
@@ -145,8 +146,8 @@ def test_bank_blend_equals_blend_uv_on_every_visible_texel(dtype):
     )
     for step in range(3):
         detection_uv = _uv(10 + step, torch.rand(4, size, size, generator=generator) > 0.4)
-        detections = torch.tensor([2, 0, 3])
-        weight = 0.1 * torch.rand(3, generator=generator, dtype=torch.float64) ** 2
+        detections = torch.tensor([2, 0, 3, 1])[: len(rows)]
+        weight = 0.1 * torch.rand(len(rows), generator=generator, dtype=torch.float64) ** 2
         plain[rows] = blend_uv(plain[rows], detection_uv[detections], weight)
         bank.blend_uv_rows(rows, detection_uv, detections, weight)
         visible = plain[:, 3:4] > 0.5

@@ -177,6 +177,13 @@ def visible_texel_overlap(
     return torch.from_numpy(shared), count(words_t), count(words_d)
 
 
+def _mask_channel(maps: Tensor, rows: Tensor) -> Tensor:
+    """(n, S, S) mask channel of ``maps[rows]`` (sorted distinct rows): a view when they are consecutive."""
+    if rows.numel() and int(rows[-1]) - int(rows[0]) + 1 == rows.shape[0]:
+        return maps[int(rows[0]) : int(rows[-1]) + 1, 3]
+    return torch.index_select(maps[:, 3], 0, rows)
+
+
 def _reusable(workspace: dict[str, Tensor] | None, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
     """A (shape) float32 buffer on ``like``'s device, kept in ``workspace`` between calls when given.
 
@@ -240,8 +247,8 @@ def texture_distance(
         return distances
     track_rows, track_slot = torch.unique(pairs[:, 0], return_inverse=True)
     detection_rows, detection_slot = torch.unique(pairs[:, 1], return_inverse=True)
-    track_visible = track_uv[track_rows, 3] > 0.5  # (T', S, S), only the mask channel is read
-    detection_visible = detection_uv[detection_rows, 3] > 0.5
+    track_visible = _mask_channel(track_uv, track_rows) > 0.5  # (T', S, S)
+    detection_visible = _mask_channel(detection_uv, detection_rows) > 0.5
     shared, track_count, detection_count = visible_texel_overlap(
         track_visible, detection_visible, track_slot, detection_slot
     )
@@ -294,29 +301,65 @@ def texture_distance(
         return distances
 
     batch = max(1, 2 * pairs_per_batch)
-    buffer = _reusable(workspace, "texture_maps", (min(batch, num_maps), *track_uv.shape[1:]), track_uv)
     codes: Tensor | None = None
     calls = 0
-    for start in range(0, num_maps, batch):
-        stop = min(start + batch, num_maps)
-        for (source, rows, mask), first, size in zip(groups, offsets, sizes, strict=True):
-            lo, hi = max(start, first), min(stop, first + size)
-            if lo >= hi:
-                continue
-            local = torch.arange(lo - first, hi - first, device=device)
-            target = buffer[lo - start : hi - start]
-            if source.dtype == target.dtype:
-                torch.index_select(source, 0, rows[local], out=target)
-            else:
-                target.copy_(source.index_select(0, rows[local]))
-            if mask is not None:
-                target.mul_(mask(local))
+
+    def store(first: int, encoded: Tensor) -> None:
+        nonlocal codes
+        if codes is None:
+            codes = torch.empty((num_maps, *encoded.shape[1:]), dtype=encoded.dtype, device=device)
+        codes[first : first + encoded.shape[0]] = encoded.to(device)
+
+    # A group that needs no mask and reads consecutive float32 rows (e.g. all of a frame's masked
+    # detection maps) is encoded straight from its source, without a copy.
+    assembled = []
+    for (source, rows, mask), first, size in zip(groups, offsets, sizes, strict=True):
+        direct = (
+            mask is None
+            and size > 0
+            and source.dtype == torch.float32
+            and int(rows[-1]) - int(rows[0]) + 1 == size
+            and bool((rows[1:] > rows[:-1]).all())
+        )
+        if not direct:
+            assembled.append((source, rows, mask, first, size))
+            continue
+        base = int(rows[0])
+        for start in range(0, size, batch):
+            with torch.no_grad():
+                store(first + start, encoder(source[base + start : base + min(start + batch, size)]))
+            calls += 1
+
+    # The other maps: gathered (and masked) into one reused buffer, batch by batch across groups.
+    num_assembled = sum(size for *_, size in assembled)
+    if num_assembled:
+        buffer = _reusable(
+            workspace, "texture_maps", (min(batch, num_assembled), *track_uv.shape[1:]), track_uv
+        )
+    for start in range(0, num_assembled, batch):
+        stop = min(start + batch, num_assembled)
+        pieces = []  # (global first code row, count) of each group part in this batch
+        local_first = 0
+        for source, rows, mask, first, size in assembled:
+            lo, hi = max(start, local_first), min(stop, local_first + size)
+            if lo < hi:
+                local = torch.arange(lo - local_first, hi - local_first, device=device)
+                target = buffer[lo - start : hi - start]
+                if source.dtype == target.dtype:
+                    torch.index_select(source, 0, rows[local], out=target)
+                else:
+                    target.copy_(source.index_select(0, rows[local]))
+                if mask is not None:
+                    target.mul_(mask(local))
+                pieces.append((first + lo - local_first, hi - lo))
+            local_first += size
         with torch.no_grad():
             encoded = encoder(buffer[: stop - start])
         calls += 1
-        if codes is None:
-            codes = torch.empty((num_maps, *encoded.shape[1:]), dtype=encoded.dtype, device=device)
-        codes[start:stop] = encoded.to(device)
+        position = 0
+        for first, count in pieces:
+            store(first, encoded[position : position + count])
+            position += count
     if stats is not None:
         stats["encoder_calls"] = stats.get("encoder_calls", 0) + calls
     assert codes is not None

@@ -263,7 +263,9 @@ class TrackBank:
             return memo[2]
         source = uv.to(self.device)
         masked = self._buffer("masked_detections", tuple(source.shape), source.dtype)
-        torch.mul(source, source[:, 3:4] > 0.5, out=masked)
+        # Float x float products (3x faster than float x bool on the CPU): the 0/1 mask first.
+        masked[:, 3:4].copy_(source[:, 3:4] > 0.5)
+        torch.mul(source[:, :3], masked[:, 3:4], out=masked[:, :3])
         self._masked_memo = (weakref.ref(uv), uv._version, masked)
         return masked
 
@@ -292,27 +294,45 @@ class TrackBank:
             )
         dtype = self.uv_dtype
         shape = (count, *self.uv.shape[1:])
-        previous = self._buffer("blend_previous", shape, dtype)
-        torch.index_select(self.uv, 0, rows, out=previous)
+        # Rows are independent: blend them in storage order, so that runs of consecutive rows
+        # (tracks created together keep neighbouring rows) are updated in place, without a
+        # gather and a scatter of their maps.
+        order = torch.argsort(rows)
+        rows, detections, weight = rows[order], detections.to(self.device)[order], weight.to(self.device)[order]
         masked = self.masked_detection_uv(detection_uv)
         new = self._buffer("blend_new", shape, dtype)
         if masked.dtype == dtype:
-            torch.index_select(masked, 0, detections.to(self.device), out=new)
+            torch.index_select(masked, 0, detections, out=new)
         else:
-            new.copy_(masked.index_select(0, detections.to(self.device)))
+            new.copy_(masked.index_select(0, detections))
+        a = weight.to(dtype).view(-1, 1, 1, 1)
+        starts = [0, *((rows[1:] != rows[:-1] + 1).nonzero().flatten() + 1).tolist(), count]
+        # A run costs a dozen small kernel launches; a gathered map costs two copies of its bytes.
+        map_bytes = new[0].numel() * new.element_size()
+        if len(starts) - 1 <= max(2, count * map_bytes // 300_000):
+            for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+                first = int(rows[lo])
+                self._blend_block(self.uv[first : first + hi - lo], new[lo:hi], a[lo:hi])
+        else:
+            previous = self._buffer("blend_previous", shape, dtype)
+            torch.index_select(self.uv, 0, rows, out=previous)
+            self._blend_block(previous, new, a)
+            self.uv.index_copy_(0, rows, previous)
+
+    def _blend_block(self, previous: Tensor, new: Tensor, a: Tensor) -> None:
+        """Blend ``new`` into ``previous`` in place (masked form, see :meth:`blend_uv_rows`)."""
+        count = previous.shape[0]
         old_visible, new_visible = previous[:, 3:4], new[:, 3:4]
-        a = weight.to(self.device, dtype).view(-1, 1, 1, 1)
-        weight_shape = (count, 1, *shape[2:])
-        old_weight = self._buffer("blend_old_weight", weight_shape, dtype)
+        weight_shape = (count, 1, *previous.shape[2:])
+        old_weight = self._buffer("blend_old_weight", weight_shape, previous.dtype)
         torch.mul(old_visible, new_visible, out=old_weight).mul_(a)
         torch.sub(1.0, old_weight, out=old_weight)
-        new_weight = self._buffer("blend_new_weight", weight_shape, dtype)
+        new_weight = self._buffer("blend_new_weight", weight_shape, previous.dtype)
         torch.sub(1.0, old_visible, out=new_weight)
         new_weight.addcmul_(old_visible, a.expand_as(old_visible))
         previous[:, :3].mul_(old_weight)
         previous[:, :3].addcmul_(new[:, :3], new_weight)
         torch.maximum(old_visible, new_visible, out=old_visible)
-        self.uv.index_copy_(0, rows, previous)
 
     def remove(self, keep: list[int]) -> list[int]:
         """Keep only the rows in ``keep`` (a subset of ``order``); return the removed rows."""
