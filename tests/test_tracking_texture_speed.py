@@ -220,3 +220,13 @@ def test_tracker_matches_the_pinned_pre_speedup_tracker(reference_mode, scene):
     if scene == "turning":
         assert tracker.counters["texture_pairs_disjoint"] > 0
     assert tracker.counters["encoded_maps"] < 2 * tracker.counters["texture_pairs"]
+
+
+def test_tracker_runs_on_inference_tensors():
+    """Lightning's predict loop hands over inference tensors, which have no version counter."""
+    tracker = PHALPTracker(appearance_encoder=StandInAppearanceEncoder())
+    with torch.inference_mode():
+        frames = list(detection_stream(3, 7, seed=1, uv_size=16, miss_probability=0.0))
+        emitted = _emitted(tracker, frames)
+    assert len(emitted) == 7
+    assert {int(i) for f in emitted for i in f.track_ids} == {1, 2, 3}

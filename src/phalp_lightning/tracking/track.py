@@ -163,6 +163,7 @@ class TrackBank:
         The history starts as H copies of the detection and its features are the first prediction.
         """
         count = int(track_ids.shape[0])
+        self._masked_memo = None  # the frame's masked detection maps are not needed any more
         while len(self._free) < count:
             self._allocate(max(2 * self.capacity, 16))
         # Lowest free rows first keeps storage compact; order is tracked separately.
@@ -257,16 +258,19 @@ class TrackBank:
             next frame's maps are masked.
         """
         # Keyed on the tensor object (a weak reference: a later frame's tensor may reuse the address)
-        # and its version counter (bumped by in-place writes).
+        # and its version counter (bumped by in-place writes; inference tensors have none). Each
+        # detection is either blended into a track or starts one, so blend_uv_rows and add end the
+        # memo's life within the frame's update.
+        version = None if uv.is_inference() else uv._version
         memo = self._masked_memo
-        if memo is not None and memo[0]() is uv and memo[1] == uv._version:
+        if memo is not None and memo[0]() is uv and memo[1] == version:
             return memo[2]
         source = uv.to(self.device)
         masked = self._buffer("masked_detections", tuple(source.shape), source.dtype)
         # Float x float products (3x faster than float x bool on the CPU): the 0/1 mask first.
         masked[:, 3:4].copy_(source[:, 3:4] > 0.5)
         torch.mul(source[:, :3], masked[:, 3:4], out=masked[:, :3])
-        self._masked_memo = (weakref.ref(uv), uv._version, masked)
+        self._masked_memo = (weakref.ref(uv), version, masked)
         return masked
 
     def blend_uv_rows(self, rows: Tensor, detection_uv: Tensor, detections: Tensor, weight: Tensor) -> None:
@@ -318,6 +322,7 @@ class TrackBank:
             torch.index_select(self.uv, 0, rows, out=previous)
             self._blend_block(previous, new, a)
             self.uv.index_copy_(0, rows, previous)
+        self._masked_memo = None
 
     def _blend_block(self, previous: Tensor, new: Tensor, a: Tensor) -> None:
         """Blend ``new`` into ``previous`` in place (masked form, see :meth:`blend_uv_rows`)."""
