@@ -123,6 +123,9 @@ def test_visible_texel_overlap_counts_exactly():
     ]
     assert track_count.tolist() == tracks.flatten(1).sum(1).tolist()
     assert detection_count.tolist() == detections.flatten(1).sum(1).tolist()
+    summed = visible_texel_overlap(tracks, detections, track_slot, detection_slot, bit_count=False)
+    for a, b in zip(summed, (shared, track_count, detection_count), strict=True):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -130,7 +130,11 @@ def masked_pair_maps(
 
 
 def visible_texel_overlap(
-    track_visible: Tensor, detection_visible: Tensor, track_slot: Tensor, detection_slot: Tensor
+    track_visible: Tensor,
+    detection_visible: Tensor,
+    track_slot: Tensor,
+    detection_slot: Tensor,
+    bit_count: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Exact texel counts of the visibility masks: per pair shared, per track and per detection.
 
@@ -140,12 +144,12 @@ def visible_texel_overlap(
     Args:
         track_visible: (T, S, S) bool; detection_visible: (D, S, S) bool.
         track_slot, detection_slot: (P,) int64 rows of the two masks forming each pair.
+        bit_count: count packed bits on the CPU (False: sum booleans, as on other devices).
 
     Returns:
         shared (P,), track_count (T,), detection_count (D,), all int64 on the masks' device.
     """
-    device = track_visible.device
-    if device.type != "cpu":
+    if track_visible.device.type != "cpu" or not bit_count:
         flat_t, flat_d = track_visible.flatten(1), detection_visible.flatten(1)
         shared = torch.cat(
             [
@@ -184,14 +188,26 @@ def _mask_channel(maps: Tensor, rows: Tensor) -> Tensor:
     return torch.index_select(maps[:, 3], 0, rows)
 
 
-def _reusable(workspace: dict[str, Tensor] | None, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """A (shape) float32 buffer on ``like``'s device, kept in ``workspace`` between calls when given.
+def _reusable(
+    workspace: dict[str, Tensor] | None,
+    name: str,
+    shape: tuple[int, ...],
+    like: Tensor,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """A (shape) buffer on ``like``'s device, kept in ``workspace`` between calls when given.
 
     Reusing it avoids faulting in fresh pages for tens of MiB of maps every frame.
     """
     buffer = None if workspace is None else workspace.get(name)
-    if buffer is None or buffer.shape[1:] != shape[1:] or buffer.shape[0] < shape[0] or buffer.device != like.device:
-        buffer = torch.empty(shape, dtype=torch.float32, device=like.device)
+    if (
+        buffer is None
+        or buffer.shape[1:] != shape[1:]
+        or buffer.shape[0] < shape[0]
+        or buffer.device != like.device
+        or buffer.dtype != dtype
+    ):
+        buffer = torch.empty(shape, dtype=dtype, device=like.device)
         if workspace is not None:
             workspace[name] = buffer
     return buffer[: shape[0]]
@@ -378,12 +394,23 @@ def texture_distance(
         offsets[1] + positions(own_detections, detection_rows.shape[0])[detection_slot[detection_whole]]
     )
     detection_code[pair_detections] = offsets[3] + torch.arange(pair_detections.shape[0], device=device)
+    # The per-pair formula's float64 steps, each code scaled once instead of once per pair.
+    codes = codes.flatten(1)
+    scaled = _reusable(workspace, "texture_codes", tuple(codes.shape), codes, torch.float64)
+    scaled.copy_(codes).div_(APPEARANCE_SCALE)  # codes.double() / 1000, in float64
     scored = overlapping.nonzero().flatten()
-    for start in range(0, scored.shape[0], 256):
-        chunk = scored[start : start + 256]
-        track_codes = codes[track_code[chunk]].double() / APPEARANCE_SCALE
-        detection_codes = codes[detection_code[chunk]].double() / APPEARANCE_SCALE
-        distances[chunk] = TEXTURE_WEIGHT * ((track_codes - detection_codes) ** 2).sum(dim=1)
+    chunk_size = 64
+    difference = _reusable(
+        workspace, "texture_differences", (min(chunk_size, scored.shape[0]), codes.shape[1]), codes, torch.float64
+    )
+    other = _reusable(workspace, "texture_others", tuple(difference.shape), codes, torch.float64)
+    for start in range(0, scored.shape[0], chunk_size):
+        chunk = scored[start : start + chunk_size]
+        n = chunk.shape[0]
+        torch.index_select(scaled, 0, track_code[chunk], out=difference[:n])
+        torch.index_select(scaled, 0, detection_code[chunk], out=other[:n])
+        difference[:n].sub_(other[:n]).pow_(2)
+        distances[chunk] = TEXTURE_WEIGHT * difference[:n].sum(dim=1)
     return distances
 
 
