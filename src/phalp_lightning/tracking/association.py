@@ -238,7 +238,7 @@ def texture_distance(
     The remaining masked maps and the per-track/per-detection maps of all pairs go through the
     encoder together, ``2 * pairs_per_batch`` maps per call, assembled in one reused buffer. The
     encoder must give a map the same code whatever else is in its batch (true of convolutions and
-    pooling; HMAR's encoder on the CPU gives bit-identical codes).
+    pooling; HMAR's encoder on the CPU gives bit-identical codes) and must not modify its input.
 
     Args:
         track_uv: (T, 4, S, S); detection_uv: (D, 4, S, S).
@@ -327,7 +327,8 @@ def texture_distance(
         codes[first : first + encoded.shape[0]] = encoded.to(device)
 
     # A group that needs no mask and reads consecutive float32 rows (e.g. all of a frame's masked
-    # detection maps) is encoded straight from its source, without a copy.
+    # detection maps) is encoded straight from its source, without a copy (so the encoder must not
+    # write into its input, which no nn.Module forward does).
     assembled = []
     for (source, rows, mask), first, size in zip(groups, offsets, sizes, strict=True):
         direct = (

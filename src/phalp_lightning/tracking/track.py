@@ -74,7 +74,9 @@ class TrackBank:
     the bounded histories (``history_time`` (C, H), ``history_pose`` (C, H, 229),
     ``history_location`` (C, H, 99)), the features matched against the next frame
     (``predicted_pose``, ``predicted_location``, ``appearance``, ``uv``) and, in Python,
-    the last ``record_length`` :class:`DetectionRecord` (for ghosts and back-filling).
+    the last ``record_length`` :class:`DetectionRecord` (for ghosts and back-filling). ``uv`` holds
+    each track's blended map in masked form (RGB 0 where not visible, mask channel 1/0; see
+    :meth:`masked_detection_uv`).
 
     Args:
         history_length: H (PHALP ``track_history`` = 7).
