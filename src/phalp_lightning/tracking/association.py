@@ -129,45 +129,290 @@ def masked_pair_maps(
     return maps
 
 
+def visible_texel_overlap(
+    track_visible: Tensor,
+    detection_visible: Tensor,
+    track_slot: Tensor,
+    detection_slot: Tensor,
+    bit_count: bool = True,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Exact texel counts of the visibility masks: per pair shared, per track and per detection.
+
+    On the CPU the masks are packed into 64-bit words and counted with ``np.bitwise_count`` (64x
+    less memory traffic than summing booleans); elsewhere the booleans are summed on the device.
+
+    Args:
+        track_visible: (T, S, S) bool; detection_visible: (D, S, S) bool.
+        track_slot, detection_slot: (P,) int64 rows of the two masks forming each pair.
+        bit_count: count packed bits on the CPU (False: sum booleans, as on other devices).
+
+    Returns:
+        shared (P,), track_count (T,), detection_count (D,), all int64 on the masks' device.
+    """
+    if track_visible.device.type != "cpu" or not bit_count:
+        flat_t, flat_d = track_visible.flatten(1), detection_visible.flatten(1)
+        shared = torch.cat(
+            [
+                (flat_t[track_slot[k : k + 256]] & flat_d[detection_slot[k : k + 256]]).sum(1)
+                for k in range(0, track_slot.shape[0], 256)
+            ]
+        )
+        return shared, flat_t.sum(1), flat_d.sum(1)
+    import numpy as np
+
+    def packed(mask: Tensor) -> np.ndarray:
+        bits = np.packbits(mask.flatten(1).numpy(), axis=1)  # (n, ceil(N / 8)) uint8
+        pad = -bits.shape[1] % 8
+        if pad:
+            bits = np.pad(bits, ((0, 0), (0, pad)))
+        return bits.view(np.uint64)
+
+    words_t, words_d = packed(track_visible), packed(detection_visible)
+    slots_t, slots_d = track_slot.numpy(), detection_slot.numpy()
+    shared = np.concatenate(
+        [
+            np.bitwise_count(words_t[slots_t[k : k + 1024]] & words_d[slots_d[k : k + 1024]]).sum(
+                1, dtype=np.int64
+            )
+            for k in range(0, slots_t.shape[0], 1024)
+        ]
+    )
+    count = lambda words: torch.from_numpy(np.bitwise_count(words).sum(1, dtype=np.int64))  # noqa: E731
+    return torch.from_numpy(shared), count(words_t), count(words_d)
+
+
+def _mask_channel(maps: Tensor, rows: Tensor) -> Tensor:
+    """(n, S, S) mask channel of ``maps[rows]`` (sorted distinct rows): a view when they are consecutive."""
+    if rows.numel() and int(rows[-1]) - int(rows[0]) + 1 == rows.shape[0]:
+        return maps[int(rows[0]) : int(rows[-1]) + 1, 3]
+    return torch.index_select(maps[:, 3], 0, rows)
+
+
+def _reusable(
+    workspace: dict[str, Tensor] | None,
+    name: str,
+    shape: tuple[int, ...],
+    like: Tensor,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """A (shape) buffer on ``like``'s device, kept in ``workspace`` between calls when given.
+
+    Reusing it avoids faulting in fresh pages for tens of MiB of maps every frame.
+    """
+    buffer = None if workspace is None else workspace.get(name)
+    if (
+        buffer is None
+        or buffer.shape[1:] != shape[1:]
+        or buffer.shape[0] < shape[0]
+        or buffer.device != like.device
+        or buffer.dtype != dtype
+    ):
+        buffer = torch.empty(shape, dtype=dtype, device=like.device)
+        if workspace is not None:
+            workspace[name] = buffer
+    return buffer[: shape[0]]
+
+
 def texture_distance(
     track_uv: Tensor,
     detection_uv: Tensor,
     pairs: Tensor,
     encoder: AppearanceEncoder,
     pairs_per_batch: int = 16,
+    stats: dict[str, int] | None = None,
+    workspace: dict[str, Tensor] | None = None,
+    masked: bool = False,
 ) -> Tensor:
     """PHALP's per-pair texture distance ``r_T = 100 |enc(U_t * M) / 1000 - enc(U_d * M) / 1000|^2``.
 
-    The mask M depends on the pair, so both maps of every pair are encoded; the 2P maps go through
-    the encoder in batches of ``2 * pairs_per_batch`` (one forward per batch, never one per pair),
-    assembled in one reused buffer.
+    M is the set of texels visible in both maps, so in general both maps of every pair are encoded.
+    Three exact shortcuts, decided from exact texel counts of the visibility masks, avoid most of
+    that work; each yields the same encoder inputs (hence codes) as the per-pair formula:
+
+    - M empty: both masked maps are all zero, so both codes are the same and ``r_T = 0``; nothing
+      is encoded (the usual case between people seen from different sides).
+    - M = V_t (the track's visible texels are all visible in the detection): ``U_t * M = U_t * V_t``
+      does not depend on the detection; it is encoded once per track for all such pairs.
+    - M = V_d: likewise once per detection.
+
+    The remaining masked maps and the per-track/per-detection maps of all pairs go through the
+    encoder together, ``2 * pairs_per_batch`` maps per call, assembled in one reused buffer. The
+    encoder must give a map the same code whatever else is in its batch (true of convolutions and
+    pooling; HMAR's encoder on the CPU gives bit-identical codes) and must not modify its input.
 
     Args:
         track_uv: (T, 4, S, S); detection_uv: (D, 4, S, S).
         pairs: (P, 2) int64 (track index, detection index).
         encoder: maps (B, 4, S, S) -> (B, 4096) appearance codes (HMAR.encode_appearance).
-        pairs_per_batch: pairs per encoder call; bounds memory at 2 * pairs_per_batch maps.
+        pairs_per_batch: half the maps per encoder call; bounds memory at 2 * pairs_per_batch maps.
+        stats: if given, increased: ``texture_pairs_disjoint`` (pairs with r_T = 0 by an empty M),
+            ``encoded_maps`` (maps encoded), ``encoder_calls`` (encoder forwards).
+        workspace: a dict kept by the caller between calls to reuse the map buffer.
+        masked: both inputs are already in masked form (RGB 0 where not visible, mask channel 1/0,
+            as the track bank stores them): a map's own masked version is then the map itself, and
+            a pair's is the map times the other map's mask channel, so no comparison is repeated.
+            The encoder inputs equal the per-pair formula's up to the sign of zeros.
 
     Returns:
         (P,) float64.
     """
     total = pairs.shape[0]
+    device = track_uv.device
+    distances = torch.zeros(total, dtype=torch.float64, device=device)
     if total == 0:
-        return torch.zeros(0, dtype=torch.float64, device=track_uv.device)
-    buffer = torch.empty(
-        (2 * min(pairs_per_batch, total), *track_uv.shape[1:]), dtype=torch.float32, device=track_uv.device
+        return distances
+    track_rows, track_slot = torch.unique(pairs[:, 0], return_inverse=True)
+    detection_rows, detection_slot = torch.unique(pairs[:, 1], return_inverse=True)
+    track_visible = _mask_channel(track_uv, track_rows) > 0.5  # (T', S, S)
+    detection_visible = _mask_channel(detection_uv, detection_rows) > 0.5
+    shared, track_count, detection_count = visible_texel_overlap(
+        track_visible, detection_visible, track_slot, detection_slot
     )
-    distances = []
-    for start in range(0, total, pairs_per_batch):
-        chunk = pairs[start : start + pairs_per_batch]
-        maps = masked_pair_maps(track_uv, detection_uv, chunk, out=buffer)
-        with torch.no_grad():
-            codes = encoder(maps).double() / APPEARANCE_SCALE
-        track_codes, detection_codes = codes.split(chunk.shape[0], dim=0)
-        distances.append(
-            TEXTURE_WEIGHT * ((track_codes - detection_codes) ** 2).sum(dim=1).to(track_uv.device)
+    overlapping = shared > 0
+    track_whole = overlapping & (shared == track_count[track_slot])
+    detection_whole = overlapping & (shared == detection_count[detection_slot])
+    own_tracks = torch.unique(track_slot[track_whole])
+    own_detections = torch.unique(detection_slot[detection_whole])
+    pair_tracks = (overlapping & ~track_whole).nonzero().flatten()
+    pair_detections = (overlapping & ~detection_whole).nonzero().flatten()
+
+    def pair_mask(pair_index: Tensor) -> Tensor:
+        return track_visible[track_slot[pair_index]] & detection_visible[detection_slot[pair_index]]
+
+    # The maps to encode, in four groups: (source maps, source rows, mask to multiply each map with;
+    # None = none needed). Masked inputs only need the other map's 0/1 mask channel.
+    if masked:
+        groups = [
+            (track_uv, track_rows[own_tracks], None),
+            (detection_uv, detection_rows[own_detections], None),
+            (
+                track_uv,
+                track_rows[track_slot[pair_tracks]],
+                lambda k: detection_uv[detection_rows[detection_slot[pair_tracks[k]]], 3:4],
+            ),
+            (
+                detection_uv,
+                detection_rows[detection_slot[pair_detections]],
+                lambda k: track_uv[track_rows[track_slot[pair_detections[k]]], 3:4].to(detection_uv.dtype),
+            ),
+        ]
+    else:
+        groups = [
+            (track_uv, track_rows[own_tracks], lambda k: track_visible[own_tracks[k]][:, None]),
+            (detection_uv, detection_rows[own_detections], lambda k: detection_visible[own_detections[k]][:, None]),
+            (track_uv, track_rows[track_slot[pair_tracks]], lambda k: pair_mask(pair_tracks[k])[:, None]),
+            (
+                detection_uv,
+                detection_rows[detection_slot[pair_detections]],
+                lambda k: pair_mask(pair_detections[k])[:, None],
+            ),
+        ]
+    sizes = [int(rows.shape[0]) for _, rows, _ in groups]
+    offsets = [sum(sizes[:g]) for g in range(4)]
+    num_maps = sum(sizes)
+    if stats is not None:
+        stats["texture_pairs_disjoint"] = stats.get("texture_pairs_disjoint", 0) + int(total - overlapping.sum())
+        stats["encoded_maps"] = stats.get("encoded_maps", 0) + num_maps
+    if num_maps == 0:
+        return distances
+
+    batch = max(1, 2 * pairs_per_batch)
+    codes: Tensor | None = None
+    calls = 0
+
+    def store(first: int, encoded: Tensor) -> None:
+        nonlocal codes
+        if codes is None:
+            codes = torch.empty((num_maps, *encoded.shape[1:]), dtype=encoded.dtype, device=device)
+        codes[first : first + encoded.shape[0]] = encoded.to(device)
+
+    # A group that needs no mask and reads consecutive float32 rows (e.g. all of a frame's masked
+    # detection maps) is encoded straight from its source, without a copy (so the encoder must not
+    # write into its input, which no nn.Module forward does).
+    assembled = []
+    for (source, rows, mask), first, size in zip(groups, offsets, sizes, strict=True):
+        direct = (
+            mask is None
+            and size > 0
+            and source.dtype == torch.float32
+            and int(rows[-1]) - int(rows[0]) + 1 == size
+            and bool((rows[1:] > rows[:-1]).all())
         )
-    return torch.cat(distances)
+        if not direct:
+            assembled.append((source, rows, mask, first, size))
+            continue
+        base = int(rows[0])
+        for start in range(0, size, batch):
+            with torch.no_grad():
+                store(first + start, encoder(source[base + start : base + min(start + batch, size)]))
+            calls += 1
+
+    # The other maps: gathered (and masked) into one reused buffer, batch by batch across groups.
+    num_assembled = sum(size for *_, size in assembled)
+    if num_assembled:
+        buffer = _reusable(
+            workspace, "texture_maps", (min(batch, num_assembled), *track_uv.shape[1:]), track_uv
+        )
+    for start in range(0, num_assembled, batch):
+        stop = min(start + batch, num_assembled)
+        pieces = []  # (global first code row, count) of each group part in this batch
+        local_first = 0
+        for source, rows, mask, first, size in assembled:
+            lo, hi = max(start, local_first), min(stop, local_first + size)
+            if lo < hi:
+                local = torch.arange(lo - local_first, hi - local_first, device=device)
+                target = buffer[lo - start : hi - start]
+                if source.dtype == target.dtype:
+                    torch.index_select(source, 0, rows[local], out=target)
+                else:
+                    target.copy_(source.index_select(0, rows[local]))
+                if mask is not None:
+                    target.mul_(mask(local))
+                pieces.append((first + lo - local_first, hi - lo))
+            local_first += size
+        with torch.no_grad():
+            encoded = encoder(buffer[: stop - start])
+        calls += 1
+        position = 0
+        for first, count in pieces:
+            store(first, encoded[position : position + count])
+            position += count
+    if stats is not None:
+        stats["encoder_calls"] = stats.get("encoder_calls", 0) + calls
+    assert codes is not None
+
+    # Code row of each overlapping pair's two sides.
+    def positions(selected: Tensor, count: int) -> Tensor:
+        lookup = torch.full((count,), -1, dtype=torch.int64, device=device)
+        lookup[selected] = torch.arange(selected.shape[0], device=device)
+        return lookup
+
+    track_code = torch.empty(total, dtype=torch.int64, device=device)
+    track_code[track_whole] = offsets[0] + positions(own_tracks, track_rows.shape[0])[track_slot[track_whole]]
+    track_code[pair_tracks] = offsets[2] + torch.arange(pair_tracks.shape[0], device=device)
+    detection_code = torch.empty(total, dtype=torch.int64, device=device)
+    detection_code[detection_whole] = (
+        offsets[1] + positions(own_detections, detection_rows.shape[0])[detection_slot[detection_whole]]
+    )
+    detection_code[pair_detections] = offsets[3] + torch.arange(pair_detections.shape[0], device=device)
+    # The per-pair formula's float64 steps, each code scaled once instead of once per pair.
+    codes = codes.flatten(1)
+    scaled = _reusable(workspace, "texture_codes", tuple(codes.shape), codes, torch.float64)
+    scaled.copy_(codes).div_(APPEARANCE_SCALE)  # codes.double() / 1000, in float64
+    scored = overlapping.nonzero().flatten()
+    chunk_size = 64
+    difference = _reusable(
+        workspace, "texture_differences", (min(chunk_size, scored.shape[0]), codes.shape[1]), codes, torch.float64
+    )
+    other = _reusable(workspace, "texture_others", tuple(difference.shape), codes, torch.float64)
+    for start in range(0, scored.shape[0], chunk_size):
+        chunk = scored[start : start + chunk_size]
+        n = chunk.shape[0]
+        torch.index_select(scaled, 0, track_code[chunk], out=difference[:n])
+        torch.index_select(scaled, 0, detection_code[chunk], out=other[:n])
+        difference[:n].sub_(other[:n]).pow_(2)
+        distances[chunk] = TEXTURE_WEIGHT * difference[:n].sum(dim=1)
+    return distances
 
 
 def appearance_code_distance(track_appearance: Tensor, detection_appearance: Tensor) -> Tensor:
@@ -201,6 +446,8 @@ def eq019_cost(
     pairs_per_batch: int = 16,
     nan_cost: float = 0.0,
     stats: dict[str, int] | None = None,
+    workspace: dict[str, Tensor] | None = None,
+    uv_masked: bool = False,
 ) -> Tensor:
     """The full EQ_019 cost matrix.
 
@@ -220,7 +467,10 @@ def eq019_cost(
             cost (a lower bound).
         pairs_per_batch: pairs per encoder call.
         nan_cost: value of NaN entries (PHALP's ``nan_to_num`` gives 0).
-        stats: if given, ``stats["texture_pairs"]`` is increased by the number of pairs encoded.
+        stats: if given, ``stats["texture_pairs"]`` is increased by the number of pairs whose
+            texture is scored, and the counters of :func:`texture_distance` are increased.
+        workspace: buffers kept between calls for :func:`texture_distance`.
+        uv_masked: the track and detection maps are in masked form (see :func:`texture_distance`).
 
     Returns:
         (T, D) float64; +inf becomes the largest float64, NaN becomes ``nan_cost``.
@@ -243,7 +493,14 @@ def eq019_cost(
             if tracks.uv_rows is not None:
                 storage_pairs[:, 0] = tracks.uv_rows[pairs[:, 0]]
             texture[pairs[:, 0], pairs[:, 1]] = texture_distance(
-                tracks.uv, detection_uv, storage_pairs.to(tracks.uv.device), encoder, pairs_per_batch
+                tracks.uv,
+                detection_uv,
+                storage_pairs.to(tracks.uv.device),
+                encoder,
+                pairs_per_batch,
+                stats=stats,
+                workspace=workspace,
+                masked=uv_masked,
             ).to(motion.device)
     else:
         texture = appearance_code_distance(tracks.appearance, detection_appearance)

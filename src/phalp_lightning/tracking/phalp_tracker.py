@@ -34,7 +34,7 @@ from phalp_lightning.tracking.association import (
 from phalp_lightning.tracking.cues import CueReliability, resolve_cues, spread_is_zero
 from phalp_lightning.tracking.motion import MotionState, box_iou
 from phalp_lightning.tracking.predictors import ConstantPosePredictor, PosePredictor, RidgeLocationPredictor
-from phalp_lightning.tracking.track import DetectionRecord, TrackBank, TrackState, blend_uv
+from phalp_lightning.tracking.track import DetectionRecord, TrackBank, TrackState
 
 log = logging.getLogger(__name__)
 
@@ -476,7 +476,7 @@ class PHALPTracker:
             frame.pose.to(self.device),
             frame.location.to(self.device),
             frame.appearance.to(self.device),
-            frame.uv.to(self.device) if use_uv else None,
+            bank.masked_detection_uv(frame.uv) if use_uv else None,
             self.appearance_encoder if use_uv else None,
             betas=self.betas,
             pose_clip=self.pose_clip,
@@ -485,6 +485,8 @@ class PHALPTracker:
             # A NaN cost (e.g. a non-positive depth) is a perfect match in the original.
             nan_cost=0.0 if self.reference_mode else float("inf"),
             stats=self.counters,
+            workspace=bank.workspace,
+            uv_masked=True,
         )
         self.last_cost = cost
         return hungarian_assignment(cost, self.hungarian_threshold, set_order)
@@ -509,11 +511,8 @@ class PHALPTracker:
             reset_location=frame.shot,
         )
         if frame.uv is not None:
-            uv = frame.uv.to(self.device)[detections]
-            if bank.uv is None:
-                bank.uv = torch.zeros((bank.capacity, *uv.shape[1:]), dtype=bank.uv_dtype, device=self.device)
             weight = self.uv_alpha * frame.scores.to(self.device)[detections].double() ** 2
-            bank.uv.index_copy_(0, matched_rows, blend_uv(bank.uv[matched_rows], uv, weight))
+            bank.blend_uv_rows(matched_rows, frame.uv, detections, weight)
         bank.appearance[matched_rows] = frame.appearance.to(self.device)[detections].float()
         if frame.gt_track_ids is not None:
             bank.gt_id[matched_rows] = frame.gt_track_ids.to(self.device)[detections]

@@ -8,6 +8,7 @@ which is the order PHALP's association, recording and back-filling use.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
@@ -73,7 +74,9 @@ class TrackBank:
     the bounded histories (``history_time`` (C, H), ``history_pose`` (C, H, 229),
     ``history_location`` (C, H, 99)), the features matched against the next frame
     (``predicted_pose``, ``predicted_location``, ``appearance``, ``uv``) and, in Python,
-    the last ``record_length`` :class:`DetectionRecord` (for ghosts and back-filling).
+    the last ``record_length`` :class:`DetectionRecord` (for ghosts and back-filling). ``uv`` holds
+    each track's blended map in masked form (RGB 0 where not visible, mask channel 1/0; see
+    :meth:`masked_detection_uv`).
 
     Args:
         history_length: H (PHALP ``track_history`` = 7).
@@ -100,6 +103,10 @@ class TrackBank:
         # Sized by the first detections: the appearance width follows HMAR's crop size (4096 at 256 px).
         self.appearance: Tensor | None = None
         self.uv: Tensor | None = None
+        # Buffers reused from frame to frame (UV blending, texture encoding): tens of MiB of fresh
+        # pages per frame would otherwise be faulted in and zeroed by the OS every time.
+        self.workspace: dict[str, Tensor] = {}
+        self._masked_memo: tuple | None = None
         self._allocate(16)
 
     def _allocate(self, capacity: int) -> None:
@@ -158,6 +165,7 @@ class TrackBank:
         The history starts as H copies of the detection and its features are the first prediction.
         """
         count = int(track_ids.shape[0])
+        self._masked_memo = None  # the frame's masked detection maps are not needed any more
         while len(self._free) < count:
             self._allocate(max(2 * self.capacity, 16))
         # Lowest free rows first keeps storage compact; order is tracked separately.
@@ -193,7 +201,9 @@ class TrackBank:
                 raise ValueError(
                     f"uv maps of shape {tuple(uv.shape[1:])} do not match the tracks' {tuple(self.uv.shape[1:])}"
                 )
-            self.uv[rows] = uv.to(self.device, self.uv_dtype)
+            # Masked form (see masked_detection_uv): the map times its own visibility.
+            uv = uv.to(self.device, self.uv_dtype)
+            self.uv[rows] = uv * (uv[:, 3:4] > 0.5)
         for row, record in zip(new_rows, records, strict=True):
             self.records[row].clear()
             self.records[row].append(record)
@@ -225,6 +235,111 @@ class TrackBank:
             self.history_location[rows] = torch.cat(
                 [self.history_location[rows, 1:], location.float().unsqueeze(1)], 1
             )
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """A reusable (shape) buffer from ``workspace``, grown along the first dimension as needed."""
+        key = f"{name}:{dtype}"
+        buffer = self.workspace.get(key)
+        if buffer is None or buffer.shape[1:] != shape[1:] or buffer.shape[0] < shape[0]:
+            buffer = torch.empty((max(shape[0], 8), *shape[1:]), dtype=dtype, device=self.device)
+            self.workspace[key] = buffer
+        return buffer[: shape[0]]
+
+    def masked_detection_uv(self, uv: Tensor) -> Tensor:
+        """A frame's UV maps in the bank's masked form, computed once per frame (memoised).
+
+        Masked form: RGB kept where the mask channel is > 0.5 and zeroed elsewhere, mask channel 1
+        (visible) or 0. It equals the map times its own visibility, which is what the texture
+        distance encodes, so the bank stores track maps this way (see :meth:`blend_uv_rows`).
+
+        Args:
+            uv: (D, 4, S, S) maps with mask channel +-1 (PHALP's processed UV maps).
+
+        Returns:
+            (D, 4, S, S) on the bank's device, in ``uv``'s dtype, in a reused buffer: valid until the
+            next frame's maps are masked.
+        """
+        # Keyed on the tensor object (a weak reference: a later frame's tensor may reuse the address)
+        # and its version counter (bumped by in-place writes; inference tensors have none). Each
+        # detection is either blended into a track or starts one, so blend_uv_rows and add end the
+        # memo's life within the frame's update.
+        version = None if uv.is_inference() else uv._version
+        memo = self._masked_memo
+        if memo is not None and memo[0]() is uv and memo[1] == version:
+            return memo[2]
+        source = uv.to(self.device)
+        masked = self._buffer("masked_detections", tuple(source.shape), source.dtype)
+        # Float x float products (3x faster than float x bool on the CPU): the 0/1 mask first.
+        masked[:, 3:4].copy_(source[:, 3:4] > 0.5)
+        torch.mul(source[:, :3], masked[:, 3:4], out=masked[:, :3])
+        self._masked_memo = (weakref.ref(uv), version, masked)
+        return masked
+
+    def blend_uv_rows(self, rows: Tensor, detection_uv: Tensor, detections: Tensor, weight: Tensor) -> None:
+        """Blend detection maps into the UV maps of ``rows`` in place (PHALP's update, as :func:`blend_uv`).
+
+        Track maps are stored in masked form (:meth:`masked_detection_uv`): the mask channel is the
+        0/1 visibility itself and RGB is 0 where not visible, so the per-texel weights come from
+        float products of the two mask channels instead of comparisons and casts:
+        ``w_old = 1 - a [O and N]`` and ``w_new = a [O] + (1 - [O])``. RGB becomes
+        ``old * w_old + new * w_new`` with the same two operations and the same weight values as
+        :func:`blend_uv` on every texel where either map is visible (``1 - a``/``a`` on both,
+        ``1``/``0`` where one is), so the visible texels are bit for bit the same; texels visible in
+        neither stay 0. The mask becomes ``max(O, N)``. Buffers are reused from frame to frame.
+
+        Args:
+            rows: (K,) storage rows (distinct); detection_uv: (D, 4, S, S) the frame's maps (+-1 mask);
+            detections: (K,) row of ``detection_uv`` for each of ``rows``; weight: (K,) rate ``a``.
+        """
+        count = int(rows.shape[0])
+        if count == 0:
+            return
+        if self.uv is None:
+            self.uv = torch.zeros(
+                (self.capacity, *detection_uv.shape[1:]), dtype=self.uv_dtype, device=self.device
+            )
+        dtype = self.uv_dtype
+        shape = (count, *self.uv.shape[1:])
+        # Rows are independent: blend them in storage order, so that runs of consecutive rows
+        # (tracks created together keep neighbouring rows) are updated in place, without a
+        # gather and a scatter of their maps.
+        order = torch.argsort(rows)
+        rows, detections, weight = rows[order], detections.to(self.device)[order], weight.to(self.device)[order]
+        masked = self.masked_detection_uv(detection_uv)
+        new = self._buffer("blend_new", shape, dtype)
+        if masked.dtype == dtype:
+            torch.index_select(masked, 0, detections, out=new)
+        else:
+            new.copy_(masked.index_select(0, detections))
+        a = weight.to(dtype).view(-1, 1, 1, 1)
+        starts = [0, *((rows[1:] != rows[:-1] + 1).nonzero().flatten() + 1).tolist(), count]
+        # A run costs a dozen small kernel launches; a gathered map costs two copies of its bytes.
+        map_bytes = new[0].numel() * new.element_size()
+        if len(starts) - 1 <= max(2, count * map_bytes // 300_000):
+            for lo, hi in zip(starts[:-1], starts[1:], strict=True):
+                first = int(rows[lo])
+                self._blend_block(self.uv[first : first + hi - lo], new[lo:hi], a[lo:hi])
+        else:
+            previous = self._buffer("blend_previous", shape, dtype)
+            torch.index_select(self.uv, 0, rows, out=previous)
+            self._blend_block(previous, new, a)
+            self.uv.index_copy_(0, rows, previous)
+        self._masked_memo = None
+
+    def _blend_block(self, previous: Tensor, new: Tensor, a: Tensor) -> None:
+        """Blend ``new`` into ``previous`` in place (masked form, see :meth:`blend_uv_rows`)."""
+        count = previous.shape[0]
+        old_visible, new_visible = previous[:, 3:4], new[:, 3:4]
+        weight_shape = (count, 1, *previous.shape[2:])
+        old_weight = self._buffer("blend_old_weight", weight_shape, previous.dtype)
+        torch.mul(old_visible, new_visible, out=old_weight).mul_(a)
+        torch.sub(1.0, old_weight, out=old_weight)
+        new_weight = self._buffer("blend_new_weight", weight_shape, previous.dtype)
+        torch.sub(1.0, old_visible, out=new_weight)
+        new_weight.addcmul_(old_visible, a.expand_as(old_visible))
+        previous[:, :3].mul_(old_weight)
+        previous[:, :3].addcmul_(new[:, :3], new_weight)
+        torch.maximum(old_visible, new_visible, out=old_visible)
 
     def remove(self, keep: list[int]) -> list[int]:
         """Keep only the rows in ``keep`` (a subset of ``order``); return the removed rows."""
