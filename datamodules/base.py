@@ -8,12 +8,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
-from phalp_lightning.datamodules.shards import (
+from phalp_lightning.datamodules.shard_decoding import count_shard_samples
+from phalp_lightning.datamodules.shard_streams import (
     SYNTHETIC_COMMAND,
     EpochDataLoader,
     ShardSource,
     ShardStream,
-    count_shard_samples,
     distributed_info,
     expand_shards,
 )
