@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
-from phalp_lightning.datamodules.shards import (
+from phalp_lightning.datamodules.shard_decoding import count_shard_samples
+from phalp_lightning.datamodules.shard_streams import (
     SYNTHETIC_COMMAND,
     EpochDataLoader,
     ShardSource,
     ShardStream,
-    count_shard_samples,
     distributed_info,
     expand_shards,
 )
@@ -28,7 +29,7 @@ def count_samples(urls: Sequence[str]) -> int:
     return count_shard_samples(urls)
 
 
-class ShardDataModule(L.LightningDataModule):
+class ShardDataModule(L.LightningDataModule, ABC):
     """Train/val(/test) loaders over shard sets, mixed by weight, split over ranks and workers.
 
     Args:
@@ -78,12 +79,13 @@ class ShardDataModule(L.LightningDataModule):
         self.val_dataset: ShardStream | None = None
         self.test_dataset: ShardStream | None = None
 
-    # Subclasses provide the decoders.
+    @abstractmethod
     def train_decoder(self) -> Callable[..., dict[str, Any]]:
-        raise NotImplementedError
+        """Raw training sample -> tensor dict (called as ``decode(sample, rng)`` when :attr:`pass_rng`)."""
 
+    @abstractmethod
     def eval_decoder(self) -> Callable[..., dict[str, Any]]:
-        raise NotImplementedError
+        """Raw validation/test sample -> tensor dict (deterministic)."""
 
     @property
     def pass_rng(self) -> bool:

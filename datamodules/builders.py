@@ -85,7 +85,7 @@ def build_posetrack_crops(
     """
     import cv2
     from phalp_lightning.datamodules.formats.posetrack import POSETRACK_TO_JOINTS44, read_posetrack
-    from phalp_lightning.datamodules.shards import ShardWriter, encode_crop_sample, sample_key
+    from phalp_lightning.datamodules.shard_writing import ShardWriter, encode_crop_sample, sample_key
 
     image_root = Path(image_root)
     skipped = 0
@@ -195,7 +195,7 @@ def build_phalp_tracklets(
         {"shards", "pattern", "num_samples", "num_tracks"}.
     """
     from phalp_lightning.datamodules.formats.phalp_results import read_phalp_results
-    from phalp_lightning.datamodules.shards import ShardWriter, encode_tracklet_sample, sample_key
+    from phalp_lightning.datamodules.shard_writing import ShardWriter, encode_tracklet_sample, sample_key
 
     num_tracks = 0
     with ShardWriter(out_prefix, max_count=shard_size) as writer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from phalp_lightning.datamodules.base import ShardDataModule, ShardSpec
-from phalp_lightning.datamodules.shards import CropDecoder
+from phalp_lightning.datamodules.shard_decoding import CropDecoder
 
 CROPS_COMMAND = "python -m phalp_lightning.datamodules.synthetic crops --out <data_dir>/synthetic/crops"
 

@@ -36,7 +36,12 @@ Batches (what the DataModules yield; the LightningModules consume exactly these 
 
 Crop images are stored once at the writer's size; the DataModule resizes them to its ``crop_size``
 (keypoints are stored in stored-crop pixels and arrive in crop units, so resizing does not move them).
+
+Writers (``shard_writing``), readers (``shard_decoding``) and the stream (``shard_streams``) all
+raise :class:`ShardError` for a schema violation, so it lives here with the schema they share.
 """
+
+from phalp_lightning.errors import UserError
 
 SCHEMA_VERSION = 1
 
@@ -55,3 +60,11 @@ TRACKLET_BATCH_KEYS_OPTIONAL = ("appearance", "actions", "has_actions")
 NUM_KEYPOINTS = 44
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ShardError(UserError, ValueError):
+    """A shard or a sample in it is missing, truncated or malformed; the message names which."""
+
+
+class ShardNotFoundError(ShardError, FileNotFoundError):
+    """A shard spec names no file."""

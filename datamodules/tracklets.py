@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from phalp_lightning.datamodules.base import ShardDataModule, ShardSpec
-from phalp_lightning.datamodules.shards import TrackletDecoder
+from phalp_lightning.datamodules.shard_decoding import TrackletDecoder
 
 TRACKLETS_COMMAND = "python -m phalp_lightning.datamodules.synthetic tracklets --out <data_dir>/synthetic/tracklets"
 

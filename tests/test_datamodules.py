@@ -5,6 +5,7 @@ import pytest
 import torch
 from helpers import synthetic_data
 from helpers.synthetic_data import CROP_KWARGS, TRACKLET_KWARGS
+from phalp_lightning.datamodules.base import ShardDataModule
 from phalp_lightning.datamodules.crops import CropDataModule
 from phalp_lightning.datamodules.schema import (
     CROP_BATCH_KEYS,
@@ -206,3 +207,15 @@ def test_overfit_batches_replays_the_same_batches_every_epoch(synthetic_tracklet
     trainer.fit(recorder, datamodule=module)
     assert len(recorder.first_values) == 6
     assert recorder.first_values[0:2] == recorder.first_values[2:4] == recorder.first_values[4:6]
+
+
+def test_the_shared_datamodule_needs_its_decoders_from_a_subclass():
+    with pytest.raises(TypeError, match="abstract"):
+        ShardDataModule("train.tar", "val.tar")
+
+    class NoEvalDecoder(ShardDataModule):
+        def train_decoder(self):
+            return dict
+
+    with pytest.raises(TypeError, match="eval_decoder"):
+        NoEvalDecoder("train.tar", "val.tar")

@@ -93,7 +93,7 @@ def _pose_transformer_module():
 def _write_full_tracklets(folder: Path, count: int = 12, length: int = 8) -> Path:
     """One shard of tracklet windows with random gaps (so the ranks' valid-slot counts differ)."""
     import numpy as np
-    from phalp_lightning.datamodules.shards import ShardWriter, encode_tracklet_sample
+    from phalp_lightning.datamodules.shard_writing import ShardWriter, encode_tracklet_sample
 
     rng = np.random.default_rng(0)
     with ShardWriter(folder / "train", max_count=count) as writer:

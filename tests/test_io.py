@@ -1,6 +1,6 @@
 import pytest
 
-from phalp_lightning.utils.io import atomic_output, atomic_write_text
+from phalp_lightning.utils.io import TEMPORARY_NAME, AtomicFile, atomic_output, atomic_write_text
 
 
 def test_atomic_output_replaces_only_on_success(tmp_path):
@@ -18,3 +18,18 @@ def test_atomic_output_keeps_the_suffix_for_format_sniffing_writers(tmp_path):
         assert temporary.suffix == ".png" and temporary.parent == tmp_path
         temporary.write_bytes(b"x")
     assert (tmp_path / "frame.png").read_bytes() == b"x"
+
+
+def test_atomic_file_commits_or_discards_across_calls(tmp_path):
+    target = tmp_path / "sub" / "video.mp4"
+    atomic_write_text(target, "old")
+    discarded = AtomicFile(target)
+    discarded.temporary.write_bytes(b"half")
+    discarded.discard()
+    assert target.read_text() == "old" and sorted(p.name for p in target.parent.iterdir()) == ["video.mp4"]
+    committed = AtomicFile(target)
+    assert committed.temporary.suffix == ".mp4" and TEMPORARY_NAME.match(committed.temporary.name)
+    committed.temporary.write_bytes(b"new")
+    assert committed.commit() == target and target.read_bytes() == b"new"
+    committed.discard()  # after a commit there is nothing left to remove
+    assert sorted(p.name for p in target.parent.iterdir()) == ["video.mp4"]

@@ -293,7 +293,7 @@ def test_track_actions_writer_scores_each_track_with_the_action_head(tmp_path):
 
 def test_synthetic_tracklets_carry_labelled_motions(tmp_path, synthetic_assets):
     from helpers.synthetic_data import body_model_handle
-    from phalp_lightning.datamodules.shards import TrackletDecoder, iterate_shard
+    from phalp_lightning.datamodules.shard_decoding import TrackletDecoder, iterate_shard
     from phalp_lightning.datamodules.synthetic.tracklets import simulate_tracks, write_synthetic_tracklets
 
     body = body_model_handle(str(synthetic_assets))

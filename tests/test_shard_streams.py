@@ -5,7 +5,7 @@ import collections
 import pytest
 import torch
 from helpers import synthetic_data
-from phalp_lightning.datamodules.shards import EpochDataLoader, ShardSource, ShardStream, expand_shards
+from phalp_lightning.datamodules.shard_streams import EpochDataLoader, ShardSource, ShardStream, expand_shards
 
 synthetic_crop_shards = synthetic_data.synthetic_crop_shards
 synthetic_tracklet_shards = synthetic_data.synthetic_tracklet_shards

@@ -7,17 +7,10 @@ import shutil
 import numpy as np
 import pytest
 from helpers import synthetic_data
-from phalp_lightning.datamodules.shards import (
-    CropDecoder,
-    ShardError,
-    ShardSource,
-    ShardStream,
-    ShardWriter,
-    TrackletDecoder,
-    encode_crop_sample,
-    encode_tracklet_sample,
-    iterate_shard,
-)
+from phalp_lightning.datamodules.schema import ShardError
+from phalp_lightning.datamodules.shard_decoding import CropDecoder, TrackletDecoder, iterate_shard
+from phalp_lightning.datamodules.shard_streams import ShardSource, ShardStream
+from phalp_lightning.datamodules.shard_writing import ShardWriter, encode_crop_sample, encode_tracklet_sample
 
 synthetic_crop_shards = synthetic_data.synthetic_crop_shards
 

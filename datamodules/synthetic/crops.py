@@ -26,7 +26,7 @@ def render_crop_samples(
     rng: np.random.Generator, count: int, crop_size: int, body: BodyModelHandle, dataset: str, split: str, first_index: int = 0
 ) -> list[dict]:
     """Render ``count`` crops and return encoded crop-shard samples (see schema.py)."""
-    from phalp_lightning.datamodules.shards import encode_crop_sample, sample_key
+    from phalp_lightning.datamodules.shard_writing import encode_crop_sample, sample_key
 
     from phalp_lightning.rendering.rasterize import project_points, render_meshes
     from phalp_lightning.utils.geometry import FOCAL_LENGTH, IMG_SIZE
@@ -92,7 +92,7 @@ def write_synthetic_crops(
     Returns:
         The manifest entries: split -> {"shards": [...], "pattern", "num_samples", "crop_size"}.
     """
-    from phalp_lightning.datamodules.shards import ShardWriter, write_manifest
+    from phalp_lightning.datamodules.shard_writing import ShardWriter, write_manifest
 
     out_dir = Path(out_dir)
     body = body_model or BodyModelHandle(assets_root)

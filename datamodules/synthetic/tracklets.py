@@ -177,7 +177,7 @@ def write_synthetic_tracklets(
     Returns:
         split -> {"shards", "pattern", "num_samples", "window"}.
     """
-    from phalp_lightning.datamodules.shards import (
+    from phalp_lightning.datamodules.shard_writing import (
         ShardWriter,
         encode_tracklet_sample,
         sample_key,

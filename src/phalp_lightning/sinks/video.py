@@ -10,7 +10,7 @@ import numpy as np
 from phalp_lightning.errors import UserError
 from phalp_lightning.rendering.overlay import draw_tracks
 from phalp_lightning.structures import FrameTracks, VideoInfo
-from phalp_lightning.utils.io import atomic_output
+from phalp_lightning.utils.io import AtomicFile
 from phalp_lightning.utils.logging import get_logger
 
 log = get_logger(__name__)
@@ -49,9 +49,9 @@ class VideoRenderWriter:
         self.mesh_backend = mesh_backend
         self.assets_dir = assets_dir
         self._mesh: Any = None
+        # One render in progress: OpenCV's writer filling the output's temporary file.
         self._writer: Any = None
-        self._temporary: Any = None
-        self._temporary_path: Path | None = None
+        self._output: AtomicFile | None = None
         self._frames_written = 0
         self._video: VideoInfo | None = None
 
@@ -84,17 +84,20 @@ class VideoRenderWriter:
             height = int(frame.shape[0] * self.output_width / frame.shape[1])
             frame = cv2.resize(frame, (self.output_width, height), interpolation=cv2.INTER_LINEAR)
         if self._writer is None:
-            (path,) = self.outputs(self._video)
-            self._temporary = atomic_output(path)
-            self._temporary_path = self._temporary.__enter__()
-            self._frames_written = 0
-            self._writer = cv2.VideoWriter(
-                str(self._temporary_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (frame.shape[1], frame.shape[0])
-            )
-            if not self._writer.isOpened():
-                raise OSError(f"OpenCV cannot open a video writer for {path}")
+            self._start_file(frame.shape[1], frame.shape[0])
         self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self._frames_written += 1
+
+    def _start_file(self, width: int, height: int) -> None:
+        """Open the video writer on a temporary file (the size is known from the first frame)."""
+        import cv2
+
+        (path,) = self.outputs(self._video)
+        self._output = AtomicFile(path)
+        self._frames_written = 0
+        self._writer = cv2.VideoWriter(str(self._output.temporary), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+        if not self._writer.isOpened():
+            raise OSError(f"OpenCV cannot open a video writer for {path}")
 
     def close(self) -> list[Path]:
         if self._video is None:
@@ -107,7 +110,7 @@ class VideoRenderWriter:
         self._writer = None
         # OpenCV's writer reports no write error (disk full, file-size limit): the file is re-opened
         # and its frames counted before it is renamed into place as finished.
-        counted = count_frames(self._temporary_path)
+        counted = count_frames(self._output.temporary)
         if counted != self._frames_written:
             expected = self._frames_written
             self.abort()
@@ -115,8 +118,8 @@ class VideoRenderWriter:
                 f"rendered video {paths[0]} is incomplete: {counted} of {expected} frames readable "
                 "(disk full or a file-size limit?); nothing was written under its name"
             )
-        self._temporary.__exit__(None, None, None)
-        self._temporary, self._temporary_path, self._video = None, None, None
+        self._output.commit()
+        self._output, self._video = None, None
         return paths
 
     def is_complete(self, path: Path) -> bool:
@@ -126,9 +129,9 @@ class VideoRenderWriter:
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.release()
-        if self._temporary is not None:
-            self._temporary.__exit__(RuntimeError, RuntimeError("aborted"), None)
-        self._writer, self._temporary, self._temporary_path, self._video = None, None, None, None
+        if self._output is not None:
+            self._output.discard()
+        self._writer, self._output, self._video = None, None, None
 
 
 def count_frames(path: Path) -> int:

@@ -10,6 +10,30 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class AtomicFile:
+    """A temporary path next to ``path`` that becomes ``path`` in one step on :meth:`commit`.
+
+    For writers whose file outlives one ``with`` block (a video written frame by frame across
+    calls); inside one block use :func:`atomic_output`. The parent folder is created. The temporary
+    file is not created here, so the writer creates it with the usual permissions.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Keep the real suffix last: OpenCV and numpy pick the format from it.
+        self.temporary = self.path.parent / f".{self.path.stem}.tmp.{uuid.uuid4().hex[:12]}{self.path.suffix}"
+
+    def commit(self) -> Path:
+        """Replace ``path`` with the finished temporary file; returns ``path``."""
+        os.replace(self.temporary, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file, if any; ``path`` is left as it was."""
+        self.temporary.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` in one step.
@@ -17,19 +41,15 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     The parent folder is created. The temporary file is not created here, so the writer creates it
     with the usual permissions; it is removed if the writer fails.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the real suffix last: OpenCV and numpy pick the format from it.
-    temporary = path.parent / f".{path.stem}.tmp.{uuid.uuid4().hex[:12]}{path.suffix}"
+    output = AtomicFile(path)
     try:
-        yield temporary
-        os.replace(temporary, path)
+        yield output.temporary
+        output.commit()
     finally:
-        if temporary.exists():
-            temporary.unlink()
+        output.discard()
 
 
-# The names atomic_output gives its temporaries: ".<stem>.tmp.<12 hex><suffix>".
+# The names AtomicFile (and so atomic_output) gives its temporaries: ".<stem>.tmp.<12 hex><suffix>".
 TEMPORARY_NAME = re.compile(r"^\..*\.tmp\.[0-9a-f]{12}(\.[^.]*)?$")
 
 
