@@ -38,6 +38,9 @@ Crop images are stored once at the writer's size; the DataModule resizes them to
 (keypoints are stored in stored-crop pixels and arrive in crop units, so resizing does not move them).
 """
 
+from phalp_lightning.utils.image import IMAGENET_MEAN as _IMAGENET_MEAN_255
+from phalp_lightning.utils.image import IMAGENET_STD as _IMAGENET_STD_255
+
 SCHEMA_VERSION = 1
 
 CROP_KEYS_REQUIRED = ("crop.png", "mask.png", "meta.json", "keypoints_2d.npy")
@@ -53,5 +56,7 @@ TRACKLET_BATCH_KEYS = ("pose", "location", "time", "valid")
 TRACKLET_BATCH_KEYS_OPTIONAL = ("appearance", "actions", "has_actions")
 
 NUM_KEYPOINTS = 44
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# Deprecated 0-1 scale view of utils.image's statistics, kept for callers that divide by 255 first;
+# new code calls phalp_lightning.utils.image.normalize_rgb on 0-255 values.
+IMAGENET_MEAN = tuple(value / 255.0 for value in _IMAGENET_MEAN_255)
+IMAGENET_STD = tuple(value / 255.0 for value in _IMAGENET_STD_255)

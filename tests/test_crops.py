@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from phalp_lightning.detection.base import score_filter, small_box_filter
-from phalp_lightning.detection.crops import IMAGENET_MEAN, IMAGENET_STD, crop_people, expand_to_aspect
+from phalp_lightning.detection.crops import crop_people, expand_to_aspect
 from phalp_lightning.structures import Detections
+from phalp_lightning.utils.image import IMAGENET_MEAN, IMAGENET_STD, normalize_rgb
 
 
 def reference_crop(image: np.ndarray, center: np.ndarray, side: float, size: int) -> np.ndarray:
@@ -89,3 +90,16 @@ def test_crops_from_separable_axes_equal_the_full_grid_computation_bit_for_bit()
     assert torch.equal(crops.images[:, :3], rgb)
     assert torch.equal(crops.images[:, 3], inside.float() * 255.0)
     assert 0 < crops.images[:, 3].count_nonzero() < crops.images[:, 3].numel()
+
+
+def test_normalize_rgb_is_the_imagenet_normalisation_for_torch_and_numpy():
+    pixels = np.array([[[0, 128, 255]]], np.uint8)  # (1, 1, 3) H, W, C
+    expected = (np.array([0.0, 128.0, 255.0]) - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    from_numpy = normalize_rgb(pixels)
+    assert from_numpy.dtype == np.float32
+    np.testing.assert_allclose(from_numpy[0, 0], expected, rtol=1e-6)
+    # The 0-1 scale statistics give the same values (a uint8 image divided by 255 first).
+    np.testing.assert_allclose(from_numpy[0, 0], (pixels[0, 0] / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225], rtol=1e-6)
+    channels_first = normalize_rgb(torch.from_numpy(pixels).permute(2, 0, 1)[None], channel_axis=1)
+    assert channels_first.dtype == torch.float32 and channels_first.shape == (1, 3, 1, 1)
+    np.testing.assert_allclose(channels_first.flatten().numpy(), expected, rtol=1e-6)

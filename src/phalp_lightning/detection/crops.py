@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+from phalp_lightning.utils.image import IMAGENET_MEAN, IMAGENET_STD, normalize_rgb
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PersonCrops", "crop_people", "crop_sampling_axes", "crop_sampling_grid", "expand_to_aspect"]
 
 
 @dataclass
@@ -107,9 +108,7 @@ def crop_people(
     normalised_grid = _outer_grid(_normalise(xs, width), _normalise(ys, height))
     frame = image.permute(2, 0, 1)[None].float().expand(n, 3, height, width)
     rgb = F.grid_sample(frame, normalised_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device).view(1, 3, 1, 1)
-    rgb = (rgb - mean) / std
+    rgb = normalize_rgb(rgb, channel_axis=1)
 
     if masks is not None:
         mask = masks.to(image.device)[:, None].float() * 255.0
