@@ -26,35 +26,28 @@ from phalp_lightning.utils.boxes import box_iou
 log = logging.getLogger(__name__)
 
 
-def crop_affine(box_xyxy: np.ndarray, crop_size: int) -> np.ndarray:
-    """(2, 3) affine of PHALP's crop: the square of side max(w, h) centred on the box -> S x S."""
-    box = np.asarray(box_xyxy, np.float64)
-    centre = (box[:2] + box[2:]) / 2.0
-    side = max(box[2] - box[0], box[3] - box[1])
-    scale = crop_size / side
-    return np.array([[scale, 0.0, crop_size / 2.0 - scale * centre[0]], [0.0, scale, crop_size / 2.0 - scale * centre[1]]])
+def crop_frame_people(image_rgb: np.ndarray, boxes_xyxy: np.ndarray, crop_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut the crops of one frame's people exactly as predict does, for storing in a shard.
 
-
-def crop_person(image_rgb: np.ndarray, box_xyxy: np.ndarray, crop_size: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Crop one person as HMAR sees it (spec models.md 2.1): bilinear warp, black border.
+    The cut is :func:`phalp_lightning.utils.crops.crop_people` (PHALP's square of side max(w, h) about
+    the box centre, bilinear, black border, box-shaped mask), without the normalisation: the training
+    decoder applies it to the stored pixels.
 
     Args:
-        image_rgb: (H, W, 3) uint8 frame; box_xyxy: (4,) box in frame pixels; crop_size: S.
-        mask: (H, W) person mask; None uses the box itself as the mask.
+        image_rgb: (H, W, 3) uint8 frame; boxes_xyxy: (N, 4) boxes in frame pixels; crop_size: S.
 
     Returns:
-        crop (S, S, 3) uint8, mask (S, S) uint8 0/255, affine (2, 3) frame -> crop pixels.
+        crops (N, S, S, 3) uint8 RGB, masks (N, S, S) uint8 0/255, affines (N, 2, 3) frame -> crop pixels.
     """
-    import cv2
+    import torch
 
-    affine = crop_affine(box_xyxy, crop_size)
-    crop = cv2.warpAffine(image_rgb, affine, (crop_size, crop_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    if mask is None:
-        mask = np.zeros(image_rgb.shape[:2], np.uint8)
-        x1, y1, x2, y2 = np.round(np.asarray(box_xyxy)).astype(int)
-        mask[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = 255
-    warped = cv2.warpAffine(np.where(mask > 0, 255, 0).astype(np.uint8), affine, (crop_size, crop_size), flags=cv2.INTER_LINEAR)
-    return crop, np.where(warped >= 128, 255, 0).astype(np.uint8), affine
+    from phalp_lightning.utils.crops import crop_affine, crop_people
+
+    crops = crop_people(torch.from_numpy(np.ascontiguousarray(image_rgb)), torch.as_tensor(np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)),
+                        crop_size=crop_size, normalize=False)
+    pixels = crops.images.round().clamp(0, 255).to(torch.uint8)
+    affines = crop_affine(crops.center.double(), crops.side.double(), crop_size)
+    return pixels[:, :3].permute(0, 2, 3, 1).contiguous().numpy(), pixels[:, 3].contiguous().numpy(), affines.numpy()
 
 
 def build_posetrack_crops(
@@ -101,13 +94,17 @@ def build_posetrack_crops(
                     raise FileNotFoundError(f"{annotation_path}: frame image {image_path} (image id {frame.image_id}) is missing or unreadable")
                 image_rgb = np.ascontiguousarray(image[..., ::-1])
                 height, width = image_rgb.shape[:2]
+                kept = []  # (number, person, box) of the people that pass the filters
                 for number, person in enumerate(frame.people):
-                    box = np.concatenate([person.box_xywh[:2], person.box_xywh[:2] + person.box_xywh[2:]])
-                    visible = person.keypoints[:, 2] > 0
-                    if min(person.box_xywh[2:]) < min_box_side or visible.sum() < min_keypoints:
+                    if min(person.box_xywh[2:]) < min_box_side or (person.keypoints[:, 2] > 0).sum() < min_keypoints:
                         skipped += 1
                         continue
-                    crop, mask, affine = crop_person(image_rgb, box, crop_size)
+                    kept.append((number, person, np.concatenate([person.box_xywh[:2], person.box_xywh[:2] + person.box_xywh[2:]])))
+                if not kept:
+                    continue
+                crops, masks, affines = crop_frame_people(image_rgb, np.stack([box for _, _, box in kept]), crop_size)
+                for (number, person, box), crop, mask, affine in zip(kept, crops, masks, affines, strict=True):
+                    visible = person.keypoints[:, 2] > 0
                     keypoints = np.zeros((44, 3), np.float32)
                     points = person.keypoints[:, :2] @ affine[:, :2].T + affine[:, 2]
                     keypoints[list(POSETRACK_TO_JOINTS44), :2] = points

@@ -58,8 +58,6 @@ TRACKLET_BATCH_KEYS = ("pose", "location", "time", "valid")
 TRACKLET_BATCH_KEYS_OPTIONAL = ("appearance", "actions", "has_actions")
 
 NUM_KEYPOINTS = 44
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ShardError(UserError, ValueError):

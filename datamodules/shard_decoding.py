@@ -133,7 +133,8 @@ class CropDecoder:
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, torch.Tensor]:
         import cv2
-        from phalp_lightning.datamodules.schema import IMAGENET_MEAN, IMAGENET_STD
+
+        from phalp_lightning.utils.image import normalize_rgb
 
         _require(sample, CROP_KEYS_REQUIRED, "crop")
         meta = _load_meta(sample)
@@ -146,7 +147,7 @@ class CropDecoder:
         if stored != self.crop_size:
             rgb = cv2.resize(np.ascontiguousarray(rgb), (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA if stored > self.crop_size else cv2.INTER_LINEAR)
             mask = cv2.resize(mask, (self.crop_size, self.crop_size), interpolation=cv2.INTER_NEAREST)
-        normalised = (rgb.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+        normalised = normalize_rgb(rgb.astype(np.float32))
         image = np.concatenate([normalised.transpose(2, 0, 1), mask[None].astype(np.float32)], axis=0)
         keypoints_2d = _load_npy(sample, "keypoints_2d.npy").astype(np.float32)
         if keypoints_2d.shape != (44, 3):

@@ -2,6 +2,7 @@
 
 import json
 
+import cv2
 import joblib
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from helpers import synthetic_data
 from phalp_lightning.datamodules.builders import (
     build_phalp_tracklets,
     build_posetrack_crops,
-    crop_affine,
+    crop_frame_people,
     mot_to_given_boxes,
     posetrack_to_given_boxes,
 )
@@ -20,6 +21,9 @@ from phalp_lightning.datamodules.formats.phalp_results import read_given_boxes
 from phalp_lightning.datamodules.formats.posetrack import POSETRACK_TO_JOINTS44, read_posetrack
 from phalp_lightning.datamodules.schema import CROP_BATCH_KEYS
 from phalp_lightning.datamodules.tracklets import TrackletDataModule
+
+from phalp_lightning.utils.crops import crop_people
+from phalp_lightning.utils.image import IMAGENET_STD, normalize_rgb
 
 synthetic_video = synthetic_data.synthetic_video
 
@@ -35,16 +39,45 @@ def test_posetrack_json_to_crop_shards_to_batches(synthetic_video, tmp_path):
     batch = next(iter(module.val_dataloader()))
     assert set(batch) == set(CROP_BATCH_KEYS) and batch["image"].shape == (len(people), 4, 48, 48)
     assert not batch["has_smpl"].any() and not batch["has_keypoints_3d"].any()
-    for index, (_, person) in enumerate(people):
+    images = {}
+    for index, (frame, person) in enumerate(people):
         box = np.concatenate([person.box_xywh[:2], person.box_xywh[:2] + person.box_xywh[2:]])
         assert np.allclose(batch["box_xyxy"][index].numpy(), box, atol=1e-3)
-        affine = crop_affine(box, 48)
+        # PHALP's crop: the square of side max(w, h) about the box centre, scaled to 48 px.
+        scale = 48 / max(box[2] - box[0], box[3] - box[1])
+        affine = np.array([[scale, 0, 24 - scale * (box[0] + box[2]) / 2], [0, scale, 24 - scale * (box[1] + box[3]) / 2]])
         visible = person.keypoints[:, 2] > 0
         expected = (person.keypoints[visible, :2] @ affine[:, :2].T + affine[:, 2]) / 48 - 0.5
         got = batch["keypoints_2d"][index, list(np.asarray(POSETRACK_TO_JOINTS44)[visible])]
         assert torch.allclose(got[:, :2], torch.tensor(expected, dtype=torch.float32), atol=1e-4) and (got[:, 2] == 1).all()
         # The box mask covers the crop's central column (the box is centred in the crop).
         assert batch["image"][index, 3, :, 24].max() == 255
+        # The training batch is what predict feeds HMAR for this box: the same mask, and the same RGB up
+        # to the uint8 rounding of the stored PNG (half a grey level, over the smallest std).
+        if frame.file_name not in images:
+            images[frame.file_name] = torch.from_numpy(cv2.imread(str(synthetic_video.out_dir / frame.file_name))[..., ::-1].copy())
+        predicted = crop_people(images[frame.file_name], torch.tensor(box[None], dtype=torch.float32), crop_size=48).images[0]
+        assert torch.equal(batch["image"][index, 3], predicted[3])
+        torch.testing.assert_close(batch["image"][index, :3], predicted[:3], rtol=0, atol=0.5 / min(IMAGENET_STD) + 1e-4)
+
+
+def test_stored_training_crops_are_predict_crops_before_normalisation():
+    generator = torch.Generator().manual_seed(1)
+    image = torch.randint(0, 256, (72, 130, 3), dtype=torch.uint8, generator=generator)
+    boxes = np.array([[3.3, 4.1, 40.7, 70.2], [60.0, -5.0, 140.5, 50.25]], np.float32)  # the second runs off the frame
+    crops, masks, affines = crop_frame_people(image.numpy(), boxes, 40)
+    assert crops.shape == (2, 40, 40, 3) and crops.dtype == np.uint8 and masks.shape == (2, 40, 40) and masks.dtype == np.uint8
+    predicted = crop_people(image, torch.from_numpy(boxes), crop_size=40)
+    raw = crop_people(image, torch.from_numpy(boxes), crop_size=40, normalize=False)
+    # The predict crop is the normalised raw cut, bit for bit; the builder stores that cut, rounded.
+    assert torch.equal(predicted.images[:, :3], normalize_rgb(raw.images[:, :3], channel_axis=1))
+    assert np.array_equal(crops, raw.images[:, :3].round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    assert np.array_equal(masks, predicted.images[:, 3].to(torch.uint8).numpy()) and set(np.unique(masks)) == {0, 255}
+    assert (crops[1, :, -1] == 0).all()  # black border outside the frame
+    # The affine sends each box centre to the crop centre and its longer side onto the crop's side.
+    centres = np.concatenate([(boxes[:, :2] + boxes[:, 2:]) / 2, np.ones((2, 1))], axis=1)
+    np.testing.assert_allclose(np.einsum("nij,nj->ni", affines, centres), 20.0, atol=1e-4)
+    np.testing.assert_allclose(affines[:, 0, 0] * (boxes[:, 2:] - boxes[:, :2]).max(axis=1), 40.0, atol=1e-4)
 
 
 def _fake_phalp_results(video, path):

@@ -1,4 +1,4 @@
-"""Crop construction (spec tracker.md 4.4) against OpenCV's warpAffine, and the detection filters."""
+"""Crop construction (docs/geometry.md, "Person crops") against OpenCV's warpAffine, and the detection filters."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from phalp_lightning.detection.base import score_filter, small_box_filter
-from phalp_lightning.detection.crops import IMAGENET_MEAN, IMAGENET_STD, crop_people, expand_to_aspect
 from phalp_lightning.structures import Detections
+from phalp_lightning.utils.crops import crop_affine, crop_people, crop_sampling_axes, expand_to_aspect
+from phalp_lightning.utils.image import IMAGENET_MEAN, IMAGENET_STD, normalize_rgb
 
 
 def reference_crop(image: np.ndarray, center: np.ndarray, side: float, size: int) -> np.ndarray:
@@ -73,7 +74,7 @@ def test_crops_from_separable_axes_equal_the_full_grid_computation_bit_for_bit()
     # exactly what sampling on the full (N, S, S, 2) grid gives.
     import torch.nn.functional as F
 
-    from phalp_lightning.detection.crops import crop_sampling_grid
+    from phalp_lightning.utils.crops import crop_sampling_grid
 
     generator = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (72, 130, 3), dtype=torch.uint8, generator=generator)
@@ -89,3 +90,36 @@ def test_crops_from_separable_axes_equal_the_full_grid_computation_bit_for_bit()
     assert torch.equal(crops.images[:, :3], rgb)
     assert torch.equal(crops.images[:, 3], inside.float() * 255.0)
     assert 0 < crops.images[:, 3].count_nonzero() < crops.images[:, 3].numel()
+
+
+def test_detection_crops_names_are_the_shared_implementation():
+    import phalp_lightning.detection.crops as detection_crops
+    import phalp_lightning.utils.crops as shared
+
+    for name in ("PersonCrops", "crop_people", "expand_to_aspect", "crop_sampling_axes", "crop_sampling_grid", "crop_affine"):
+        assert getattr(detection_crops, name) is getattr(shared, name)
+    assert detection_crops.IMAGENET_MEAN == IMAGENET_MEAN and detection_crops.IMAGENET_STD == IMAGENET_STD
+
+
+def test_crop_affine_inverts_the_sampling_axes():
+    center, side = torch.tensor([[30.5, 41.0], [-3.0, 7.25]]), torch.tensor([37.0, 90.0])
+    xs, ys = crop_sampling_axes(center, side, 16)
+    affine = crop_affine(center, side, 16)
+    columns = affine[:, 0, 0, None] * xs + affine[:, 0, 2, None]
+    rows = affine[:, 1, 1, None] * ys + affine[:, 1, 2, None]
+    torch.testing.assert_close(columns, torch.arange(16.0).expand(2, 16))
+    torch.testing.assert_close(rows, torch.arange(16.0).expand(2, 16))
+    assert (affine[:, 0, 1] == 0).all() and (affine[:, 1, 0] == 0).all()
+
+
+def test_normalize_rgb_is_the_imagenet_normalisation_for_torch_and_numpy():
+    pixels = np.array([[[0, 128, 255]]], np.uint8)  # (1, 1, 3) H, W, C
+    expected = (np.array([0.0, 128.0, 255.0]) - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    from_numpy = normalize_rgb(pixels)
+    assert from_numpy.dtype == np.float32
+    np.testing.assert_allclose(from_numpy[0, 0], expected, rtol=1e-6)
+    # The 0-1 scale statistics give the same values (a uint8 image divided by 255 first).
+    np.testing.assert_allclose(from_numpy[0, 0], (pixels[0, 0] / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225], rtol=1e-6)
+    channels_first = normalize_rgb(torch.from_numpy(pixels).permute(2, 0, 1)[None], channel_axis=1)
+    assert channels_first.dtype == torch.float32 and channels_first.shape == (1, 3, 1, 1)
+    np.testing.assert_allclose(channels_first.flatten().numpy(), expected, rtol=1e-6)

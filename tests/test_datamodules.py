@@ -7,13 +7,10 @@ from helpers import synthetic_data
 from helpers.synthetic_data import CROP_KWARGS, TRACKLET_KWARGS
 from phalp_lightning.datamodules.base import ShardDataModule
 from phalp_lightning.datamodules.crops import CropDataModule
-from phalp_lightning.datamodules.schema import (
-    CROP_BATCH_KEYS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    TRACKLET_BATCH_KEYS,
-)
+from phalp_lightning.datamodules.schema import CROP_BATCH_KEYS, TRACKLET_BATCH_KEYS
 from phalp_lightning.datamodules.tracklets import TrackletDataModule
+
+from phalp_lightning.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
 synthetic_crop_shards = synthetic_data.synthetic_crop_shards
 synthetic_tracklet_shards = synthetic_data.synthetic_tracklet_shards

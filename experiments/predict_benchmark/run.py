@@ -37,7 +37,7 @@ def crops_loop(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """The per-person reference: PHALP's way, one warpAffine of image and mask per detection."""
     import cv2
 
-    from phalp_lightning.detection.crops import IMAGENET_MEAN, IMAGENET_STD
+    from phalp_lightning.utils.image import IMAGENET_MEAN, IMAGENET_STD
 
     out = []
     for x1, y1, x2, y2 in boxes:

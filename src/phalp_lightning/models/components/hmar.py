@@ -34,9 +34,7 @@ from phalp_lightning.utils.geometry import (
     project_to_padded_frame,
 )
 
-# The official ImageNet normalisation of the RGB channels (0-255 scale), spec 2.1.
-RGB_MEAN = (123.675, 116.280, 103.530)
-RGB_STD = (58.395, 57.120, 57.375)
+# HMAR's RGB input is normalised by phalp_lightning.utils.image.normalize_rgb (the crop cutters apply it).
 # process_uv_image divides the sampled (normalised) RGB by this.
 UV_RGB_DIVISOR = 5.0
 
