@@ -1,4 +1,4 @@
-"""Frame sources and the VideoDataModule of the predict pipeline (spec tracker.md section 2).
+"""Frame sources and the VideoDataModule of the predict pipeline (docs/predict.md, Inputs).
 
 A source is one video: a video file (anything OpenCV or PyAV decodes), a folder of images, or a
 file of given boxes (PHALP's results-style pkl with ``gt_bbox``/``gt_track_id``, MOT-challenge
@@ -240,7 +240,7 @@ def image_folder_source(folder: str | os.PathLike[str], start_frame: int | None 
 def _given(
     boxes_xywh: Any, track_ids: np.ndarray | None, scores: np.ndarray | None = None, where: str = "boxes file"
 ) -> Detections | None:
-    """Given boxes [x, y, w, h] -> Detections (xyxy); None when the list is empty (spec 4.2).
+    """Given boxes [x, y, w, h] -> Detections (xyxy); None when the list is empty.
 
     ``scores`` are the file's confidences (MOT det files), else 1. A list that is not N x 4 raises
     :class:`FrameSourceError` naming ``where`` (the file and frame), so only that video fails.

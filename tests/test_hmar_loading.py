@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_hmar_network import read_key_table
 
-PREFIX = "HMAR."  # the official 5-character prefix (spec 2.8: almost certainly "HMAR.")
+PREFIX = "HMAR."  # the official 5-character prefix (docs/hmar.md, Official weights)
 
 
 def official_state_dict(seed: int = 0, drop: re.Pattern[str] | None = None) -> dict[str, torch.Tensor]:

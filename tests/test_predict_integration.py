@@ -40,7 +40,7 @@ def test_real_hmar_and_tracker_follow_the_ground_truth_ids(compose_cfg, syntheti
     assert len(record["tid"]) >= 2 and set(record["tracked_time"]) == {0}
     assert np.shape(record["appe"][0]) == (4096,) and np.shape(record["pose"][0]) == (229,)
     for loca, camera in zip(record["loca"], record["camera"], strict=True):
-        # Joint 44 is the SMPL origin: it projects to (f/256) t_xy / t_z + 0.5 (spec tracker.md 5.1).
+        # Joint 44 is the SMPL origin: it projects to (f/256) t_xy / t_z + 0.5 (docs/geometry.md, Joints).
         np.testing.assert_allclose(loca[88:90], 5000 / 256 * camera[:2] / camera[2] + 0.5, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(loca[90:99], np.tile(camera, 3), rtol=1e-6)
 

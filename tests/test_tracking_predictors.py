@@ -1,4 +1,4 @@
-"""Location (ridge) and constant pose predictors against direct computations of the spec formulas."""
+"""Location (ridge) and constant pose predictors against direct computations of the formulas in docs/tracker.md."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ T_975_DOF5 = 2.5705818356363146
 
 
 def _spec_prediction(location: np.ndarray, times: np.ndarray, gap: int) -> np.ndarray:
-    """One track, written out from tracker.md 7.1 with plain NumPy loops (no shared code)."""
+    """One track, written out from docs/tracker.md with plain NumPy loops (no shared code)."""
     alphas = {"x": 1.2, "y": 2.0, "n": 5.0}
     series = {"x": location[:, 88], "y": location[:, 89], "n": np.log(location[:, 92])}
     t = times.astype(np.float64)

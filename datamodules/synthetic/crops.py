@@ -3,7 +3,7 @@
 Each crop shows one body-model person in a random pose, shape, orientation and clothing over a
 random background, rendered with HMAR's crop camera: a pinhole of focal ``5000 / 256 * S`` pixels
 at the crop centre and translation ``(tx, ty, 2 * 5000 / (256 * s))`` for the weak-perspective
-crop camera ``(s, tx, ty)`` (spec models.md 3.2), so ``crop_cam_to_full_translation`` with the
+crop camera ``(s, tx, ty)`` (docs/geometry.md), so ``crop_cam_to_full_translation`` with the
 crop as the whole image (centre 128, scale 256) gives back the rendering translation.
 """
 

@@ -1,4 +1,4 @@
-"""The detector interface and the detection filters every detector shares (spec tracker.md 4.3).
+"""The detector interface and the detection filters every detector shares (docs/geometry.md, Person crops: Filters).
 
 A detector is a frozen, eval-only callable: ``detector(images) -> list[Detections]``, one entry per
 frame, boxes ``xyxy`` in frame pixels, people only, scores already thresholded by the detector's own

@@ -24,7 +24,7 @@ PERSON_CLASS = 0
 
 
 class Detectron2Detector(torch.nn.Module):
-    """A detectron2 instance-segmentation model filtered to people (spec tracker.md 4.1, 4.3).
+    """A detectron2 instance-segmentation model filtered to people (docs/predict.md, Detectors).
 
     Args:
         config_file: a LazyConfig ``.py`` (e.g. ViTDet's ``cascade_mask_rcnn_vitdet_h_75ep.py``) or a

@@ -1,12 +1,12 @@
 """Official HMAR weights -> phalp_lightning, with one explicit key map and a strict load.
 
 The official file (``hmar_v2_weights.pth``) is ``{"model": flat_state_dict, ...}``. PHALP's own
-loader (spec models.md 2.8) keeps the entries whose key contains ``encoding_head``,
+loader (docs/hmar.md, Official weights) keeps the entries whose key contains ``encoding_head``,
 ``texture_head``, ``backbone`` or ``smplx_head``, drops the first 5 characters of the key (a prefix,
 almost certainly ``"HMAR."``), replaces ``smplx`` with ``smpl``, keeps the first occurrence of each
 resulting key and loads non-strictly. :func:`map_official_state_dict` applies exactly that map; the
 result is then checked key by key and loaded with ``strict=True``. The only keys allowed to be
-absent are the ones the spec lists as possibly missing from the file (:data:`FILLABLE_KEYS`); they
+absent are the ones the released code leaves possibly missing from the file (:data:`FILLABLE_KEYS`); they
 are taken from the freshly built network and reported.
 
 Command line::
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 OFFICIAL_HEADS = ("encoding_head", "texture_head", "backbone", "smplx_head")
 OFFICIAL_PREFIX_LENGTH = 5
-# Keys the spec (2.8, UNCONFIRMED points) says the file may lack. They carry nothing the official
+# Keys the released file may lack (docs/hmar.md, Official weights). They carry nothing the official
 # network uses from the file: conv1m is unused with mask_type "feat", the init_* buffers are the mean
 # parameters read from smpl_mean_params.npz, and num_batches_tracked is ignored in eval.
 FILLABLE_KEYS = re.compile(

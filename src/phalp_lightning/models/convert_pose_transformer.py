@@ -1,6 +1,6 @@
 """Load the official PHALP pose predictor (or our own checkpoint) into :class:`PoseTransformer`.
 
-Key map (shared/spec/models.md 5.7). The official ``pose_predictor.pth`` (``pose_predictor_40006.ckpt``)
+Key map (docs/pose_transformer.md, Key map). The official ``pose_predictor.pth`` (``pose_predictor_40006.ckpt``)
 is a Lightning checkpoint whose ``state_dict`` holds the network under the prefix ``encoder.``:
 
     encoder.<name>  ->  <name>        (only the *leading* "encoder." is removed)

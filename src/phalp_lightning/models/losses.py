@@ -1,4 +1,4 @@
-"""Training losses of HMAR. HMAR's own training code is not public (spec 2.8), so these follow the
+"""Training losses of HMAR. HMAR's own training code is not public, so these follow the
 usual HMR/SPIN recipe: confidence-weighted keypoint losses in 2-D (crop units) and 3-D (pelvis
 aligned), SMPL-parameter and camera regression where ground truth exists, and the appearance
 autoencoder's reconstruction of the UV map. Every loss returns a scalar that is 0 (with a graph)

@@ -1,7 +1,7 @@
 """TrackingSystem: the predict-only LightningModule, frames -> detector -> crops -> HMAR -> FrameDetections.
 
 It holds the frozen detector and HMAR and turns each frame of a batch into a
-:class:`~phalp_lightning.structures.FrameDetections` (spec tracker.md sections 4-5): boxes, scores,
+:class:`~phalp_lightning.structures.FrameDetections` (docs/predict.md, What runs; docs/geometry.md): boxes, scores,
 masks, the 229-d pose and 99-d location vectors (:mod:`phalp_lightning.utils.vectors`), the 4096-d
 appearance code and the UV map. It does no tracking: the stateful, non-differentiable tracker runs in
 :class:`~phalp_lightning.tracking.callback.TrackerCallback`, frame by frame, in order.
@@ -162,7 +162,7 @@ class TrackingSystem(L.LightningModule):
         return self.hmar.encode_appearance(self._network_input(uv_vector)).float()
 
     def detect(self, images: Tensor, given: list[Detections | None]) -> list[Detections]:
-        """Given boxes where the source has them, the detector on the other frames (spec 4.1-4.2)."""
+        """Given boxes where the source has them, the detector on the other frames (as PHALP does)."""
         use_given = [self.use_given_boxes and boxes is not None and len(boxes) > 0 for boxes in given]
         to_detect = [i for i, flag in enumerate(use_given) if not flag]
         detected = iter(self.detector(images[to_detect]) if to_detect else [])

@@ -1,6 +1,6 @@
 """Body meshes of tracked people drawn over their frame: pyrender (GL, optional) or the CPU rasteriser.
 
-Geometry (spec tracker.md 13.1): a track's SMPL mesh is posed from its 229-d pose vector and moved by
+Geometry (docs/geometry.md, Rendering canvas): a track's SMPL mesh is posed from its 229-d pose vector and moved by
 its camera translation, which lives in PHALP's virtual camera (a 256 px image of the zero-padded
 square frame, focal 5000). In pixels of the original H x W frame that camera has focal
 ``5000 * S / 256`` and principal point ``(S/2 - left, S/2 - top)``, ``S = max(H, W)``.

@@ -1,4 +1,4 @@
-"""PHALP-compatible results: the joblib pkl of spec tracker.md 12.2, and the same content as a safe npz.
+"""PHALP-compatible results: the joblib pkl with every key of PHALP's output (docs/predict.md, Outputs), and the same content as a safe npz.
 
 ``results/<prefix><video>.pkl`` is a dict keyed by frame key, in processing order, with every key of
 PHALP's output table (``time``, ``shot``, ``frame_path``, ``tid``, ``bbox`` [x, y, w, h],

@@ -1,7 +1,7 @@
 """PHALP's association cost (EQ_019) and the thresholded Hungarian assignment.
 
 All functions work on every track and detection at once. T = tracks, D = detections, P = pairs.
-The cost of track i and detection j is (spec tracker.md 10.3)::
+The cost of track i and detection j is (docs/tracker.md)::
 
     (1 + beta_T r_T) (1 + beta_P min(d_P, 1.5))
         * exp(d_L / (0.1 + tanh(c_xy)) / beta_L) * exp(d_N / (0.1 + tanh(c_N)) / beta_N)
@@ -26,7 +26,7 @@ AppearanceEncoder = Callable[[Tensor], Tensor]
 # PHALP EQ_019 weights (texture, pose, location, depth) and pose clip.
 EQ019_BETAS = (4.0536, 1.3070, 0.3792, 4.1658)
 EQ019_POSE_CLIP = 1.5
-# Appearance codes are compared after division by 1000 (spec 10.2).
+# Appearance codes are compared after division by 1000, as in PHALP.
 APPEARANCE_SCALE = 1000.0
 TEXTURE_WEIGHT = 100.0
 _FLOAT64_MAX = torch.finfo(torch.float64).max
@@ -528,7 +528,7 @@ def cpython_set_order_difference(num_tracks: int, matched_tracks: Sequence[int])
 
 
 def hungarian_assignment(cost: Tensor, threshold: float, set_order: bool = False) -> Assignment:
-    """Rectangular min-sum assignment with PHALP's threshold rules (spec 11.2).
+    """Rectangular min-sum assignment with PHALP's threshold rules (docs/tracker.md).
 
     Costs above ``threshold`` are clipped to ``threshold + 1e-5`` before solving; assigned pairs
     with cost above the threshold are rejected.

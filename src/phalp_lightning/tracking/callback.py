@@ -1,6 +1,6 @@
 """TrackerCallback: runs the tracker over the TrackingSystem's per-frame detections, in order, and feeds writers.
 
-The stateful, non-differentiable half of the predict loop (design.md section 7): ``predict_step``
+The stateful, non-differentiable half of the predict loop (docs/architecture.md): ``predict_step``
 returns :class:`~phalp_lightning.models.tracking_system.BatchDetections`; this callback, a
 ``BasePredictionWriter`` called after every batch, passes each frame to ``tracker.update`` strictly in
 order, hands every completed :class:`~phalp_lightning.structures.FrameTracks` to the writers, and at

@@ -1,6 +1,6 @@
 """The PHALP tracker: frame-by-frame association of detections to 3D tracks.
 
-``update(frame)`` runs PHALP's per-frame step (spec tracker.md sections 6-12) on a
+``update(frame)`` runs PHALP's per-frame step (docs/tracker.md, Algorithm) on a
 :class:`~phalp_lightning.structures.FrameDetections` and returns the :class:`FrameTracks` that are
 complete. A newly confirmed track is back-filled into the ``n_init - 1`` frames before it, so each
 frame is emitted ``n_init - 1`` frames late; ``finalize()`` flushes the rest at the end of a video.

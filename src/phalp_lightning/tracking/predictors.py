@@ -15,7 +15,7 @@ from torch import Tensor
 from phalp_lightning.utils.vectors import LOCATION_DIM, LOCATION_JOINT
 
 # Focal length over the virtual image size: converts a normalised image offset times depth into
-# a camera translation (spec tracker.md 5.1 / 7.1).
+# a camera translation (docs/geometry.md, The location vector).
 _FOCAL_OVER_IMAGE = 256.0 / 5000.0
 _LOCATION_X = 2 * LOCATION_JOINT  # 88
 _LOCATION_Y = 2 * LOCATION_JOINT + 1  # 89
@@ -120,7 +120,7 @@ class RidgeLocationPredictor:
         return slope, intercept, residual_ss, time_spread
 
     def predict(self, location_history: Tensor, time_history: Tensor, time_since_update: Tensor) -> Tensor:
-        """Predicted 99-d location vectors (layout in the class docstring and spec 7.1).
+        """Predicted 99-d location vectors (layout in the class docstring and docs/geometry.md).
 
         Args:
             location_history: (K, H, 99) location vectors, oldest first.

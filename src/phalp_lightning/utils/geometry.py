@@ -1,6 +1,6 @@
 """Rotations, cameras and crop geometry used by HMAR, the tracker and the renderer.
 
-Conventions (shared/spec/models.md, sections 2.3 and 3.2):
+Conventions (docs/geometry.md):
 - rotation matrices act on column vectors; the 6-D representation is the first two *columns* of R
   stored column after column, ``(R[:,0], R[:,1])``;
 - the crop camera is weak-perspective ``(s, tx, ty)`` relative to a 256 px crop;
@@ -119,7 +119,7 @@ def crop_cam_to_full_translation(
     focal_length: float = FOCAL_LENGTH,
     img_size: int = IMG_SIZE,
 ) -> Tensor:
-    """Weak-perspective crop camera -> translation in the padded, resized frame (spec 3.2 step 3).
+    """Weak-perspective crop camera -> translation in the padded, resized frame (docs/geometry.md, Crop camera to full-frame camera).
 
     Args:
         crop_cam: (B, 3) ``(s, tx, ty)``.

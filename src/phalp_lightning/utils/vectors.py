@@ -1,6 +1,6 @@
 """The per-detection feature layouts shared by HMAR, the tracker, the pose transformer and writers.
 
-One definition of each vector (shared/spec/models.md section 4, tracker.md section 5):
+One definition of each vector (docs/geometry.md):
 
 ``pose`` (229): [0:9] global_orient rotation matrix (row-major), [9:216] body_pose 23 x 9,
 [216:226] betas, [226:229] ``(t_x, t_y, t_z / 200)`` of the full-image camera translation.

@@ -1,6 +1,6 @@
 """HMAR's appearance autoencoder over UV texture maps ('4c': RGB + visibility channel).
 
-Facts: spec models.md 2.6. The encoder output (16, S/16, S/16), flattened in C, H, W order, is the
+Facts: docs/hmar.md, Architecture. The encoder output (16, S/16, S/16), flattened in C, H, W order, is the
 appearance code: 4096-d for S = 256. The decoder exists in the official weights and is trained here
 as the reconstruction branch; the tracker only uses the encoder.
 """

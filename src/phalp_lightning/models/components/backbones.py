@@ -1,6 +1,6 @@
 """ResNet-50 backbone of HMAR with its two stems and the mask-channel handling.
 
-Layout (spec models.md 2.2): torchvision-style ResNet-50 v1.5 (Bottleneck, blocks 3-4-6-3, stride on
+Layout (docs/hmar.md, Architecture): torchvision-style ResNet-50 v1.5 (Bottleneck, blocks 3-4-6-3, stride on
 the 3x3 conv), no average pool and no fc. ``conv1`` is the RGB stem and ``conv1m`` the 4-channel
 (RGB + mask) stem; both always exist so the state dict always has both keys. Nothing here loads
 ImageNet weights: the network starts from a random (Kaiming) initialisation or from HMAR weights.

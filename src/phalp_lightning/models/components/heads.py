@@ -1,7 +1,7 @@
 """HMAR heads: the SMPL regressor (iterative error feedback, 6-D rotations, crop camera) and the
 UV-flow texture head (spectral-normalised residual decoder over the backbone skips).
 
-Facts: spec models.md 2.3 (SMPL head) and 2.4 (texture head). Key names follow the official
+Facts: docs/hmar.md, Architecture (SMPL head, texture head). Key names follow the official
 modules so that ``hmar_v2_weights.pth`` loads strictly.
 """
 

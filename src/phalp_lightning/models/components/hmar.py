@@ -1,6 +1,6 @@
 """HMAR: Human Mesh and Appearance Recovery (PHALP's per-person network).
 
-One forward runs every person crop of a frame as a batch (spec models.md 2.1-2.7):
+One forward runs every person crop of a frame as a batch (docs/hmar.md, Architecture):
 
     image (B,4,S,S) -> ResNet-50 -> masked features -> max-pool -> pose_emb (B,2048)
                                                               -> SMPL head -> pose_smpl, pred_cam
@@ -40,7 +40,7 @@ UV_RGB_DIVISOR = 5.0
 
 
 def process_uv_image(uv_image: Tensor) -> Tensor:
-    """Raw UV texture -> autoencoder input (spec 2.5).
+    """Raw UV texture -> autoencoder input (docs/hmar.md, Architecture).
 
     Args:
         uv_image: (B, 4, S, S) sampled crop: normalised RGB and the mask channel (0-255 scale).
@@ -207,7 +207,7 @@ class HMAR(nn.Module):
         scale: Tensor,
         img_size: int = IMG_SIZE,
     ) -> dict[str, Tensor]:
-        """3-D joints, their image projection and the full-image camera translation (spec 3.2).
+        """3-D joints, their image projection and the full-image camera translation (docs/geometry.md).
 
         Args:
             pose_smpl: dict(global_orient (B,1,3,3), body_pose (B,23,3,3), betas (B,10)).

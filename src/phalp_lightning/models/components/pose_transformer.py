@@ -5,7 +5,7 @@ layout, normalised with the ``mean_std`` asset), replaces missing or masked slot
 token, and decodes every slot back to a 229-d vector in natural units: rotation matrices and betas
 from an HMR-style iterative SMPL head, the camera ``(t_x, t_y, t_z/200)`` from a small MLP.
 
-Layout (shared/spec/models.md 5.2), with D = ``dim``, T = ``frame_length``:
+Layout (docs/pose_transformer.md, Architecture), with D = ``dim``, T = ``frame_length``:
 
     pose (B,T,229) -> pose_shape_encoder -> (B,T,D); masked slots := mask_token
     + pos_embedding_learned1 -> transformer1 (depth blocks, masked attention)

@@ -1,6 +1,6 @@
 """SMPL body model as PHALP uses it: smplx's SMPL layer plus the J19 extra-joint regressor.
 
-Joints (shared/spec/models.md section 3.1): smplx returns 45 joints (24 SMPL + 21 vertex picks);
+Joints (docs/geometry.md, Joints): smplx returns 45 joints (24 SMPL + 21 vertex picks);
 ``JOINT_MAP`` selects the 25 OpenPose BODY-25 joints, then the 19 joints of the extra regressor are
 appended, giving 44. ``get_3d_parameters`` later appends the SMPL origin as joint 45.
 """
