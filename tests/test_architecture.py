@@ -43,6 +43,7 @@ LAYERS = {
     "datamodules": STAGES,
     "": FOUNDATION,  # the package root (phalp_lightning/__init__.py: the version)
     "structures": FOUNDATION,
+    "body_model": FOUNDATION,  # the SMPL layer, shared by HMAR, the renderer and the synthetic people
     "utils": FOUNDATION,
     "errors": FOUNDATION,
     "assets": FOUNDATION,
@@ -56,11 +57,7 @@ LATERAL_EDGES = {
 
 # (importing module, imported module) pairs against the rules above, and what removes each.
 KNOWN_VIOLATIONS_TO_REMOVE = {
-    # rendering poses meshes with the body model: the body model moves below the stages.
-    ("phalp_lightning.rendering.mesh", "phalp_lightning.models.components.smpl"),
-    # synthetic data renders people with the body model and the rasteriser (same move, and the
-    # rasteriser becomes a foundation drawing module).
-    ("phalp_lightning.datamodules.synthetic.people", "phalp_lightning.models.components.smpl"),
+    # synthetic data renders people with the rasteriser: the rasteriser becomes a foundation drawing module.
     ("phalp_lightning.datamodules.synthetic.crops", "phalp_lightning.rendering.rasterize"),
     ("phalp_lightning.datamodules.synthetic.video", "phalp_lightning.rendering.rasterize"),
     # synthetic tracking scenes are evaluation's TrackSequence: the hand-off type moves to structures.
@@ -69,11 +66,6 @@ KNOWN_VIOLATIONS_TO_REMOVE = {
     ("phalp_lightning.evaluation.loading", "phalp_lightning.datamodules.formats.mot"),
     ("phalp_lightning.evaluation.loading", "phalp_lightning.datamodules.formats.phalp_results"),
     ("phalp_lightning.evaluation.loading", "phalp_lightning.datamodules.formats.posetrack"),
-    # the plots colour tracks with the renderer's palette: the palette moves to the foundation.
-    ("phalp_lightning.evaluation.plots", "phalp_lightning.rendering.overlay"),
-    ("phalp_lightning.tracking.plots", "phalp_lightning.rendering.overlay"),
-    # tracking.plots draws api.Tracks (a type hint only): the table type moves below the entry points.
-    ("phalp_lightning.tracking.plots", "phalp_lightning.api"),
     # the asset checker builds the networks to check weight files: the checks by model move to models.
     ("phalp_lightning.assets.checks", "phalp_lightning.models.components.appearance"),
     ("phalp_lightning.assets.checks", "phalp_lightning.models.components.backbones"),

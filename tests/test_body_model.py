@@ -11,7 +11,7 @@ from phalp_lightning.datamodules.synthetic.body_model import (
 )
 
 from phalp_lightning.assets import AssetMissingError, is_synthetic, resolve
-from phalp_lightning.models.components.smpl import BodyModel
+from phalp_lightning.body_model import BodyModel
 from phalp_lightning.utils.geometry import axis_angle_to_rotmat
 
 

@@ -41,7 +41,7 @@ def test_crop_batches_have_exactly_the_schema_keys_and_hmar_input_layout(synthet
 def test_crop_ground_truth_is_exact(synthetic_crop_shards, synthetic_assets):
     """The 3-D keypoints come from the SMPL parameters, and project to the 2-D ones through the camera."""
     from phalp_lightning.assets import asset_path
-    from phalp_lightning.models.components.smpl import BodyModel
+    from phalp_lightning.body_model import BodyModel
     from phalp_lightning.utils.geometry import crop_cam_to_full_translation, project_to_padded_frame
 
     module = _crops(synthetic_crop_shards)

@@ -330,8 +330,9 @@ def test_frame_length_must_divide_by_stride():
 @pytest.mark.parametrize("reference_mode", [False, True])
 def test_drives_the_phalp_tracker(reference_mode):
     """The network is a PosePredictor for PHALPTracker; reference_mode switches its quirk on."""
+    from phalp_lightning.datamodules.synthetic.scenes import StandInAppearanceEncoder, detection_stream
+
     from phalp_lightning.tracking.phalp_tracker import PHALPTracker
-    from phalp_lightning.tracking.synthetic import StandInAppearanceEncoder, detection_stream
 
     network = small_network()
     calls = []

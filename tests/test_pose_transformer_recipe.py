@@ -256,10 +256,11 @@ def test_action_head_is_trained_and_scored_per_class():
 def test_track_actions_writer_scores_each_track_with_the_action_head(tmp_path):
     import json
 
+    from phalp_lightning.datamodules.synthetic.scenes import detection_stream
+
     from phalp_lightning.sinks.actions import TrackActionsWriter
     from phalp_lightning.structures import VideoInfo
     from phalp_lightning.tracking.phalp_tracker import PHALPTracker
-    from phalp_lightning.tracking.synthetic import detection_stream
 
     network = small_network(num_action_classes=3, action_names=["walk", "run", "wave"]).eval()
     writer = TrackActionsWriter(network, windows_per_call=1)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from phalp_lightning.datamodules.synthetic.scenes import StandInAppearanceEncoder
 
 from phalp_lightning.tracking.association import (
     TrackFeatures,
@@ -17,7 +18,6 @@ from phalp_lightning.tracking.association import (
     motion_cost,
     texture_distance,
 )
-from phalp_lightning.tracking.synthetic import StandInAppearanceEncoder
 from phalp_lightning.tracking.track import blend_uv
 
 

@@ -7,12 +7,12 @@ import math
 
 import pytest
 import torch
+from phalp_lightning.datamodules.synthetic.scenes import _box_detections, street_scene
 
 from phalp_lightning.tracking.association import gated_assignment, hungarian_assignment
 from phalp_lightning.tracking.cues import resolve_cues, spread_is_zero
 from phalp_lightning.tracking.motion import BoxKalmanFilter, MotionState, box_iou
 from phalp_lightning.tracking.phalp_tracker import PHALPTracker
-from phalp_lightning.tracking.synthetic import _box_detections, street_scene
 
 INF = float("inf")
 

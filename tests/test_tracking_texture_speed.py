@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from phalp_lightning.datamodules.synthetic.scenes import StandInAppearanceEncoder, detection_stream
 
 from phalp_lightning.tracking.association import texture_distance, visible_texel_overlap
 from phalp_lightning.tracking.phalp_tracker import PHALPTracker
-from phalp_lightning.tracking.synthetic import StandInAppearanceEncoder, detection_stream
 from phalp_lightning.tracking.track import TrackBank, blend_uv
 
 BASELINE = Path(__file__).resolve().parents[1] / "experiments" / "tracker_benchmark" / "baseline_tracker.py"

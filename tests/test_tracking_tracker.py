@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from phalp_lightning.structures import FrameDetections, FrameTracks
-from phalp_lightning.tracking.phalp_tracker import PHALPTracker
-from phalp_lightning.tracking.synthetic import (
+from phalp_lightning.datamodules.synthetic.scenes import (
     StandInAppearanceEncoder,
     detection_stream,
     frame_detections,
     make_people,
 )
+
+from phalp_lightning.structures import FrameDetections, FrameTracks
+from phalp_lightning.tracking.phalp_tracker import PHALPTracker
 
 
 def _people(count: int, seed: int = 0):

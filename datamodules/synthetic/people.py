@@ -217,7 +217,7 @@ class BodyModelHandle:
         import torch
 
         from phalp_lightning.assets import AssetMissingError, asset_path, resolve
-        from phalp_lightning.models.components.smpl import BodyModel
+        from phalp_lightning.body_model import BodyModel
 
         try:
             model_path, regressor_path = resolve("smpl_neutral", assets_root), resolve("smpl_to_j19", assets_root)

@@ -24,10 +24,11 @@ HERE = Path(__file__).resolve().parent
 
 
 def score(beta: float | None, seed: int) -> dict[str, float]:
+    from phalp_lightning.datamodules.synthetic.scenes import street_scene
+
     from phalp_lightning.evaluation.evaluator import evaluate_sequences
     from phalp_lightning.evaluation.sequences import TrackSequence
     from phalp_lightning.tracking.phalp_tracker import PHALPTracker
-    from phalp_lightning.tracking.synthetic import street_scene
 
     scene = street_scene(num_people=12, num_frames=80, seed=seed, trained_cues=True)
     if beta is None:

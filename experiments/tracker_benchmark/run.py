@@ -7,7 +7,7 @@ appearance encoder and the constant pose predictor, and run on one CPU thread. T
 unless both give the same track ids frame for frame; it also compares every emitted tensor (ids,
 time since update, predicted pose and location, the detection rows) bit for bit and reports it.
 
-Scenes: ``synthetic`` is ``phalp_lightning.tracking.synthetic.detection_stream`` (every UV map shows
+Scenes: ``synthetic`` is ``phalp_lightning.datamodules.synthetic.scenes.detection_stream`` (every UV map shows
 the same texels, so every pair's visible sets are nested); ``turning`` gives each person a visible
 half of the texture that turns with time (people facing apart share no texel, others overlap
 partly), which exercises the general per-pair path and the empty-overlap skip.
@@ -54,8 +54,7 @@ class CountingEncoder:
 
 def make_encoder(name: str, seed: int):
     import torch
-
-    from phalp_lightning.tracking.synthetic import StandInAppearanceEncoder
+    from phalp_lightning.datamodules.synthetic.scenes import StandInAppearanceEncoder
 
     if name == "stand-in":
         return StandInAppearanceEncoder()
@@ -77,8 +76,7 @@ def turning_stream(num_people: int, num_frames: int, seed: int, uv_size: int):
     import math
 
     import torch
-
-    from phalp_lightning.tracking.synthetic import detection_stream
+    from phalp_lightning.datamodules.synthetic.scenes import detection_stream
 
     generator = torch.Generator().manual_seed(seed + 7)
     heading0 = 2 * math.pi * torch.rand(num_people + 1, generator=generator)
@@ -117,8 +115,7 @@ def run_single(impl: str, people: int, frames: int, uv_size: int, scene: str, en
                reference: bool, seed: int) -> dict:
     """Track one stream in this process with the 'before' or 'after' tracker; return its figures."""
     import torch
-
-    from phalp_lightning.tracking.synthetic import detection_stream
+    from phalp_lightning.datamodules.synthetic.scenes import detection_stream
 
     torch.set_num_threads(1)
     if impl == "before":

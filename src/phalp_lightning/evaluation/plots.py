@@ -88,7 +88,7 @@ def plot_id_switch_timeline(result: EvaluationResult, sequence: str, axis: Any =
     A colour change along a row is the tracker handing the person a different id; grey is a
     frame where no tracker box matched the person (missed); a red cross is an ID switch.
     """
-    from phalp_lightning.rendering.overlay import track_colours
+    from phalp_lightning.utils.colours import track_colours
 
     events = match_events(result, sequence)
     gt_ids = sorted(int(g) for g in events["gt_id"].unique())

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from phalp_lightning.rendering.overlay import track_colours
 from phalp_lightning.structures import FrameTracks
+from phalp_lightning.utils.colours import track_colours
 from phalp_lightning.utils.geometry import FOCAL_LENGTH, IMG_SIZE
 from phalp_lightning.utils.logging import get_logger
 from phalp_lightning.utils.vectors import split_pose_vector
@@ -46,7 +46,7 @@ class MeshBuilder:
     """Poses the body model for the detected entries of a frame.
 
     Args:
-        body_model: a :class:`~phalp_lightning.models.components.smpl.BodyModel` (or the same interface).
+        body_model: a :class:`~phalp_lightning.body_model.BodyModel` (or the same interface).
     """
 
     def __init__(self, body_model: torch.nn.Module) -> None:
@@ -140,7 +140,7 @@ def build_mesh_renderer(backend: str = "auto", assets_dir: str | None = None) ->
     "auto" tries pyrender first (needs the ``render`` extra and a working EGL/OSMesa), then the CPU
     rasteriser; a missing body model raises :class:`~phalp_lightning.assets.AssetMissingError`.
     """
-    from phalp_lightning.models.components.smpl import BodyModel
+    from phalp_lightning.body_model import BodyModel
 
     if backend not in ("auto", "pyrender", "cpu"):
         raise ValueError(f"mesh backend must be 'auto', 'pyrender' or 'cpu', got {backend!r}")

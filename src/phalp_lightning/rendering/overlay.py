@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import colorsys
-
 import numpy as np
 import torch
 
 from phalp_lightning.structures import FrameTracks
+from phalp_lightning.utils.colours import track_colours
 from phalp_lightning.utils.geometry import IMG_SIZE, padded_frame_to_image
 from phalp_lightning.utils.vectors import LOCATION_JOINTS_2D, NUM_LOCATION_JOINTS
-
-
-def track_colours(track_ids: np.ndarray) -> np.ndarray:
-    """(M,) ids -> (M, 3) uint8 RGB, fixed per id across runs (golden-ratio hue steps)."""
-    hues = (np.asarray(track_ids, dtype=np.float64) * 0.618033988749895) % 1.0
-    return np.array([[round(255 * c) for c in colorsys.hsv_to_rgb(h, 0.75, 0.95)] for h in hues], dtype=np.uint8).reshape(-1, 3)
 
 
 def joints_in_image(tracks: FrameTracks) -> np.ndarray:

@@ -1,21 +1,24 @@
 """Pictures of a tracking result (:class:`phalp_lightning.api.Tracks`): paths, 3D positions, lifetimes.
 
 Each function draws on a matplotlib axis (a new figure when none is given) and returns the axis;
-track colours are the renderer's (:func:`~phalp_lightning.rendering.overlay.track_colours`), so a
+track colours are the renderer's (:func:`~phalp_lightning.utils.colours.track_colours`), so a
 track has the same colour in the plots as in the rendered video.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from phalp_lightning.rendering.overlay import track_colours
+from phalp_lightning.utils.colours import track_colours
 from phalp_lightning.utils.plotting import pyplot
 
-if TYPE_CHECKING:
-    from phalp_lightning.api import Tracks
+
+class Tracks(Protocol):
+    """What the plots read: a table with a row per (frame, track), as ``api.load_tracks`` returns."""
+
+    table: Any  # pandas.DataFrame
 
 
 def _axis(axis: Any, size: tuple[float, float]) -> Any:

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from phalp_lightning.assets import resolve
+from phalp_lightning.body_model import BodyModel
 from phalp_lightning.models.components.appearance import EncodingHead, appearance_dim
 from phalp_lightning.models.components.backbones import ResNetBackbone, pose_embedding
 from phalp_lightning.models.components.heads import SMPLHead, TextureHead, read_smpl_mean_params
-from phalp_lightning.models.components.smpl import BodyModel
 from phalp_lightning.utils.geometry import (
     FOCAL_LENGTH,
     IMG_SIZE,
