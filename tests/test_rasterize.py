@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from phalp_lightning.rendering.rasterize import project_points, rasterize, render_meshes
+from phalp_lightning.utils.rasterize import project_points, rasterize, render_meshes
 
 
 def _square(x0, y0, side, depth):

@@ -28,8 +28,8 @@ def render_crop_samples(
     """Render ``count`` crops and return encoded crop-shard samples (see schema.py)."""
     from phalp_lightning.datamodules.shard_writing import encode_crop_sample, sample_key
 
-    from phalp_lightning.rendering.rasterize import project_points, render_meshes
     from phalp_lightning.utils.geometry import FOCAL_LENGTH, IMG_SIZE
+    from phalp_lightning.utils.rasterize import project_points, render_meshes
 
     body_pose = random_body_pose(rng, count)
     orient = global_orientation(rng.uniform(-np.pi, np.pi, count), rng.normal(0.0, 0.08, count))

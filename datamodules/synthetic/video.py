@@ -186,8 +186,8 @@ def make_synthetic_video(
         write_posetrack,
     )
 
-    from phalp_lightning.rendering.rasterize import project_points, render_meshes
     from phalp_lightning.utils.geometry import FOCAL_LENGTH, IMG_SIZE
+    from phalp_lightning.utils.rasterize import project_points, render_meshes
 
     if num_frames < 1 or num_people < 1:
         raise ValueError(f"num_frames and num_people must be >= 1, got {num_frames} and {num_people}")

@@ -113,14 +113,14 @@ class PyrenderMeshRenderer:
 
 
 class RasterMeshRenderer:
-    """The CPU z-buffer rasteriser (:mod:`phalp_lightning.rendering.rasterize`): no GL needed, slower."""
+    """The CPU z-buffer rasteriser (:mod:`phalp_lightning.utils.rasterize`): no GL needed, slower."""
 
     def __init__(self, builder: MeshBuilder) -> None:
         self.builder = builder
 
     def render(self, image: np.ndarray, tracks: FrameTracks) -> np.ndarray:
         """Draw the meshes of the detected tracks over ``image`` (H, W, 3) uint8 RGB."""
-        from phalp_lightning.rendering.rasterize import render_meshes
+        from phalp_lightning.utils.rasterize import render_meshes
 
         meshes = self.builder(tracks)
         if len(meshes.vertices) == 0:
