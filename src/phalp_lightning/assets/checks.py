@@ -261,19 +261,6 @@ def _check_vitdet(path: Path, full: bool) -> str:
     return f"detectron2 checkpoint, {len(model)} arrays"
 
 
-def _omegaconf_globals() -> list[Any]:
-    """The classes an OmegaConf config pickles into (Lightning checkpoints keep their config so)."""
-    import typing
-    from collections import defaultdict
-
-    from omegaconf import DictConfig, ListConfig
-    from omegaconf.base import ContainerMetadata, Metadata
-    from omegaconf.nodes import AnyNode, BooleanNode, BytesNode, FloatNode, IntegerNode, PathNode, StringNode
-
-    nodes = [AnyNode, BooleanNode, BytesNode, FloatNode, IntegerNode, PathNode, StringNode]
-    return [DictConfig, ListConfig, ContainerMetadata, Metadata, *nodes, typing.Any, dict, list, int, float, str, bool, defaultdict]
-
-
 def _torch_load(path: Path) -> Any:
     """The project's one checkpoint loader, for a release file the user asked to download.
 
@@ -283,7 +270,7 @@ def _torch_load(path: Path) -> Any:
     from phalp_lightning.models.checkpoints import CheckpointError, load_checkpoint
 
     try:
-        return load_checkpoint(path, map_location="cpu", trusted=True, what="release file", extra_safe_globals=_omegaconf_globals())
+        return load_checkpoint(path, map_location="cpu", trusted=True, what="release file")
     except CheckpointError as error:
         raise _Invalid(f"does not load as a torch checkpoint ({one_line(str(error))[:200]})") from error
 
