@@ -410,29 +410,10 @@ class PHALPTracker:
         else:
             self.counters["candidate_pairs"] += len(rows) * num_detections
             use_uv = cues.texture and self.appearance_encoder is not None and frame.uv is not None and bank.uv is not None
-            features = TrackFeatures(
-                pose=bank.predicted_pose[rows],
-                location=bank.predicted_location[rows],
-                appearance=bank.appearance[rows],
-                uv=bank.uv if use_uv else None,
-                uv_rows=rows,
-            )
             motion_factor = torch.exp((1.0 - iou) / self.motion_beta)
             threshold = self.hungarian_threshold
-            eq_cost = eq019_cost(
-                features,
-                frame.pose.to(self.device),
-                frame.location.to(self.device),
-                frame.appearance.to(self.device),
-                frame.uv.to(self.device) if use_uv else None,
-                self.appearance_encoder if use_uv else None,
-                betas=self._association_betas(),
-                pose_clip=self.pose_clip,
-                # Texture is encoded only for gated-in pairs that the other factors leave acceptable.
-                gate_threshold=threshold if self.gate_texture else None,
-                pairs_per_batch=self.pairs_per_batch,
-                nan_cost=float("inf"),
-                stats=self.counters,
+            eq_cost = self._eq019_cost(
+                frame, rows, use_uv, self._association_betas(), nan_cost=float("inf")
             ) if allowed.any() else torch.full_like(iou, float("inf"))
             cost = eq_cost * motion_factor
         cost = torch.where(allowed, cost, torch.full_like(cost, float("inf")))
@@ -464,6 +445,18 @@ class PHALPTracker:
             return hungarian_assignment(self.last_cost, self.hungarian_threshold, set_order)
         self.counters["candidate_pairs"] += len(rows) * len(frame)
         use_uv = self.appearance_encoder is not None and frame.uv is not None and bank.uv is not None
+        # A NaN cost (e.g. a non-positive depth) is a perfect match in the original.
+        cost = self._eq019_cost(frame, rows, use_uv, self.betas, nan_cost=0.0 if self.reference_mode else float("inf"))
+        self.last_cost = cost
+        return hungarian_assignment(cost, self.hungarian_threshold, set_order)
+
+    def _eq019_cost(self, frame: FrameDetections, rows: Tensor, use_uv: bool, betas: Any, nan_cost: float) -> Tensor:
+        """PHALP's combined cost of the tracks ``rows`` and ``frame``'s detections (both association paths).
+
+        Texture is encoded only for pairs the other factors leave under the threshold (``gate_texture``),
+        from the bank's masked maps and this frame's detection maps masked once.
+        """
+        bank = self.tracks
         features = TrackFeatures(
             pose=bank.predicted_pose[rows],
             location=bank.predicted_location[rows],
@@ -471,25 +464,22 @@ class PHALPTracker:
             uv=bank.uv if use_uv else None,
             uv_rows=rows,
         )
-        cost = eq019_cost(
+        return eq019_cost(
             features,
             frame.pose.to(self.device),
             frame.location.to(self.device),
             frame.appearance.to(self.device),
             bank.masked_detection_uv(frame.uv) if use_uv else None,
             self.appearance_encoder if use_uv else None,
-            betas=self.betas,
+            betas=betas,
             pose_clip=self.pose_clip,
             gate_threshold=self.hungarian_threshold if self.gate_texture else None,
             pairs_per_batch=self.pairs_per_batch,
-            # A NaN cost (e.g. a non-positive depth) is a perfect match in the original.
-            nan_cost=0.0 if self.reference_mode else float("inf"),
+            nan_cost=nan_cost,
             stats=self.counters,
             workspace=bank.workspace,
             uv_masked=True,
         )
-        self.last_cost = cost
-        return hungarian_assignment(cost, self.hungarian_threshold, set_order)
 
     def _update_matched(
         self, frame: FrameDetections, slim: FrameDetections, rows: Tensor, assignment: Assignment
