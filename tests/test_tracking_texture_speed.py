@@ -12,11 +12,12 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from phalp_lightning.datamodules.synthetic.scenes import StandInAppearanceEncoder, detection_stream
 
-from phalp_lightning.tracking.association import texture_distance, visible_texel_overlap
+from phalp_lightning.tracking.association import pack_visibility, texture_distance, visible_texel_overlap
 from phalp_lightning.tracking.phalp_tracker import PHALPTracker
 from phalp_lightning.tracking.track import TrackBank, blend_uv
 
@@ -108,6 +109,14 @@ def test_stand_in_texture_distance_is_bit_identical_with_and_without_masked_form
     )
     assert torch.equal(plain, masked)
     assert torch.equal(plain, _per_pair(track_uv, detection_uv, pairs, encoder))
+    # With the visibility already packed (as the track bank keeps it) the distances are the same,
+    # and a stale word (a texel dropped) would change the disjoint/contained shortcuts.
+    words = (pack_visibility(track_uv[:, 3] > 0.5), pack_visibility(detection_uv[:, 3] > 0.5))
+    masked_inputs = (track_uv * (track_uv[:, 3:4] > 0.5), detection_uv * (detection_uv[:, 3:4] > 0.5))
+    packed = texture_distance(*masked_inputs, pairs, encoder, masked=True, visibility=words)
+    assert torch.equal(plain, packed)
+    with pytest.raises(ValueError, match="masked"):
+        texture_distance(track_uv, detection_uv, pairs, encoder, visibility=words)
 
 
 def test_visible_texel_overlap_counts_exactly():
@@ -147,6 +156,7 @@ def test_bank_blend_equals_blend_uv_on_every_visible_texel(dtype, rows):
         confirmed=torch.zeros(8, dtype=torch.bool),
         records=[None] * 8,
     )
+    previous_visible = plain[:, 3:4] > 0.5
     for step in range(3):
         detection_uv = _uv(10 + step, torch.rand(4, size, size, generator=generator) > 0.4)
         detections = torch.tensor([2, 0, 3, 1])[: len(rows)]
@@ -155,7 +165,15 @@ def test_bank_blend_equals_blend_uv_on_every_visible_texel(dtype, rows):
         bank.blend_uv_rows(rows, detection_uv, detections, weight)
         visible = plain[:, 3:4] > 0.5
         assert torch.equal(bank.uv[:8, 3:4], visible.to(dtype))  # masked form: 1 / 0
-        assert torch.equal(bank.uv[:8, :3], plain[:, :3] * visible)  # bit for bit where visible
+        if dtype == torch.float64:  # reference mode's two-product form: bit for bit where visible
+            assert torch.equal(bank.uv[:8, :3], plain[:, :3] * visible)
+        else:  # one lerp pass: exact where one map is visible, within a float32 rounding on the overlap
+            torch.testing.assert_close(bank.uv[:8, :3], plain[:, :3] * visible, rtol=2e-7, atol=1e-7)
+            only_new = visible & ~previous_visible
+            assert torch.equal(bank.uv[:8, :3] * only_new, plain[:, :3] * only_new)
+        # The packed visibility words follow the blended masks.
+        assert np.array_equal(bank.visible_words[:8], pack_visibility(visible[:, 0]))
+        previous_visible = visible
 
 
 def test_masked_detection_maps_are_recomputed_for_a_new_or_modified_tensor():

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -129,6 +130,33 @@ def masked_pair_maps(
     return maps
 
 
+def pack_visibility(visible: Tensor) -> np.ndarray:
+    """(n, S, S) visibility (bool, or 0/1 floats) on the CPU -> (n, W) uint64 words, one bit per texel."""
+    flat = visible.flatten(1).numpy()
+    bits = np.packbits(flat if flat.dtype == np.bool_ else flat != 0, axis=1)  # (n, ceil(N / 8)) uint8
+    pad = -bits.shape[1] % 8
+    if pad:
+        bits = np.pad(bits, ((0, 0), (0, pad)))
+    return bits.view(np.uint64)
+
+
+def packed_texel_overlap(
+    track_words: np.ndarray, detection_words: np.ndarray, track_slot: Tensor, detection_slot: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`visible_texel_overlap` on masks already packed by :func:`pack_visibility` (CPU)."""
+    slots_t, slots_d = track_slot.numpy(), detection_slot.numpy()
+    shared = np.concatenate(
+        [
+            np.bitwise_count(track_words[slots_t[k : k + 1024]] & detection_words[slots_d[k : k + 1024]]).sum(
+                1, dtype=np.int64
+            )
+            for k in range(0, slots_t.shape[0], 1024)
+        ]
+    )
+    count = lambda words: torch.from_numpy(np.bitwise_count(words).sum(1, dtype=np.int64))  # noqa: E731
+    return torch.from_numpy(shared), count(track_words), count(detection_words)
+
+
 def visible_texel_overlap(
     track_visible: Tensor,
     detection_visible: Tensor,
@@ -158,27 +186,9 @@ def visible_texel_overlap(
             ]
         )
         return shared, flat_t.sum(1), flat_d.sum(1)
-    import numpy as np
-
-    def packed(mask: Tensor) -> np.ndarray:
-        bits = np.packbits(mask.flatten(1).numpy(), axis=1)  # (n, ceil(N / 8)) uint8
-        pad = -bits.shape[1] % 8
-        if pad:
-            bits = np.pad(bits, ((0, 0), (0, pad)))
-        return bits.view(np.uint64)
-
-    words_t, words_d = packed(track_visible), packed(detection_visible)
-    slots_t, slots_d = track_slot.numpy(), detection_slot.numpy()
-    shared = np.concatenate(
-        [
-            np.bitwise_count(words_t[slots_t[k : k + 1024]] & words_d[slots_d[k : k + 1024]]).sum(
-                1, dtype=np.int64
-            )
-            for k in range(0, slots_t.shape[0], 1024)
-        ]
+    return packed_texel_overlap(
+        pack_visibility(track_visible), pack_visibility(detection_visible), track_slot, detection_slot
     )
-    count = lambda words: torch.from_numpy(np.bitwise_count(words).sum(1, dtype=np.int64))  # noqa: E731
-    return torch.from_numpy(shared), count(words_t), count(words_d)
 
 
 def _mask_channel(maps: Tensor, rows: Tensor) -> Tensor:
@@ -222,6 +232,7 @@ def texture_distance(
     stats: dict[str, int] | None = None,
     workspace: dict[str, Tensor] | None = None,
     masked: bool = False,
+    visibility: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Tensor:
     """PHALP's per-pair texture distance ``r_T = 100 |enc(U_t * M) / 1000 - enc(U_d * M) / 1000|^2``.
 
@@ -252,6 +263,10 @@ def texture_distance(
             as the track bank stores them): a map's own masked version is then the map itself, and
             a pair's is the map times the other map's mask channel, so no comparison is repeated.
             The encoder inputs equal the per-pair formula's up to the sign of zeros.
+        visibility: (track words, detection words): every row's visibility packed by
+            :func:`pack_visibility`, kept up to date by the caller (the track bank updates its
+            tracks' words when it blends), so the masks are not compared and packed again each
+            frame. CPU and masked form only.
 
     Returns:
         (P,) float64.
@@ -263,11 +278,18 @@ def texture_distance(
         return distances
     track_rows, track_slot = torch.unique(pairs[:, 0], return_inverse=True)
     detection_rows, detection_slot = torch.unique(pairs[:, 1], return_inverse=True)
-    track_visible = _mask_channel(track_uv, track_rows) > 0.5  # (T', S, S)
-    detection_visible = _mask_channel(detection_uv, detection_rows) > 0.5
-    shared, track_count, detection_count = visible_texel_overlap(
-        track_visible, detection_visible, track_slot, detection_slot
-    )
+    if visibility is not None:
+        if not masked or device.type != "cpu":
+            raise ValueError("packed visibility words need masked maps on the CPU")
+        shared, track_count, detection_count = packed_texel_overlap(
+            visibility[0][track_rows.numpy()], visibility[1][detection_rows.numpy()], track_slot, detection_slot
+        )
+    else:
+        track_visible = _mask_channel(track_uv, track_rows) > 0.5  # (T', S, S)
+        detection_visible = _mask_channel(detection_uv, detection_rows) > 0.5
+        shared, track_count, detection_count = visible_texel_overlap(
+            track_visible, detection_visible, track_slot, detection_slot
+        )
     overlapping = shared > 0
     track_whole = overlapping & (shared == track_count[track_slot])
     detection_whole = overlapping & (shared == detection_count[detection_slot])
@@ -326,26 +348,27 @@ def texture_distance(
             codes = torch.empty((num_maps, *encoded.shape[1:]), dtype=encoded.dtype, device=device)
         codes[first : first + encoded.shape[0]] = encoded.to(device)
 
-    # A group that needs no mask and reads consecutive float32 rows (e.g. all of a frame's masked
-    # detection maps) is encoded straight from its source, without a copy (so the encoder must not
-    # write into its input, which no nn.Module forward does).
+    # A group that needs no mask and reads float32 rows (e.g. a frame's masked detection maps, the
+    # tracks' own maps) is encoded straight from its source, run of consecutive rows by run, without
+    # a copy (so the encoder must not write into its input, which no nn.Module forward does). On an
+    # accelerator a gather is cheap and small launches are not: only a group that is one run.
     assembled = []
     for (source, rows, mask), first, size in zip(groups, offsets, sizes, strict=True):
-        direct = (
-            mask is None
-            and size > 0
-            and source.dtype == torch.float32
-            and int(rows[-1]) - int(rows[0]) + 1 == size
-            and bool((rows[1:] > rows[:-1]).all())
-        )
-        if not direct:
+        bounds = [0, size]
+        if mask is None and size > 0 and source.dtype == torch.float32:
+            bounds = [0, *((rows[1:] != rows[:-1] + 1).nonzero().flatten() + 1).tolist(), size]
+        if size == 0 or mask is not None or source.dtype != torch.float32 or (
+            device.type != "cpu" and len(bounds) > 2
+        ):
             assembled.append((source, rows, mask, first, size))
             continue
-        base = int(rows[0])
-        for start in range(0, size, batch):
-            with torch.no_grad():
-                store(first + start, encoder(source[base + start : base + min(start + batch, size)]))
-            calls += 1
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            base = int(rows[lo]) - lo
+            for start in range(lo, hi, batch):
+                stop = min(start + batch, hi)
+                with torch.no_grad():
+                    store(first + start, encoder(source[base + start : base + stop]))
+                calls += 1
 
     # The other maps: gathered (and masked) into one reused buffer, batch by batch across groups.
     num_assembled = sum(size for *_, size in assembled)
@@ -448,6 +471,7 @@ def eq019_cost(
     stats: dict[str, int] | None = None,
     workspace: dict[str, Tensor] | None = None,
     uv_masked: bool = False,
+    uv_visibility: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Tensor:
     """The full EQ_019 cost matrix.
 
@@ -471,6 +495,8 @@ def eq019_cost(
             texture is scored, and the counters of :func:`texture_distance` are increased.
         workspace: buffers kept between calls for :func:`texture_distance`.
         uv_masked: the track and detection maps are in masked form (see :func:`texture_distance`).
+        uv_visibility: packed visibility words of ``tracks.uv``'s rows and the detection maps
+            (``visibility`` of :func:`texture_distance`).
 
     Returns:
         (T, D) float64; +inf becomes the largest float64, NaN becomes ``nan_cost``.
@@ -501,6 +527,7 @@ def eq019_cost(
                 stats=stats,
                 workspace=workspace,
                 masked=uv_masked,
+                visibility=uv_visibility,
             ).to(motion.device)
     else:
         texture = appearance_code_distance(tracks.appearance, detection_appearance)

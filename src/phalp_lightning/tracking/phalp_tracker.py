@@ -479,6 +479,11 @@ class PHALPTracker:
             stats=self.counters,
             workspace=bank.workspace,
             uv_masked=True,
+            uv_visibility=(
+                (bank.visible_words, bank.detection_visibility(frame.uv))
+                if use_uv and bank.visible_words is not None
+                else None
+            ),
         )
 
     def _update_matched(
