@@ -17,6 +17,7 @@ import pytest
 import torch
 from phalp_lightning.datamodules.synthetic.scenes import StandInAppearanceEncoder, detection_stream
 
+from phalp_lightning.tracking import association
 from phalp_lightning.tracking.association import pack_visibility, texture_distance, visible_texel_overlap
 from phalp_lightning.tracking.phalp_tracker import PHALPTracker
 from phalp_lightning.tracking.track import TrackBank, blend_uv
@@ -92,7 +93,10 @@ def test_texture_shortcuts_equal_the_per_pair_formula(masked):
     assert stats["encoder_calls"] >= stats["encoded_maps"] / 4
 
 
-def test_stand_in_texture_distance_is_bit_identical_with_and_without_masked_form():
+@pytest.mark.parametrize("split_runs", [False, True], ids=["small_maps", "large_maps"])
+def test_stand_in_texture_distance_is_bit_identical_with_and_without_masked_form(split_runs, monkeypatch):
+    if split_runs:  # large maps are encoded run by run straight from storage: the same codes
+        monkeypatch.setattr(association, "DIRECT_ENCODE_MIN_MAP_BYTES", 0)
     size = 32
     track_uv = _uv(3, torch.rand(5, size, size, generator=torch.Generator().manual_seed(0)) > 0.5)
     detection_uv = _uv(4, torch.rand(6, size, size, generator=torch.Generator().manual_seed(1)) > 0.5)
@@ -139,11 +143,14 @@ def test_visible_texel_overlap_counts_exactly():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("rows", [[5, 1, 3], [4, 2, 3, 6]], ids=["gathered", "in_place_runs"])
-def test_bank_blend_equals_blend_uv_on_every_visible_texel(dtype, rows):
+@pytest.mark.parametrize("direct", [False, True], ids=["small_maps", "large_maps"])
+def test_bank_blend_equals_blend_uv_on_every_visible_texel(dtype, rows, direct):
     size = 12
     generator = torch.Generator().manual_seed(4)
     plain = _uv(6, torch.rand(8, size, size, generator=generator) > 0.5).to(dtype)
     bank = TrackBank(uv_dtype=dtype)
+    # Large maps are blended block by block straight from the frame's masked maps (float32 on the CPU).
+    bank.direct_blend_min_bytes = 0 if direct else 1 << 40
     rows = torch.tensor(rows)
     bank.add(
         track_ids=torch.arange(1, 9),
@@ -156,24 +163,18 @@ def test_bank_blend_equals_blend_uv_on_every_visible_texel(dtype, rows):
         confirmed=torch.zeros(8, dtype=torch.bool),
         records=[None] * 8,
     )
-    previous_visible = plain[:, 3:4] > 0.5
     for step in range(3):
         detection_uv = _uv(10 + step, torch.rand(4, size, size, generator=generator) > 0.4)
-        detections = torch.tensor([2, 0, 3, 1])[: len(rows)]
+        # [.., 2, 3] pairs consecutive rows with consecutive detections: one block of two.
+        detections = torch.tensor([3, 0, 1, 2]) if len(rows) == 4 else torch.tensor([2, 0, 3])
         weight = 0.1 * torch.rand(len(rows), generator=generator, dtype=torch.float64) ** 2
         plain[rows] = blend_uv(plain[rows], detection_uv[detections], weight)
         bank.blend_uv_rows(rows, detection_uv, detections, weight)
         visible = plain[:, 3:4] > 0.5
         assert torch.equal(bank.uv[:8, 3:4], visible.to(dtype))  # masked form: 1 / 0
-        if dtype == torch.float64:  # reference mode's two-product form: bit for bit where visible
-            assert torch.equal(bank.uv[:8, :3], plain[:, :3] * visible)
-        else:  # one lerp pass: exact where one map is visible, within a float32 rounding on the overlap
-            torch.testing.assert_close(bank.uv[:8, :3], plain[:, :3] * visible, rtol=2e-7, atol=1e-7)
-            only_new = visible & ~previous_visible
-            assert torch.equal(bank.uv[:8, :3] * only_new, plain[:, :3] * only_new)
+        assert torch.equal(bank.uv[:8, :3], plain[:, :3] * visible)  # bit for bit where visible
         # The packed visibility words follow the blended masks.
         assert np.array_equal(bank.visible_words[:8], pack_visibility(visible[:, 0]))
-        previous_visible = visible
 
 
 def test_masked_detection_maps_are_recomputed_for_a_new_or_modified_tensor():
@@ -227,7 +228,10 @@ def test_tracker_matches_the_pinned_pre_speedup_tracker(reference_mode, scene):
         baseline.PHALPTracker(appearance_encoder=StandInAppearanceEncoder(), reference_mode=reference_mode),
         frames(),
     )
-    tracker = PHALPTracker(appearance_encoder=StandInAppearanceEncoder(), reference_mode=reference_mode)
+    # The pinned tracker has one rule, the original's; compare the same rule.
+    tracker = PHALPTracker(
+        appearance_encoder=StandInAppearanceEncoder(), reference_mode=reference_mode, association="eq019"
+    )
     after = _emitted(tracker, frames())
     assert len(before) == len(after) == 24
     assert sum(len(f.track_ids) for f in after) > 50

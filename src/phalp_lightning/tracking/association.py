@@ -31,6 +31,8 @@ EQ019_POSE_CLIP = 1.5
 APPEARANCE_SCALE = 1000.0
 TEXTURE_WEIGHT = 100.0
 _FLOAT64_MAX = torch.finfo(torch.float64).max
+# Maps at least this large (bytes) are encoded run by run straight from storage on the CPU.
+DIRECT_ENCODE_MIN_MAP_BYTES = 1 << 18
 
 
 def pose_distance(track_pose: Tensor, detection_pose: Tensor) -> Tensor:
@@ -351,15 +353,15 @@ def texture_distance(
     # A group that needs no mask and reads float32 rows (e.g. a frame's masked detection maps, the
     # tracks' own maps) is encoded straight from its source, run of consecutive rows by run, without
     # a copy (so the encoder must not write into its input, which no nn.Module forward does). On an
-    # accelerator a gather is cheap and small launches are not: only a group that is one run.
+    # accelerator a gather is cheap and small launches are not, and small maps are cheaper to
+    # gather than to encode in many calls: there only a group that is one run.
     assembled = []
     for (source, rows, mask), first, size in zip(groups, offsets, sizes, strict=True):
         bounds = [0, size]
         if mask is None and size > 0 and source.dtype == torch.float32:
             bounds = [0, *((rows[1:] != rows[:-1] + 1).nonzero().flatten() + 1).tolist(), size]
-        if size == 0 or mask is not None or source.dtype != torch.float32 or (
-            device.type != "cpu" and len(bounds) > 2
-        ):
+        split_ok = device.type == "cpu" and source[0].numel() * source.element_size() >= DIRECT_ENCODE_MIN_MAP_BYTES
+        if size == 0 or mask is not None or source.dtype != torch.float32 or (len(bounds) > 2 and not split_ok):
             assembled.append((source, rows, mask, first, size))
             continue
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):

@@ -87,6 +87,10 @@ class TrackBank:
         uv_dtype: dtype of the blended UV maps (PHALP blends in float64).
     """
 
+    # Maps at least this large (bytes) are blended straight from the frame's masked maps on the
+    # CPU, block by block; smaller ones are gathered first (256 KiB: 4 x 128 x 128 float32).
+    direct_blend_min_bytes = 1 << 18
+
     def __init__(
         self,
         history_length: int = 7,
@@ -312,11 +316,6 @@ class TrackBank:
         ``1``/``0`` where one is), so the visible texels are bit for bit the same; texels visible in
         neither stay 0. The mask becomes ``max(O, N)``. Buffers are reused from frame to frame.
 
-        In float32 (the default mode; reference mode blends in float64 as PHALP does) the same
-        update is one pass over the RGB: ``lerp(old, new, w)`` with ``w = [N] (a [O] + 1 - [O])``,
-        which is ``new`` where only the detection sees a texel, ``old`` where only the track does and
-        ``old + a (new - old)`` on the overlap: within a float32 rounding of the two-product form.
-
         Args:
             rows: (K,) storage rows (distinct); detection_uv: (D, 4, S, S) the frame's maps (+-1 mask);
             detections: (K,) row of ``detection_uv`` for each of ``rows``; weight: (K,) rate ``a``.
@@ -341,6 +340,23 @@ class TrackBank:
         # gather and a scatter of their maps.
         order = torch.argsort(rows)
         rows, detections, weight = rows[order], detections.to(self.device)[order], weight.to(self.device)[order]
+        map_bytes = self.uv[0].numel() * self.uv.element_size()
+        if masked.dtype == dtype and self.device.type == "cpu" and map_bytes >= self.direct_blend_min_bytes:
+            # Straight between the two storages, block by block: a gather of the detection maps
+            # into track order would move every large map once more (on the CPU that copy cost as
+            # much as the blend itself; small maps are cheaper to gather than to visit one by
+            # one). Blocks are runs where rows and detections are both consecutive; a lone pair is
+            # a block of one.
+            a = weight.to(dtype).view(-1, 1, 1, 1)
+            apart = (rows[1:] != rows[:-1] + 1) | (detections[1:] != detections[:-1] + 1)
+            starts = [0, *(apart.nonzero().flatten() + 1).tolist(), count]
+            for lo, hi, first, detection in zip(
+                starts[:-1], starts[1:], rows[starts[:-1]].tolist(), detections[starts[:-1]].tolist(), strict=True
+            ):
+                size = hi - lo
+                self._blend_block(self.uv[first : first + size], masked[detection : detection + size], a[lo:hi])
+            self._masked_memo = None
+            return
         new = self._buffer("blend_new", shape, dtype)
         if masked.dtype == dtype:
             torch.index_select(masked, 0, detections, out=new)
@@ -366,12 +382,6 @@ class TrackBank:
         count = previous.shape[0]
         old_visible, new_visible = previous[:, 3:4], new[:, 3:4]
         weight_shape = (count, 1, *previous.shape[2:])
-        if previous.dtype == torch.float32:
-            weight = self._buffer("blend_lerp_weight", weight_shape, previous.dtype)
-            torch.mul(old_visible, a - 1.0, out=weight).add_(1.0).mul_(new_visible)
-            previous[:, :3].lerp_(new[:, :3], weight.expand_as(previous[:, :3]))
-            torch.maximum(old_visible, new_visible, out=old_visible)
-            return
         old_weight = self._buffer("blend_old_weight", weight_shape, previous.dtype)
         torch.mul(old_visible, new_visible, out=old_weight).mul_(a)
         torch.sub(1.0, old_weight, out=old_weight)
