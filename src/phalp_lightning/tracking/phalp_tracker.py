@@ -13,13 +13,13 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from phalp_lightning.structures import FrameDetections, FrameTracks
+from phalp_lightning.structures import ROW_FIELDS, FrameDetections, FrameTracks
 from phalp_lightning.tracking.association import (
     EQ019_BETAS,
     EQ019_POSE_CLIP,
@@ -37,9 +37,6 @@ from phalp_lightning.tracking.predictors import ConstantPosePredictor, PosePredi
 from phalp_lightning.tracking.track import DetectionRecord, TrackBank, TrackState
 
 log = logging.getLogger(__name__)
-
-_FRAME_FIELDS = {"video", "frame_index", "frame_name", "image_size", "shot", "extra"}
-
 
 @dataclass
 class _PendingFrame:
@@ -60,15 +57,27 @@ def concat_detections(parts: Sequence[FrameDetections], template: FrameDetection
     """
     if not parts:
         return template.select(torch.zeros(0, dtype=torch.int64))
+    return replace(template, **gather_rows(parts, None))
+
+
+def gather_rows(blocks: Sequence[FrameDetections], index: Sequence[int] | None) -> dict[str, Any]:
+    """Per-row fields of the blocks concatenated, then rows ``index`` of that (None = all rows).
+
+    A per-row field that is None in any block is None in the result.
+    """
     values: dict[str, Any] = {}
-    for f in fields(FrameDetections):
-        if f.name in _FRAME_FIELDS:
+    rows = None if index is None else torch.tensor(index, dtype=torch.int64)
+    for name in ROW_FIELDS:
+        column = [getattr(block, name) for block in blocks]
+        if any(v is None for v in column):
+            values[name] = None
             continue
-        column = [getattr(part, f.name) for part in parts]
-        values[f.name] = (
-            None if any(v is None for v in column) else torch.cat([v.to(column[0].device) for v in column])
-        )
-    return replace(template, **values)
+        if rows is None:
+            values[name] = torch.cat([v.to(column[0].device) for v in column])
+            continue
+        value = column[0] if len(column) == 1 else torch.cat([v.to(column[0].device) for v in column])
+        values[name] = value[rows.to(value.device)]
+    return values
 
 
 def enable_reference_quirks(predictor: PosePredictor) -> bool:
@@ -271,8 +280,10 @@ class PHALPTracker:
         self._last_frame_index = frame.frame_index
         bank = self.tracks
         rows = bank.rows()
-        bank.age[rows] += 1
-        bank.time_since_update[rows] += 1
+        if rows.numel():
+            # Every storage row ages; rows not in use are reset when a track takes them.
+            bank.age += 1
+            bank.time_since_update += 1
         if self.cues is None and len(frame) >= 2:
             self._set_cues(self._cues_look_trained(frame))
         uses_motion = self._active_cues().mode != "eq019"
@@ -286,11 +297,21 @@ class PHALPTracker:
 
         start = time.perf_counter()
         slim = replace(frame, uv=None)
-        if uses_motion and assignment.matches:
-            slim = self._correct_motion(frame, slim, rows, assignment)
-        matched_rows, just_confirmed = self._update_matched(frame, slim, rows, assignment)
-        unmatched_rows = rows[torch.tensor(assignment.unmatched_tracks, dtype=torch.int64)]
-        self._mark_missed(unmatched_rows)
+        if assignment.matches:
+            track_index, detection_index = (
+                torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
+            )
+            matched_rows = rows[track_index.to(rows.device)]
+            if uses_motion:
+                slim = self._correct_motion(frame, slim, matched_rows, detection_index)
+            just_confirmed = self._update_matched(frame, slim, matched_rows, detection_index)
+        else:
+            matched_rows, just_confirmed = torch.zeros(0, dtype=torch.int64, device=self.device), []
+        if assignment.unmatched_tracks:
+            unmatched_rows = rows[torch.tensor(assignment.unmatched_tracks, dtype=torch.int64, device=rows.device)]
+            self._mark_missed(unmatched_rows)
+        else:
+            unmatched_rows = torch.zeros(0, dtype=torch.int64, device=self.device)
         self._tick("update", start)
 
         start = time.perf_counter()
@@ -298,13 +319,19 @@ class PHALPTracker:
         self._tick("prediction", start)
 
         start = time.perf_counter()
-        self._create_tracks(frame, slim, assignment.unmatched_detections)
-        if uses_motion and assignment.unmatched_detections:
-            created = torch.tensor(bank.order[-len(assignment.unmatched_detections) :], dtype=torch.int64)
-            self.motion.start(created, frame.boxes[torch.tensor(assignment.unmatched_detections, dtype=torch.int64)])
-        order = bank.rows()
-        bank.remove(order[bank.state[order] != TrackState.DELETED].tolist())
-        self._record(slim, just_confirmed)
+        created = assignment.unmatched_detections
+        self._create_tracks(frame, slim, created)
+        if uses_motion and created:
+            self.motion.start(
+                torch.tensor(bank.order[-len(created) :], dtype=torch.int64),
+                frame.boxes[torch.tensor(created, dtype=torch.int64)],
+            )
+        states = bank.state[bank.rows()].tolist()
+        if int(TrackState.DELETED) in states:
+            bank.remove([row for row, state in zip(bank.order, states, strict=True) if state != TrackState.DELETED])
+            states = [state for state in states if state != TrackState.DELETED]
+        confirmed = [row for row, state in zip(bank.order, states, strict=True) if state == TrackState.CONFIRMED]
+        self._record(slim, confirmed, just_confirmed)
         emitted = []
         while len(self._pending) > self._emission_delay():
             emitted.append(self._emit(self._pending.popleft()))
@@ -339,13 +366,9 @@ class PHALPTracker:
             log.info("tracker: %s", message)
 
     def _correct_motion(
-        self, frame: FrameDetections, slim: FrameDetections, rows: Tensor, assignment: Assignment
+        self, frame: FrameDetections, slim: FrameDetections, matched_rows: Tensor, detection_index: Tensor
     ) -> FrameDetections:
         """Correct the matched tracks' box filters; with ``smooth_boxes`` their entries report the filtered box."""
-        track_index, detection_index = (
-            torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
-        )
-        matched_rows = rows[track_index.to(rows.device)]
         self.motion.correct(matched_rows, frame.boxes[detection_index])
         if not self.smooth_boxes:
             return slim
@@ -482,16 +505,13 @@ class PHALPTracker:
         )
 
     def _update_matched(
-        self, frame: FrameDetections, slim: FrameDetections, rows: Tensor, assignment: Assignment
-    ) -> tuple[Tensor, list[int]]:
-        """Apply the matched detections; returns the matched rows (match order) and newly confirmed rows."""
+        self, frame: FrameDetections, slim: FrameDetections, matched_rows: Tensor, detection_index: Tensor
+    ) -> list[int]:
+        """Apply the matched detections (``matched_rows[k]`` gets detection ``detection_index[k]``).
+
+        Returns the rows confirmed by this hit (to back-fill).
+        """
         bank = self.tracks
-        if not assignment.matches:
-            return torch.zeros(0, dtype=torch.int64, device=self.device), []
-        track_index, detection_index = (
-            torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
-        )
-        matched_rows = rows[track_index]
         detections = detection_index.to(self.device)
         bank.push_history(
             matched_rows,
@@ -504,23 +524,26 @@ class PHALPTracker:
             weight = self.uv_alpha * frame.scores.to(self.device)[detections].double() ** 2
             bank.blend_uv_rows(matched_rows, frame.uv, detections, weight)
         bank.appearance[matched_rows] = frame.appearance.to(self.device)[detections].float()
-        if frame.gt_track_ids is not None:
-            bank.gt_id[matched_rows] = frame.gt_track_ids.to(self.device)[detections]
-        bank.hits[matched_rows] += 1
+        gt_ids = None if frame.gt_track_ids is None else frame.gt_track_ids.to(self.device)[detections]
+        if gt_ids is not None:
+            bank.gt_id[matched_rows] = gt_ids
+        hits = bank.hits[matched_rows] + 1
+        bank.hits[matched_rows] = hits
         bank.time_since_update[matched_rows] = 0
         tentative = bank.state[matched_rows] == TrackState.TENTATIVE
-        confirm = tentative & (bank.hits[matched_rows] >= self.n_init)
-        if self.use_gt and frame.gt_track_ids is not None:
-            confirm |= tentative & (frame.gt_track_ids.to(self.device)[detections] >= 0)
-        bank.state[matched_rows[confirm]] = int(TrackState.CONFIRMED)
+        confirm = tentative & (hits >= self.n_init)
+        if self.use_gt and gt_ids is not None:
+            confirm |= tentative & (gt_ids >= 0)
+        if bool(confirm.any()):
+            bank.state[matched_rows[confirm]] = int(TrackState.CONFIRMED)
         # PHALP back-fills a track when its hits reach exactly n_init, i.e. when confirmed by hits.
-        backfill = confirm & (bank.hits[matched_rows] == self.n_init)
-        just_confirmed = matched_rows[backfill].tolist()
-
-        block = slim.select(detection_index)
-        for position, row in enumerate(matched_rows.tolist()):
-            bank.records[row].append(DetectionRecord(frame.frame_index, block, position))
-        return matched_rows, just_confirmed
+        just_confirmed = matched_rows[confirm & (hits == self.n_init)].tolist()
+        # A record refers to its frame's detections (without UV maps) by row.
+        records = bank.records
+        index = frame.frame_index
+        for row, detection in zip(matched_rows.tolist(), detection_index.tolist(), strict=True):
+            records[row].append(DetectionRecord(index, slim, detection))
+        return just_confirmed
 
     def _mark_missed(self, unmatched_rows: Tensor) -> None:
         bank = self.tracks
@@ -571,7 +594,6 @@ class PHALPTracker:
             else torch.full((count,), -1, dtype=torch.int64)
         )
         confirmed = (gt_ids >= 0) if self.use_gt else torch.zeros(count, dtype=torch.bool)
-        block = slim.select(index)
         device_index = index.to(self.device)
         bank.add(
             track_ids=torch.arange(self.next_id, self.next_id + count, dtype=torch.int64),
@@ -582,59 +604,58 @@ class PHALPTracker:
             uv=frame.uv.to(self.device)[device_index] if frame.uv is not None else None,
             gt_ids=gt_ids.to(torch.int64),
             confirmed=confirmed,
-            records=[DetectionRecord(frame.frame_index, block, k) for k in range(count)],
+            records=[DetectionRecord(frame.frame_index, slim, k) for k in detection_order],
         )
         self.next_id += count
 
-    def _record(self, slim: FrameDetections, just_confirmed: list[int]) -> None:
-        """Add this frame's confirmed tracks and back-fill the newly confirmed ones."""
+    def _record(self, slim: FrameDetections, confirmed: list[int], just_confirmed: list[int]) -> None:
+        """Add this frame's confirmed tracks (storage ``confirmed``, list order) and back-fill the newly confirmed ones."""
         bank = self.tracks
         pending = _PendingFrame(frame=slim)
         self._pending.append(pending)
         self._pending_by_index[slim.frame_index] = pending
-        order = bank.rows()
-        rows = order[bank.state[order] == TrackState.CONFIRMED]
-        if rows.numel():
-            confirmed = rows.tolist()
+        if confirmed:
+            rows = torch.tensor(confirmed, dtype=torch.int64, device=self.device)
             pending.track_ids.extend(bank.track_id[rows].tolist())
             pending.time_since_update.extend(bank.time_since_update[rows].tolist())
-            pending.records.extend(bank.records[row][-1] for row in confirmed)
-            pending.pose_parts.append(bank.predicted_pose[rows].clone())
-            pending.location_parts.append(bank.predicted_location[rows].clone())
+            records = bank.records
+            pending.records.extend([records[row][-1] for row in confirmed])
+            # Advanced indexing copies: later updates of the bank do not reach these.
+            pending.pose_parts.append(bank.predicted_pose[rows])
+            pending.location_parts.append(bank.predicted_location[rows])
         for row in just_confirmed:
             # history[-2-k] for k = 0..n_init-2 are the detections that confirmed the track.
-            records = list(bank.records[row])[:-1]
-            for record in records:
+            track_id = int(bank.track_id[row])
+            pose = bank.predicted_pose[row : row + 1].clone()
+            location = bank.predicted_location[row : row + 1].clone()
+            for record in list(bank.records[row])[:-1]:
                 target = self._pending_by_index.get(record.frame_index)
                 if target is None:  # already emitted: cannot happen with consecutive hits
                     continue
-                target.track_ids.append(int(bank.track_id[row]))
+                target.track_ids.append(track_id)
                 target.time_since_update.append(0)
                 target.records.append(record)
-                target.pose_parts.append(bank.predicted_pose[row : row + 1].clone())
-                target.location_parts.append(bank.predicted_location[row : row + 1].clone())
+                target.pose_parts.append(pose)
+                target.location_parts.append(location)
 
     def _emit(self, pending: _PendingFrame) -> FrameTracks:
         self._pending_by_index.pop(pending.frame.frame_index, None)
         frame = pending.frame
-        # Gather detection rows block by block (one select per source frame), then restore entry order.
-        groups: dict[int, tuple[FrameDetections, list[int], list[int]]] = {}
-        for position, record in enumerate(pending.records):
-            group = groups.setdefault(id(record.detection), (record.detection, [], []))
-            group[1].append(record.row)
-            group[2].append(position)
-        parts = [
-            block.select(torch.tensor(block_rows, dtype=torch.int64))
-            for block, block_rows, _ in groups.values()
-        ]
-        detections = concat_detections(parts, frame)
-        if parts:
-            positions = torch.tensor(
-                [p for _, _, group_positions in groups.values() for p in group_positions]
-            )
-            detections = detections.select(torch.argsort(positions))
-        detections = replace(detections, **{name: getattr(frame, name) for name in _FRAME_FIELDS})
         count = len(pending.track_ids)
+        if count:
+            # Each record refers to a row of one frame's detections: gather every per-row field at
+            # once from the distinct source frames (concatenated when there are several).
+            sources: dict[int, tuple[int, FrameDetections]] = {}
+            index = []
+            for record in pending.records:
+                source = sources.get(id(record.detection))
+                if source is None:
+                    first = sum(len(block) for _, block in sources.values())
+                    source = sources[id(record.detection)] = (first, record.detection)
+                index.append(source[0] + record.row)
+            detections = replace(frame, **gather_rows([block for _, block in sources.values()], index))
+        else:
+            detections = frame.select(torch.zeros(0, dtype=torch.int64))
         return FrameTracks(
             video=frame.video,
             frame_index=frame.frame_index,
