@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,7 +33,7 @@ from phalp_lightning.tracking.association import (
     hungarian_assignment,
 )
 from phalp_lightning.tracking.cues import CueReliability, resolve_cues, spread_is_zero
-from phalp_lightning.tracking.motion import MotionState, box_iou
+from phalp_lightning.tracking.motion import MotionState, box_iou_numpy
 from phalp_lightning.tracking.predictors import ConstantPosePredictor, PosePredictor, RidgeLocationPredictor
 from phalp_lightning.tracking.track import DetectionRecord, TrackBank, TrackState
 
@@ -409,48 +410,57 @@ class PHALPTracker:
         )
 
     def _associate_gated(self, frame: FrameDetections, rows: Tensor) -> Assignment:
-        """Gated association in priority stages (``motion`` and ``eq019_motion``; docs/tracker.md)."""
+        """Gated association in priority stages (``motion`` and ``eq019_motion``; docs/tracker.md).
+
+        The gates, the motion factor and the stages are a few (T, D) float64 operations: they run in
+        NumPy on the host (the same IEEE operations as in torch, so the same values); the exponential
+        and the logarithm stay in torch, whose results NumPy's do not always match to the last bit.
+        """
         bank = self.tracks
         cues = self._active_cues()
         num_detections = len(frame)
-        scores = frame.scores.to(self.device)
+        scores = frame.scores.cpu().numpy()
         first_stage = scores >= self.second_stage_score
-        boxes = frame.boxes.to(self.device)
-        predicted = self.motion.boxes(rows)
-        iou = box_iou(predicted, boxes)
+        boxes = frame.boxes.cpu().numpy()
+        predicted = self.motion.boxes(rows).cpu().numpy()
+        iou = box_iou_numpy(predicted, boxes)
         # A person's apparent height cannot jump between frames: log height ratio within the gate.
-        height_ratio = torch.log(
-            (boxes[:, 3] - boxes[:, 1]).double().clamp_min(1e-6)[None, :]
-            / (predicted[:, 3] - predicted[:, 1]).clamp_min(1e-6)[:, None]
-        ).abs()
-        state = bank.state[rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            height_ratio = np.maximum((boxes[:, 3] - boxes[:, 1]).astype(np.float64), 1e-6)[None, :] / np.maximum(
+                predicted[:, 3] - predicted[:, 1], 1e-6
+            )[:, None]
+        height_ok = torch.log(torch.from_numpy(height_ratio)).abs_().numpy() <= math.log(self.gate_height_ratio)
+        state = bank.state[rows].cpu().numpy()
+        since = bank.time_since_update[rows].cpu().numpy()  # already aged: 1 = matched in the previous frame
+        tentative = state == TrackState.TENTATIVE
         # A young track has no velocity yet: it must overlap more (ByteTrack's unconfirmed stage).
-        min_iou = torch.where(state == TrackState.TENTATIVE, self.gate_iou_tentative, self.gate_iou).double()
-        allowed = (iou >= min_iou[:, None]) & (height_ratio <= math.log(self.gate_height_ratio))
+        # The gates are compared as float32 numbers widened to float64.
+        min_iou = np.where(tentative, np.float32(self.gate_iou_tentative), np.float32(self.gate_iou)).astype(np.float64)
+        allowed = (iou >= min_iou[:, None]) & height_ok
         if cues.mode == "motion" or len(rows) == 0 or num_detections == 0:
             cost = 1.0 - iou
             threshold = 1.0 - self.gate_iou
         else:
             self.counters["candidate_pairs"] += len(rows) * num_detections
             use_uv = cues.texture and self.appearance_encoder is not None and frame.uv is not None and bank.uv is not None
-            motion_factor = torch.exp((1.0 - iou) / self.motion_beta)
+            motion_factor = torch.exp(torch.from_numpy((1.0 - iou) / self.motion_beta)).numpy()
             threshold = self.hungarian_threshold
-            eq_cost = self._eq019_cost(
-                frame, rows, use_uv, self._association_betas(), nan_cost=float("inf")
-            ) if allowed.any() else torch.full_like(iou, float("inf"))
-            cost = eq_cost * motion_factor
-        cost = torch.where(allowed, cost, torch.full_like(cost, float("inf")))
-        self.last_cost = cost
-        since = bank.time_since_update[rows]  # already aged: 1 = matched in the previous frame
+            if allowed.any():
+                eq_cost = self._eq019_cost(frame, rows, use_uv, self._association_betas(), nan_cost=float("inf"))
+                cost = eq_cost.cpu().numpy() * motion_factor
+            else:
+                cost = np.full_like(iou, float("inf"))
+        cost = np.where(allowed, cost, float("inf"))
+        self.last_cost = torch.from_numpy(cost)
         confirmed = state == TrackState.CONFIRMED
         # since - 1 frames missed; the prediction of a track missed for longer than recent_age is vague.
         recent = confirmed & (since - 1 <= self.recent_age)
         # Position alone cannot re-identify a person after a long absence: only appearance can.
-        long_lost = confirmed & ~recent if cues.texture else torch.zeros_like(recent)
+        long_lost = confirmed & ~recent if cues.texture else np.zeros_like(recent)
         stages = [
             (recent, first_stage),
             (long_lost, first_stage),
-            (state == TrackState.TENTATIVE, first_stage),
+            (tentative, first_stage),
             (confirmed & (since <= 1), ~first_stage),
         ]
         return gated_assignment(cost, threshold, stages, may_start_track=first_stage)
