@@ -571,9 +571,10 @@ class PHALPTracker:
         if every.numel() == 0:
             return
         alive = every[bank.state[every] != TrackState.DELETED]
+        alive_times = bank.history_time[alive]
         if alive.numel():
             bank.predicted_location[alive] = self.location_predictor.predict(
-                bank.history_location[alive], bank.history_time[alive], bank.time_since_update[alive]
+                bank.history_location[alive], alive_times, bank.time_since_update[alive]
             )
         if self.reference_mode:
             # The original predicts the matched and the unmatched tracks in two batches, deleted
@@ -581,12 +582,20 @@ class PHALPTracker:
             batches = [matched_rows, unmatched_rows]
         else:
             batches = [alive]
+        if type(self.pose_predictor) is ConstantPosePredictor:
+            # The newest history pose, without gathering whole histories.
+            batch = every if self.reference_mode else alive
+            if batch.numel():
+                bank.predicted_pose[batch] = bank.history_pose[batch, -1]
+            return
         for batch in batches:
             if batch.numel() == 0:
                 continue
             with torch.no_grad():
                 predicted = self.pose_predictor.predict_next(
-                    bank.history_pose[batch], bank.history_time[batch], bank.time_since_update[batch]
+                    bank.history_pose[batch],
+                    alive_times if batch is alive else bank.history_time[batch],
+                    bank.time_since_update[batch],
                 )
             bank.predicted_pose[batch] = predicted.to(self.device, torch.float32)
 
