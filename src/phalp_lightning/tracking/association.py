@@ -429,7 +429,7 @@ class TrackFeatures:
 
     pose: Tensor  # (T, 229) predicted pose
     location: Tensor  # (T, 99) predicted location
-    appearance: Tensor  # (T, 4096) last detection's appearance code
+    appearance: Tensor | None  # (T, 4096) last detection's appearance code; may be None when ``uv`` is used
     uv: Tensor | None  # (C, 4, S, S) blended UV maps (the bank's storage), or None
     uv_rows: Tensor | None = None  # (T,) row of ``uv`` for each track; None = row t is track t
 
@@ -504,6 +504,8 @@ def eq019_cost(
                 masked=uv_masked,
             ).to(motion.device)
     else:
+        if tracks.appearance is None:
+            raise ValueError("eq019_cost: without UV maps and an encoder the tracks' appearance codes are needed")
         texture = appearance_code_distance(tracks.appearance, detection_appearance)
     cost = (1.0 + beta_texture * texture) * motion
     return torch.nan_to_num(cost, nan=nan_cost, posinf=_FLOAT64_MAX)

@@ -62,14 +62,14 @@ def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
 
 def cxcywh_to_xyxy(state: Tensor) -> Tensor:
     """(K, >=4) cx, cy, w, h[, ...] -> (K, 4) x1, y1, x2, y2."""
-    centre, size = state[:, :2], state[:, 2:4].clamp_min(0.0)
-    return torch.cat([centre - size / 2, centre + size / 2], dim=1)
+    centre, half = state[:, :2], state[:, 2:4].clamp_min(0.0) / 2
+    return torch.cat([centre - half, centre + half], dim=1)
 
 
 def _noise_scale(mean: Tensor) -> Tensor:
     """(K, 4): the box (w, h, w, h) that scales the noise of (cx, cy, w, h)."""
-    w, h = mean[:, 2].clamp_min(1.0), mean[:, 3].clamp_min(1.0)
-    return torch.stack([w, h, w, h], dim=1)
+    size = mean[:, 2:4].clamp_min(1.0)
+    return torch.cat([size, size], dim=1)
 
 
 class BoxKalmanFilter:
@@ -78,6 +78,8 @@ class BoxKalmanFilter:
     def __init__(self, std_position: float = STD_POSITION, std_velocity: float = STD_VELOCITY) -> None:
         self.std_position = std_position
         self.std_velocity = std_velocity
+        # Transition matrices by (count, steps, dtype, device): the same few are used frame after frame.
+        self._transitions: dict[tuple, Tensor] = {}
 
     def initiate(self, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """Filters started at K xyxy boxes with zero velocity: mean (K, 8), covariance (K, 8, 8)."""
@@ -90,17 +92,33 @@ class BoxKalmanFilter:
     def predict(self, mean: Tensor, covariance: Tensor, steps: Tensor | int = 1) -> tuple[Tensor, Tensor]:
         """Advance K filters by ``steps`` frames (an int or a (K,) tensor of non-negative ints)."""
         count = mean.shape[0]
-        steps_t = torch.as_tensor(steps, dtype=mean.dtype, device=mean.device).expand(count)
-        transition = torch.eye(8, dtype=mean.dtype, device=mean.device).repeat(count, 1, 1)
-        idx = torch.arange(4, device=mean.device)
-        transition[:, idx, idx + 4] = steps_t[:, None]
+        if isinstance(steps, int):
+            key = (count, steps, mean.dtype, mean.device)
+            transition = self._transitions.get(key)
+            if transition is None:
+                if len(self._transitions) > 64:
+                    self._transitions.clear()
+                transition = self._transitions[key] = self._transition(count, steps, mean)
+            step_factor: Tensor | float = float(steps)
+        else:
+            transition = self._transition(count, steps, mean)
+            step_factor = torch.as_tensor(steps, dtype=mean.dtype, device=mean.device).expand(count)[:, None, None]
         scale = _noise_scale(mean)
         # Process noise of one step, added once per step (a good approximation over short gaps).
         std = torch.cat([self.std_position * scale, self.std_velocity * scale], dim=1)
-        noise = torch.diag_embed(std**2) * steps_t[:, None, None]
+        noise = torch.diag_embed(std**2) * step_factor
         new_mean = (transition @ mean.unsqueeze(-1)).squeeze(-1)
         new_covariance = transition @ covariance @ transition.transpose(1, 2) + noise
         return new_mean, new_covariance
+
+    @staticmethod
+    def _transition(count: int, steps: Tensor | int, like: Tensor) -> Tensor:
+        """(K, 8, 8) constant-velocity transitions over ``steps`` frames."""
+        steps_t = torch.as_tensor(steps, dtype=like.dtype, device=like.device).expand(count)
+        transition = torch.eye(8, dtype=like.dtype, device=like.device).repeat(count, 1, 1)
+        idx = torch.arange(4, device=like.device)
+        transition[:, idx, idx + 4] = steps_t[:, None]
+        return transition
 
     def update(self, mean: Tensor, covariance: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """Correct K filters with K xyxy detections."""

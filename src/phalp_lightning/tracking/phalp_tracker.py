@@ -493,7 +493,8 @@ class PHALPTracker:
         features = TrackFeatures(
             pose=bank.predicted_pose[rows],
             location=bank.predicted_location[rows],
-            appearance=bank.appearance[rows],
+            # The texture distance replaces the appearance codes: no need to gather them.
+            appearance=None if use_uv else bank.appearance[rows],
             uv=bank.uv if use_uv else None,
             uv_rows=rows,
         )
