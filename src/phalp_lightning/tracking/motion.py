@@ -171,7 +171,9 @@ class MotionState:
             return
         self._ensure(rows)
         rows = rows.to(self.device)
-        self.mean[rows], self.covariance[rows] = self.filter.predict(self.mean[rows], self.covariance[rows], steps)
+        self.mean[rows], self.covariance[rows] = self.filter.predict(
+            torch.index_select(self.mean, 0, rows), torch.index_select(self.covariance, 0, rows), steps
+        )
 
     def correct(self, rows: Tensor, boxes: Tensor) -> None:
         """Matched tracks in ``rows`` see their xyxy ``boxes``."""
@@ -180,10 +182,10 @@ class MotionState:
         self._ensure(rows)
         rows = rows.to(self.device)
         self.mean[rows], self.covariance[rows] = self.filter.update(
-            self.mean[rows], self.covariance[rows], boxes.to(self.device)
+            torch.index_select(self.mean, 0, rows), torch.index_select(self.covariance, 0, rows), boxes.to(self.device)
         )
 
     def boxes(self, rows: Tensor) -> Tensor:
         """(K, 4) xyxy boxes of the filters' current state."""
         self._ensure(rows)
-        return cxcywh_to_xyxy(self.mean[rows.to(self.device)])
+        return cxcywh_to_xyxy(torch.index_select(self.mean, 0, rows.to(self.device)))

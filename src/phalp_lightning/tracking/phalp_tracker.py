@@ -77,7 +77,7 @@ def gather_rows(blocks: Sequence[FrameDetections], index: Sequence[int] | None) 
             values[name] = torch.cat([v.to(column[0].device) for v in column])
             continue
         value = column[0] if len(column) == 1 else torch.cat([v.to(column[0].device) for v in column])
-        values[name] = value[rows.to(value.device)]
+        values[name] = torch.index_select(value, 0, rows.to(value.device))
     return values
 
 
@@ -491,10 +491,10 @@ class PHALPTracker:
         """
         bank = self.tracks
         features = TrackFeatures(
-            pose=bank.predicted_pose[rows],
-            location=bank.predicted_location[rows],
+            pose=torch.index_select(bank.predicted_pose, 0, rows),
+            location=torch.index_select(bank.predicted_location, 0, rows),
             # The texture distance replaces the appearance codes: no need to gather them.
-            appearance=None if use_uv else bank.appearance[rows],
+            appearance=None if use_uv else torch.index_select(bank.appearance, 0, rows),
             uv=bank.uv if use_uv else None,
             uv_rows=rows,
         )
@@ -527,14 +527,14 @@ class PHALPTracker:
         bank.push_history(
             matched_rows,
             frame.frame_index,
-            frame.pose.to(self.device)[detections],
-            frame.location.to(self.device)[detections],
+            torch.index_select(frame.pose.to(self.device), 0, detections),
+            torch.index_select(frame.location.to(self.device), 0, detections),
             reset_location=frame.shot,
         )
         if frame.uv is not None:
-            weight = self.uv_alpha * frame.scores.to(self.device)[detections].double() ** 2
+            weight = self.uv_alpha * torch.index_select(frame.scores.to(self.device), 0, detections).double() ** 2
             bank.blend_uv_rows(matched_rows, frame.uv, detections, weight)
-        bank.appearance[matched_rows] = frame.appearance.to(self.device)[detections].float()
+        bank.appearance.index_copy_(0, matched_rows, torch.index_select(frame.appearance.to(self.device), 0, detections).float())
         gt_ids = None if frame.gt_track_ids is None else frame.gt_track_ids.to(self.device)[detections]
         if gt_ids is not None:
             bank.gt_id[matched_rows] = gt_ids
@@ -572,11 +572,12 @@ class PHALPTracker:
         if every.numel() == 0:
             return
         alive = every[bank.state[every] != TrackState.DELETED]
-        alive_times = bank.history_time[alive]
+        alive_times = torch.index_select(bank.history_time, 0, alive)
         if alive.numel():
-            bank.predicted_location[alive] = self.location_predictor.predict(
-                bank.history_location[alive], alive_times, bank.time_since_update[alive]
+            predicted_location = self.location_predictor.predict(
+                torch.index_select(bank.history_location, 0, alive), alive_times, bank.time_since_update[alive]
             )
+            bank.predicted_location.index_copy_(0, alive, predicted_location.to(bank.predicted_location.dtype))
         if self.reference_mode:
             # The original predicts the matched and the unmatched tracks in two batches, deleted
             # ones included, and a quirky predictor's output depends on the batch's first track.
@@ -587,7 +588,7 @@ class PHALPTracker:
             # The newest history pose, without gathering whole histories.
             batch = every if self.reference_mode else alive
             if batch.numel():
-                bank.predicted_pose[batch] = bank.history_pose[batch, -1]
+                bank.predicted_pose.index_copy_(0, batch, torch.index_select(bank.history_pose[:, -1], 0, batch))
             return
         for batch in batches:
             if batch.numel() == 0:
@@ -618,9 +619,9 @@ class PHALPTracker:
         bank.add(
             track_ids=torch.arange(self.next_id, self.next_id + count, dtype=torch.int64),
             frame_index=frame.frame_index,
-            pose=frame.pose.to(self.device)[device_index],
-            location=frame.location.to(self.device)[device_index],
-            appearance=frame.appearance.to(self.device)[device_index],
+            pose=torch.index_select(frame.pose.to(self.device), 0, device_index),
+            location=torch.index_select(frame.location.to(self.device), 0, device_index),
+            appearance=torch.index_select(frame.appearance.to(self.device), 0, device_index),
             uv=frame.uv.to(self.device)[device_index] if frame.uv is not None else None,
             gt_ids=gt_ids.to(torch.int64),
             confirmed=confirmed,
@@ -641,8 +642,8 @@ class PHALPTracker:
             records = bank.records
             pending.records.extend([records[row][-1] for row in confirmed])
             # Advanced indexing copies: later updates of the bank do not reach these.
-            pending.pose_parts.append(bank.predicted_pose[rows])
-            pending.location_parts.append(bank.predicted_location[rows])
+            pending.pose_parts.append(torch.index_select(bank.predicted_pose, 0, rows))
+            pending.location_parts.append(torch.index_select(bank.predicted_location, 0, rows))
         for row in just_confirmed:
             # history[-2-k] for k = 0..n_init-2 are the detections that confirmed the track.
             track_id = int(bank.track_id[row])
