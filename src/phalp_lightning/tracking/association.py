@@ -556,16 +556,17 @@ def hungarian_assignment(cost: Tensor, threshold: float, set_order: bool = False
     clipped[clipped > threshold] = threshold + 1e-5
     rows, cols = linear_sum_assignment(clipped)
     accepted = clipped[rows, cols] <= threshold
-    matches = [(int(r), int(c)) for r, c, ok in zip(rows, cols, accepted, strict=True) if ok]
-    assigned_cols = set(int(c) for c in cols)
-    unmatched_detections = [c for c in range(num_detections) if c not in assigned_cols]
-    unmatched_detections += [int(c) for c, ok in zip(cols, accepted, strict=True) if not ok]
-    matched_rows = [r for r, _ in matches]
+    matched_rows = rows[accepted].tolist()
+    matches = list(zip(matched_rows, cols[accepted].tolist(), strict=True))
+    assigned = np.zeros(num_detections, dtype=bool)
+    assigned[cols] = True
+    unmatched_detections = np.flatnonzero(~assigned).tolist() + cols[~accepted].tolist()
     if set_order:
         unmatched_tracks = cpython_set_order_difference(num_tracks, matched_rows)
     else:
-        matched = set(matched_rows)
-        unmatched_tracks = [r for r in range(num_tracks) if r not in matched]
+        matched = np.zeros(num_tracks, dtype=bool)
+        matched[rows[accepted]] = True
+        unmatched_tracks = np.flatnonzero(~matched).tolist()
     return Assignment(matches, unmatched_tracks, unmatched_detections)
 
 
@@ -632,8 +633,7 @@ def gated_assignment(
     # A handful of tracks and detections: NumPy on the host is several times cheaper per operation.
     values = _host_array(cost).astype(np.float64, copy=False)
     num_tracks, num_detections = values.shape
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(values) & (values <= threshold)
+    valid = np.isfinite(values) & (values <= threshold)  # NaN compares False, silently
     gain = np.where(valid, values - threshold, 0.0)
     track_free = np.ones(num_tracks, dtype=bool)
     detection_free = np.ones(num_detections, dtype=bool)

@@ -425,10 +425,9 @@ class PHALPTracker:
         predicted = self.motion.boxes(rows).cpu().numpy()
         iou = box_iou_numpy(predicted, boxes)
         # A person's apparent height cannot jump between frames: log height ratio within the gate.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            height_ratio = np.maximum((boxes[:, 3] - boxes[:, 1]).astype(np.float64), 1e-6)[None, :] / np.maximum(
-                predicted[:, 3] - predicted[:, 1], 1e-6
-            )[:, None]
+        height_ratio = np.maximum((boxes[:, 3] - boxes[:, 1]).astype(np.float64), 1e-6)[None, :] / np.maximum(
+            predicted[:, 3] - predicted[:, 1], 1e-6
+        )[:, None]
         height_ok = torch.log(torch.from_numpy(height_ratio)).abs_().numpy() <= math.log(self.gate_height_ratio)
         state = bank.state[rows].cpu().numpy()
         since = bank.time_since_update[rows].cpu().numpy()  # already aged: 1 = matched in the previous frame
