@@ -69,7 +69,7 @@ def location_terms(
     ratio = track_location[:, 92].float()[:, None] / detection_location[:, 92].float()[None, :]
     ratio = torch.where(ratio > 1, 1.0 / ratio, ratio)
     depth_distance = -torch.log(ratio)
-    location_uncertainty = torch.sqrt(track_location[:, 93].float() ** 2 + track_location[:, 94].float() ** 2)
+    location_uncertainty = torch.sqrt(torch.square(track_location[:, 93].float()) + torch.square(track_location[:, 94].float()))
     depth_uncertainty = torch.abs(torch.log(1.0 / track_location[:, 95].float()))
     return image_distance, depth_distance, location_uncertainty, depth_uncertainty
 

@@ -115,7 +115,7 @@ class RidgeLocationPredictor:
         time_mean = times.mean(dim=1, keepdim=True)  # (K, 1)
         centred_time = times - time_mean  # (K, H)
         series_mean = series.mean(dim=1, keepdim=True)  # (K, 1, S)
-        time_spread = (centred_time**2).sum(dim=1)  # (K,)
+        time_spread = torch.square(centred_time).sum(dim=1)  # (K,)
         covariance = (centred_time.unsqueeze(-1) * (series - series_mean)).sum(dim=1)  # (K, S)
         alphas = self._alphas.get((series.dtype, series.device))
         if alphas is None:
@@ -125,7 +125,7 @@ class RidgeLocationPredictor:
         slope = covariance / (time_spread.unsqueeze(-1) + alphas)
         intercept = series_mean.squeeze(1) - slope * time_mean
         fitted = intercept.unsqueeze(1) + slope.unsqueeze(1) * times.unsqueeze(-1)
-        residual_ss = ((series - fitted) ** 2).sum(dim=1)
+        residual_ss = torch.square(series - fitted).sum(dim=1)
         return slope, intercept, residual_ss, time_spread, time_mean
 
     def predict(self, location_history: Tensor, time_history: Tensor, time_since_update: Tensor) -> Tensor:
@@ -160,7 +160,7 @@ class RidgeLocationPredictor:
         prediction = intercept + slope * target_time.unsqueeze(-1)  # (K, 3)
 
         sigma = torch.sqrt(residual_ss / (history_length - 2))
-        leverage = (target_time - time_mean.squeeze(1)) ** 2 / time_spread
+        leverage = torch.square(target_time - time_mean.squeeze(1)) / time_spread
         if not self.reference_mode:
             # All times equal (a track never matched): the interval's time term is undefined.
             leverage = torch.where(time_spread > 0, leverage, 0.0)
