@@ -242,3 +242,21 @@ def test_gated_rules_with_smoothed_boxes_and_low_scores_run_on_the_host_paths():
     assert isinstance(tracker.last_cost, torch.Tensor) and tracker.last_cost.dtype == torch.float64
     ids = {int(i) for f in emitted for i in f.track_ids}
     assert 4 <= len(ids) <= 20
+
+
+def test_emitted_entries_do_not_change_when_the_caller_reuses_its_buffers():
+    """Records point into the tracker's own copy of each frame, not into the caller's tensors."""
+
+    def frames():
+        return list(detection_stream(4, 16, seed=7, uv_size=16, miss_probability=0.2))
+
+    untouched = _emitted(PHALPTracker(appearance_encoder=StandInAppearanceEncoder()), frames())
+    tracker = PHALPTracker(appearance_encoder=StandInAppearanceEncoder())
+    reused = []
+    for frame in frames():
+        reused += tracker.update(frame)
+        for name in ("boxes", "scores", "pose", "location", "appearance"):
+            getattr(frame, name).fill_(-7.0)  # the caller overwrites its buffers for the next frame
+    reused += tracker.finalize()
+    assert sum(len(f.track_ids) for f in reused) > 20
+    _same_frames(untouched, reused)

@@ -81,6 +81,20 @@ def gather_rows(blocks: Sequence[FrameDetections], index: Sequence[int] | None) 
     return values
 
 
+def _kept_rows(frame: FrameDetections) -> FrameDetections:
+    """The frame without UV maps, its per-row tensors copied once.
+
+    Records point into it by row and entries are gathered from it frames later (ghosts, back-fills,
+    emission), so it must not change when the caller reuses its buffers for the next frame.
+    """
+    copies: dict[str, Any] = {"uv": None}
+    for name in ROW_FIELDS:
+        value = getattr(frame, name)
+        if name != "uv" and isinstance(value, Tensor):
+            copies[name] = value.clone()
+    return replace(frame, **copies)
+
+
 def enable_reference_quirks(predictor: PosePredictor) -> bool:
     """Switch a pose predictor (or the module a wrapper holds as ``.module``) to ``reference_quirks``.
 
@@ -297,7 +311,7 @@ class PHALPTracker:
         self._tick("association", start)
 
         start = time.perf_counter()
-        slim = replace(frame, uv=None)
+        slim = _kept_rows(frame)
         if assignment.matches:
             track_index, detection_index = (
                 torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
