@@ -30,9 +30,10 @@ class TrackState(IntEnum):
 
 @dataclass
 class DetectionRecord:
-    """One past detection of a track: row ``row`` of ``detection`` (a block of one frame's rows).
+    """One past detection of a track: row ``row`` of ``detection``, the tracker's copy of that frame.
 
-    Blocks hold only the rows that tracks refer to (without UV maps), so memory stays bounded.
+    Every record of a frame shares one copy of its detections without UV maps, so memory stays
+    bounded and no per-frame row blocks are built.
     """
 
     frame_index: int
