@@ -447,8 +447,9 @@ class PHALPTracker:
         since = bank.time_since_update[rows].cpu().numpy()  # already aged: 1 = matched in the previous frame
         tentative = state == TrackState.TENTATIVE
         # A young track has no velocity yet: it must overlap more (ByteTrack's unconfirmed stage).
-        # The gates are compared as float32 numbers widened to float64.
-        min_iou = np.where(tentative, np.float32(self.gate_iou_tentative), np.float32(self.gate_iou)).astype(np.float64)
+        # The gates are torch's default-dtype numbers (float32) widened to float64, as always compared.
+        gate_tentative, gate = torch.tensor([self.gate_iou_tentative, self.gate_iou]).double().tolist()
+        min_iou = np.where(tentative, gate_tentative, gate)
         allowed = (iou >= min_iou[:, None]) & height_ok
         if cues.mode == "motion" or len(rows) == 0 or num_detections == 0:
             cost = 1.0 - iou
