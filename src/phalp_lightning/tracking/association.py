@@ -67,10 +67,10 @@ def location_terms(
     detection_point = location_point(detection_location).float()
     image_distance = torch.linalg.vector_norm(track_point[:, None, :] - detection_point[None, :, :], dim=-1)
     ratio = track_location[:, 92].float()[:, None] / detection_location[:, 92].float()[None, :]
-    ratio = torch.where(ratio > 1, 1.0 / ratio, ratio)
+    ratio = torch.where(ratio > 1, torch.reciprocal(ratio), ratio)  # what 1.0 / ratio computes
     depth_distance = -torch.log(ratio)
     location_uncertainty = torch.sqrt(torch.square(track_location[:, 93].float()) + torch.square(track_location[:, 94].float()))
-    depth_uncertainty = torch.abs(torch.log(1.0 / track_location[:, 95].float()))
+    depth_uncertainty = torch.abs(torch.log(torch.reciprocal(track_location[:, 95].float())))
     return image_distance, depth_distance, location_uncertainty, depth_uncertainty
 
 
