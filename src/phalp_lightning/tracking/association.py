@@ -46,7 +46,8 @@ def pose_distance(track_pose: Tensor, detection_pose: Tensor) -> Tensor:
     """
     a = track_pose[:, POSE_SMPL].float()
     b = detection_pose[:, POSE_SMPL].float()
-    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    # Scalars on the right: the same products without Python's reflected-operator wrappers.
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - (a * 2.0) @ b.T
     return squared.clamp_min(0.0)
 
 
@@ -97,9 +98,11 @@ def motion_cost(
     image_distance, depth_distance, location_unc, depth_unc = location_terms(
         track_location, detection_location
     )
-    location_factor = torch.exp(image_distance / (0.1 + torch.tanh(location_unc))[:, None] / beta_location)
-    depth_factor = torch.exp(depth_distance / (0.1 + torch.tanh(depth_unc))[:, None] / beta_depth)
-    pose_factor = 1.0 + beta_pose * pose_term
+    # Scalars on the right (x + 0.1 for 0.1 + x, ...): the same IEEE operations, without Python's
+    # reflected-operator wrappers.
+    location_factor = torch.exp(image_distance / (torch.tanh(location_unc) + 0.1)[:, None] / beta_location)
+    depth_factor = torch.exp(depth_distance / (torch.tanh(depth_unc) + 0.1)[:, None] / beta_depth)
+    pose_factor = pose_term * beta_pose + 1.0
     return pose_factor.double() * location_factor.double() * depth_factor.double()
 
 
@@ -507,7 +510,7 @@ def eq019_cost(
         if tracks.appearance is None:
             raise ValueError("eq019_cost: without UV maps and an encoder the tracks' appearance codes are needed")
         texture = appearance_code_distance(tracks.appearance, detection_appearance)
-    cost = (1.0 + beta_texture * texture) * motion
+    cost = (texture * beta_texture + 1.0) * motion  # (1 + beta_T r_T) motion
     return torch.nan_to_num(cost, nan=nan_cost, posinf=_FLOAT64_MAX)
 
 

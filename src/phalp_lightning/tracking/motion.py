@@ -105,7 +105,7 @@ class BoxKalmanFilter:
             step_factor = torch.as_tensor(steps, dtype=mean.dtype, device=mean.device).expand(count)[:, None, None]
         scale = _noise_scale(mean)
         # Process noise of one step, added once per step (a good approximation over short gaps).
-        std = torch.cat([self.std_position * scale, self.std_velocity * scale], dim=1)
+        std = torch.cat([scale * self.std_position, scale * self.std_velocity], dim=1)
         noise = torch.diag_embed(torch.square(std)) * step_factor
         new_mean = (transition @ mean.unsqueeze(-1)).squeeze(-1)
         new_covariance = transition @ covariance @ transition.transpose(1, 2) + noise
@@ -123,7 +123,7 @@ class BoxKalmanFilter:
     def update(self, mean: Tensor, covariance: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """Correct K filters with K xyxy detections."""
         measurement = xyxy_to_cxcywh(boxes).to(mean)
-        measurement_noise = torch.diag_embed(torch.square(self.std_position * _noise_scale(mean)))
+        measurement_noise = torch.diag_embed(torch.square(_noise_scale(mean) * self.std_position))
         projected = covariance[:, :4, :4] + measurement_noise
         cross = covariance[:, :, :4]  # P H^T
         gain = torch.linalg.solve(projected, cross.transpose(1, 2)).transpose(1, 2)  # (K, 8, 4)

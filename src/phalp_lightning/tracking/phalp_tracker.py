@@ -546,7 +546,7 @@ class PHALPTracker:
             reset_location=frame.shot,
         )
         if frame.uv is not None:
-            weight = self.uv_alpha * torch.square(torch.index_select(frame.scores.to(self.device), 0, detections).double())
+            weight = torch.square(torch.index_select(frame.scores.to(self.device), 0, detections).double()) * self.uv_alpha
             bank.blend_uv_rows(matched_rows, frame.uv, detections, weight)
         bank.appearance.index_copy_(0, matched_rows, torch.index_select(frame.appearance.to(self.device), 0, detections).float())
         gt_ids = None if frame.gt_track_ids is None else frame.gt_track_ids.to(self.device)[detections]

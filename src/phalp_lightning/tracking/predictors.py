@@ -164,8 +164,8 @@ class RidgeLocationPredictor:
         if not self.reference_mode:
             # All times equal (a track never matched): the interval's time term is undefined.
             leverage = torch.where(time_spread > 0, leverage, 0.0)
-        interval = self.quantile * sigma * torch.sqrt(1.0 + 1.0 / history_length + leverage).unsqueeze(-1)
-        multiplicity = (1.0 + (time_history[:, 1:] == time_history[:, :-1]).sum(dim=1).to(torch.float64))[:, None]
+        interval = sigma * self.quantile * torch.sqrt(leverage + (1.0 + 1.0 / history_length)).unsqueeze(-1)
+        multiplicity = ((time_history[:, 1:] == time_history[:, :-1]).sum(dim=1).to(torch.float64) + 1.0)[:, None]
 
         depth = torch.exp(prediction[:, 2:])  # (K, 1)
         # [88:96]: x, y, camera x, y (x, y offsets times depth), depth, intervals of x, y and depth.
