@@ -97,7 +97,19 @@ class FrameDetections:
 
     def select(self, index: Tensor) -> FrameDetections:
         """Rows ``index`` (bool mask or int indices) of every per-detection field."""
-        per_row = {f.name: _index_rows(getattr(self, f.name), index) for f in fields(self) if f.name not in _FRAME_FIELDS}
+        moved: dict[torch.device, Tensor] = {}  # the index on each field's device, moved once
+        per_row = {}
+        for name in ROW_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, Tensor) and value.ndim > 0:
+                device = value.device
+                if device not in moved:
+                    moved[device] = index.to(device)
+                rows = moved[device]
+                # index_select copies whole rows, several times faster than tensor indexing.
+                by_position = rows.ndim == 1 and rows.dtype in (torch.int64, torch.int32)
+                value = torch.index_select(value, 0, rows) if by_position else value[rows]
+            per_row[name] = value
         return replace(self, **per_row)
 
     def to(self, device: torch.device | str) -> FrameDetections:
@@ -106,6 +118,8 @@ class FrameDetections:
 
 
 _FRAME_FIELDS = {"video", "frame_index", "frame_name", "image_size", "shot", "extra"}
+# The per-detection fields of FrameDetections (one row per detection), in declaration order.
+ROW_FIELDS = tuple(f.name for f in fields(FrameDetections) if f.name not in _FRAME_FIELDS)
 
 
 @dataclass

@@ -48,7 +48,8 @@ def pose_distance(track_pose: Tensor, detection_pose: Tensor) -> Tensor:
     """
     a = track_pose[:, POSE_SMPL].float()
     b = detection_pose[:, POSE_SMPL].float()
-    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    # Scalars on the right: the same products without Python's reflected-operator wrappers.
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - (a * 2.0) @ b.T
     return squared.clamp_min(0.0)
 
 
@@ -69,10 +70,10 @@ def location_terms(
     detection_point = location_point(detection_location).float()
     image_distance = torch.linalg.vector_norm(track_point[:, None, :] - detection_point[None, :, :], dim=-1)
     ratio = track_location[:, 92].float()[:, None] / detection_location[:, 92].float()[None, :]
-    ratio = torch.where(ratio > 1, 1.0 / ratio, ratio)
+    ratio = torch.where(ratio > 1, torch.reciprocal(ratio), ratio)  # what 1.0 / ratio computes
     depth_distance = -torch.log(ratio)
-    location_uncertainty = torch.sqrt(track_location[:, 93].float() ** 2 + track_location[:, 94].float() ** 2)
-    depth_uncertainty = torch.abs(torch.log(1.0 / track_location[:, 95].float()))
+    location_uncertainty = torch.sqrt(torch.square(track_location[:, 93].float()) + torch.square(track_location[:, 94].float()))
+    depth_uncertainty = torch.abs(torch.log(torch.reciprocal(track_location[:, 95].float())))
     return image_distance, depth_distance, location_uncertainty, depth_uncertainty
 
 
@@ -99,9 +100,11 @@ def motion_cost(
     image_distance, depth_distance, location_unc, depth_unc = location_terms(
         track_location, detection_location
     )
-    location_factor = torch.exp(image_distance / (0.1 + torch.tanh(location_unc))[:, None] / beta_location)
-    depth_factor = torch.exp(depth_distance / (0.1 + torch.tanh(depth_unc))[:, None] / beta_depth)
-    pose_factor = 1.0 + beta_pose * pose_term
+    # Scalars on the right (x + 0.1 for 0.1 + x, ...): the same IEEE operations, without Python's
+    # reflected-operator wrappers.
+    location_factor = torch.exp(image_distance / (torch.tanh(location_unc) + 0.1)[:, None] / beta_location)
+    depth_factor = torch.exp(depth_distance / (torch.tanh(depth_unc) + 0.1)[:, None] / beta_depth)
+    pose_factor = pose_term * beta_pose + 1.0
     return pose_factor.double() * location_factor.double() * depth_factor.double()
 
 
@@ -453,7 +456,7 @@ class TrackFeatures:
 
     pose: Tensor  # (T, 229) predicted pose
     location: Tensor  # (T, 99) predicted location
-    appearance: Tensor  # (T, 4096) last detection's appearance code
+    appearance: Tensor | None  # (T, 4096) last detection's appearance code; may be None when ``uv`` is used
     uv: Tensor | None  # (C, 4, S, S) blended UV maps (the bank's storage), or None
     uv_rows: Tensor | None = None  # (T,) row of ``uv`` for each track; None = row t is track t
 
@@ -532,8 +535,10 @@ def eq019_cost(
                 visibility=uv_visibility,
             ).to(motion.device)
     else:
+        if tracks.appearance is None:
+            raise ValueError("eq019_cost: without UV maps and an encoder the tracks' appearance codes are needed")
         texture = appearance_code_distance(tracks.appearance, detection_appearance)
-    cost = (1.0 + beta_texture * texture) * motion
+    cost = (texture * beta_texture + 1.0) * motion  # (1 + beta_T r_T) motion
     return torch.nan_to_num(cost, nan=nan_cost, posinf=_FLOAT64_MAX)
 
 
@@ -582,16 +587,17 @@ def hungarian_assignment(cost: Tensor, threshold: float, set_order: bool = False
     clipped[clipped > threshold] = threshold + 1e-5
     rows, cols = linear_sum_assignment(clipped)
     accepted = clipped[rows, cols] <= threshold
-    matches = [(int(r), int(c)) for r, c, ok in zip(rows, cols, accepted, strict=True) if ok]
-    assigned_cols = set(int(c) for c in cols)
-    unmatched_detections = [c for c in range(num_detections) if c not in assigned_cols]
-    unmatched_detections += [int(c) for c, ok in zip(cols, accepted, strict=True) if not ok]
-    matched_rows = [r for r, _ in matches]
+    matched_rows = rows[accepted].tolist()
+    matches = list(zip(matched_rows, cols[accepted].tolist(), strict=True))
+    assigned = np.zeros(num_detections, dtype=bool)
+    assigned[cols] = True
+    unmatched_detections = np.flatnonzero(~assigned).tolist() + cols[~accepted].tolist()
     if set_order:
         unmatched_tracks = cpython_set_order_difference(num_tracks, matched_rows)
     else:
-        matched = set(matched_rows)
-        unmatched_tracks = [r for r in range(num_tracks) if r not in matched]
+        matched = np.zeros(num_tracks, dtype=bool)
+        matched[rows[accepted]] = True
+        unmatched_tracks = np.flatnonzero(~matched).tolist()
     return Assignment(matches, unmatched_tracks, unmatched_detections)
 
 
@@ -627,10 +633,10 @@ def ground_truth_assignment(
 
 
 def gated_assignment(
-    cost: Tensor,
+    cost: Tensor | np.ndarray,
     threshold: float,
-    stages: Sequence[tuple[Tensor, Tensor]],
-    may_start_track: Tensor | None = None,
+    stages: Sequence[tuple[Tensor | np.ndarray, Tensor | np.ndarray]],
+    may_start_track: Tensor | np.ndarray | None = None,
 ) -> Assignment:
     """Assignment in priority stages over gated costs, where leaving a pair unmatched is always allowed.
 
@@ -643,7 +649,7 @@ def gated_assignment(
     (long lost, tentative).
 
     Args:
-        cost: (T, D) cost; +inf marks a gated-out pair.
+        cost: (T, D) cost (tensor or array); +inf marks a gated-out pair.
         threshold: largest accepted cost.
         stages: (track mask (T,), detection mask (D,)) bool pairs, highest priority first.
         may_start_track: (D,) bool, detections that may start a new track when left unmatched
@@ -655,31 +661,31 @@ def gated_assignment(
     """
     from scipy.optimize import linear_sum_assignment
 
-    num_tracks, num_detections = cost.shape
-    values = cost.detach().double().cpu()
-    valid = torch.isfinite(values) & (values <= threshold)
-    gain = torch.where(valid, values - threshold, torch.zeros_like(values)).numpy()
-    valid_np = valid.numpy()
-    track_free = torch.ones(num_tracks, dtype=torch.bool)
-    detection_free = torch.ones(num_detections, dtype=torch.bool)
+    # A handful of tracks and detections: NumPy on the host is several times cheaper per operation.
+    values = _host_array(cost).astype(np.float64, copy=False)
+    num_tracks, num_detections = values.shape
+    valid = np.isfinite(values) & (values <= threshold)  # NaN compares False, silently
+    gain = np.where(valid, values - threshold, 0.0)
+    track_free = np.ones(num_tracks, dtype=bool)
+    detection_free = np.ones(num_detections, dtype=bool)
     matches: list[tuple[int, int]] = []
     for track_mask, detection_mask in stages:
-        track_index = (track_mask.cpu() & track_free).nonzero().flatten().numpy()
-        detection_index = (detection_mask.cpu() & detection_free).nonzero().flatten().numpy()
+        track_index = np.flatnonzero(_host_array(track_mask) & track_free)
+        detection_index = np.flatnonzero(_host_array(detection_mask) & detection_free)
         if track_index.size == 0 or detection_index.size == 0:
             continue
-        block = gain[track_index[:, None], detection_index[None, :]]
-        rows, cols = linear_sum_assignment(block)
-        for r, c in zip(rows, cols, strict=True):
-            track, detection = int(track_index[r]), int(detection_index[c])
-            if valid_np[track, detection]:
-                matches.append((track, detection))
-                track_free[track] = False
-                detection_free[detection] = False
+        rows, cols = linear_sum_assignment(gain[np.ix_(track_index, detection_index)])
+        tracks, detections = track_index[rows], detection_index[cols]
+        accepted = valid[tracks, detections]
+        tracks, detections = tracks[accepted], detections[accepted]
+        matches.extend(zip(tracks.tolist(), detections.tolist(), strict=True))
+        track_free[tracks] = False
+        detection_free[detections] = False
     matches.sort()
-    may_start = torch.ones(num_detections, dtype=torch.bool) if may_start_track is None else may_start_track.cpu()
-    return Assignment(
-        matches,
-        track_free.nonzero().flatten().tolist(),
-        (detection_free & may_start).nonzero().flatten().tolist(),
-    )
+    may_start = detection_free if may_start_track is None else detection_free & _host_array(may_start_track)
+    return Assignment(matches, np.flatnonzero(track_free).tolist(), np.flatnonzero(may_start).tolist())
+
+
+def _host_array(value: Tensor | np.ndarray) -> np.ndarray:
+    """``value`` as a NumPy array on the host (a view for CPU tensors)."""
+    return value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)

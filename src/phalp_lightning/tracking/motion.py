@@ -12,6 +12,7 @@ Everything works on all tracks at once: means (K, 8) and covariances (K, 8, 8), 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -33,6 +34,25 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(union > 0, intersection / union.clamp_min(1e-12), torch.zeros_like(union))
 
 
+def box_iou_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`box_iou` on host arrays: the same float64 operations in the same order, so the same values.
+
+    The tracker's per-frame gate uses it: for a handful of boxes NumPy costs a fraction of torch's
+    per-operation overhead.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    overlap = np.maximum(bottom_right - top_left, 0.0)
+    intersection = overlap[..., 0] * overlap[..., 1]
+    size_a = np.maximum(a[:, 2:] - a[:, :2], 0.0)
+    size_b = np.maximum(b[:, 2:] - b[:, :2], 0.0)
+    union = (size_a[:, 0] * size_a[:, 1])[:, None] + (size_b[:, 0] * size_b[:, 1])[None, :] - intersection
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, intersection / np.maximum(union, 1e-12), 0.0)
+
+
 def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
     """(K, 4) x1, y1, x2, y2 -> cx, cy, w, h (float64)."""
     boxes = boxes.double()
@@ -42,14 +62,14 @@ def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
 
 def cxcywh_to_xyxy(state: Tensor) -> Tensor:
     """(K, >=4) cx, cy, w, h[, ...] -> (K, 4) x1, y1, x2, y2."""
-    centre, size = state[:, :2], state[:, 2:4].clamp_min(0.0)
-    return torch.cat([centre - size / 2, centre + size / 2], dim=1)
+    centre, half = state[:, :2], state[:, 2:4].clamp_min(0.0) / 2
+    return torch.cat([centre - half, centre + half], dim=1)
 
 
 def _noise_scale(mean: Tensor) -> Tensor:
     """(K, 4): the box (w, h, w, h) that scales the noise of (cx, cy, w, h)."""
-    w, h = mean[:, 2].clamp_min(1.0), mean[:, 3].clamp_min(1.0)
-    return torch.stack([w, h, w, h], dim=1)
+    size = mean[:, 2:4].clamp_min(1.0)
+    return torch.cat([size, size], dim=1)
 
 
 class BoxKalmanFilter:
@@ -58,6 +78,8 @@ class BoxKalmanFilter:
     def __init__(self, std_position: float = STD_POSITION, std_velocity: float = STD_VELOCITY) -> None:
         self.std_position = std_position
         self.std_velocity = std_velocity
+        # Transition matrices by (count, steps, dtype, device): the same few are used frame after frame.
+        self._transitions: dict[tuple, Tensor] = {}
 
     def initiate(self, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """Filters started at K xyxy boxes with zero velocity: mean (K, 8), covariance (K, 8, 8)."""
@@ -70,22 +92,38 @@ class BoxKalmanFilter:
     def predict(self, mean: Tensor, covariance: Tensor, steps: Tensor | int = 1) -> tuple[Tensor, Tensor]:
         """Advance K filters by ``steps`` frames (an int or a (K,) tensor of non-negative ints)."""
         count = mean.shape[0]
-        steps_t = torch.as_tensor(steps, dtype=mean.dtype, device=mean.device).expand(count)
-        transition = torch.eye(8, dtype=mean.dtype, device=mean.device).repeat(count, 1, 1)
-        idx = torch.arange(4, device=mean.device)
-        transition[:, idx, idx + 4] = steps_t[:, None]
+        if isinstance(steps, int):
+            key = (count, steps, mean.dtype, mean.device)
+            transition = self._transitions.get(key)
+            if transition is None:
+                if len(self._transitions) > 64:
+                    self._transitions.clear()
+                transition = self._transitions[key] = self._transition(count, steps, mean)
+            step_factor: Tensor | float = float(steps)
+        else:
+            transition = self._transition(count, steps, mean)
+            step_factor = torch.as_tensor(steps, dtype=mean.dtype, device=mean.device).expand(count)[:, None, None]
         scale = _noise_scale(mean)
         # Process noise of one step, added once per step (a good approximation over short gaps).
-        std = torch.cat([self.std_position * scale, self.std_velocity * scale], dim=1)
-        noise = torch.diag_embed(std**2) * steps_t[:, None, None]
+        std = torch.cat([scale * self.std_position, scale * self.std_velocity], dim=1)
+        noise = torch.diag_embed(torch.square(std)) * step_factor
         new_mean = (transition @ mean.unsqueeze(-1)).squeeze(-1)
         new_covariance = transition @ covariance @ transition.transpose(1, 2) + noise
         return new_mean, new_covariance
 
+    @staticmethod
+    def _transition(count: int, steps: Tensor | int, like: Tensor) -> Tensor:
+        """(K, 8, 8) constant-velocity transitions over ``steps`` frames."""
+        steps_t = torch.as_tensor(steps, dtype=like.dtype, device=like.device).expand(count)
+        transition = torch.eye(8, dtype=like.dtype, device=like.device).repeat(count, 1, 1)
+        idx = torch.arange(4, device=like.device)
+        transition[:, idx, idx + 4] = steps_t[:, None]
+        return transition
+
     def update(self, mean: Tensor, covariance: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """Correct K filters with K xyxy detections."""
         measurement = xyxy_to_cxcywh(boxes).to(mean)
-        measurement_noise = torch.diag_embed((self.std_position * _noise_scale(mean)) ** 2)
+        measurement_noise = torch.diag_embed(torch.square(_noise_scale(mean) * self.std_position))
         projected = covariance[:, :4, :4] + measurement_noise
         cross = covariance[:, :, :4]  # P H^T
         gain = torch.linalg.solve(projected, cross.transpose(1, 2)).transpose(1, 2)  # (K, 8, 4)
@@ -133,7 +171,9 @@ class MotionState:
             return
         self._ensure(rows)
         rows = rows.to(self.device)
-        self.mean[rows], self.covariance[rows] = self.filter.predict(self.mean[rows], self.covariance[rows], steps)
+        self.mean[rows], self.covariance[rows] = self.filter.predict(
+            torch.index_select(self.mean, 0, rows), torch.index_select(self.covariance, 0, rows), steps
+        )
 
     def correct(self, rows: Tensor, boxes: Tensor) -> None:
         """Matched tracks in ``rows`` see their xyxy ``boxes``."""
@@ -142,10 +182,10 @@ class MotionState:
         self._ensure(rows)
         rows = rows.to(self.device)
         self.mean[rows], self.covariance[rows] = self.filter.update(
-            self.mean[rows], self.covariance[rows], boxes.to(self.device)
+            torch.index_select(self.mean, 0, rows), torch.index_select(self.covariance, 0, rows), boxes.to(self.device)
         )
 
     def boxes(self, rows: Tensor) -> Tensor:
         """(K, 4) xyxy boxes of the filters' current state."""
         self._ensure(rows)
-        return cxcywh_to_xyxy(self.mean[rows.to(self.device)])
+        return cxcywh_to_xyxy(torch.index_select(self.mean, 0, rows.to(self.device)))

@@ -13,13 +13,14 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from phalp_lightning.structures import FrameDetections, FrameTracks
+from phalp_lightning.structures import ROW_FIELDS, FrameDetections, FrameTracks
 from phalp_lightning.tracking.association import (
     EQ019_BETAS,
     EQ019_POSE_CLIP,
@@ -32,14 +33,11 @@ from phalp_lightning.tracking.association import (
     hungarian_assignment,
 )
 from phalp_lightning.tracking.cues import CueReliability, resolve_cues, spread_is_zero
-from phalp_lightning.tracking.motion import MotionState, box_iou
+from phalp_lightning.tracking.motion import MotionState, box_iou_numpy
 from phalp_lightning.tracking.predictors import ConstantPosePredictor, PosePredictor, RidgeLocationPredictor
 from phalp_lightning.tracking.track import DetectionRecord, TrackBank, TrackState
 
 log = logging.getLogger(__name__)
-
-_FRAME_FIELDS = {"video", "frame_index", "frame_name", "image_size", "shot", "extra"}
-
 
 @dataclass
 class _PendingFrame:
@@ -60,15 +58,41 @@ def concat_detections(parts: Sequence[FrameDetections], template: FrameDetection
     """
     if not parts:
         return template.select(torch.zeros(0, dtype=torch.int64))
+    return replace(template, **gather_rows(parts, None))
+
+
+def gather_rows(blocks: Sequence[FrameDetections], index: Sequence[int] | None) -> dict[str, Any]:
+    """Per-row fields of the blocks concatenated, then rows ``index`` of that (None = all rows).
+
+    A per-row field that is None in any block is None in the result.
+    """
     values: dict[str, Any] = {}
-    for f in fields(FrameDetections):
-        if f.name in _FRAME_FIELDS:
+    rows = None if index is None else torch.tensor(index, dtype=torch.int64)
+    for name in ROW_FIELDS:
+        column = [getattr(block, name) for block in blocks]
+        if any(v is None for v in column):
+            values[name] = None
             continue
-        column = [getattr(part, f.name) for part in parts]
-        values[f.name] = (
-            None if any(v is None for v in column) else torch.cat([v.to(column[0].device) for v in column])
-        )
-    return replace(template, **values)
+        if rows is None:
+            values[name] = torch.cat([v.to(column[0].device) for v in column])
+            continue
+        value = column[0] if len(column) == 1 else torch.cat([v.to(column[0].device) for v in column])
+        values[name] = torch.index_select(value, 0, rows.to(value.device))
+    return values
+
+
+def _kept_rows(frame: FrameDetections) -> FrameDetections:
+    """The frame without UV maps, its per-row tensors copied once.
+
+    Records point into it by row and entries are gathered from it frames later (ghosts, back-fills,
+    emission), so it must not change when the caller reuses its buffers for the next frame.
+    """
+    copies: dict[str, Any] = {"uv": None}
+    for name in ROW_FIELDS:
+        value = getattr(frame, name)
+        if name != "uv" and isinstance(value, Tensor):
+            copies[name] = value.clone()
+    return replace(frame, **copies)
 
 
 def enable_reference_quirks(predictor: PosePredictor) -> bool:
@@ -271,8 +295,10 @@ class PHALPTracker:
         self._last_frame_index = frame.frame_index
         bank = self.tracks
         rows = bank.rows()
-        bank.age[rows] += 1
-        bank.time_since_update[rows] += 1
+        if rows.numel():
+            # Every storage row ages; rows not in use are reset when a track takes them.
+            bank.age += 1
+            bank.time_since_update += 1
         if self.cues is None and len(frame) >= 2:
             self._set_cues(self._cues_look_trained(frame))
         uses_motion = self._active_cues().mode != "eq019"
@@ -285,12 +311,22 @@ class PHALPTracker:
         self._tick("association", start)
 
         start = time.perf_counter()
-        slim = replace(frame, uv=None)
-        if uses_motion and assignment.matches:
-            slim = self._correct_motion(frame, slim, rows, assignment)
-        matched_rows, just_confirmed = self._update_matched(frame, slim, rows, assignment)
-        unmatched_rows = rows[torch.tensor(assignment.unmatched_tracks, dtype=torch.int64)]
-        self._mark_missed(unmatched_rows)
+        slim = _kept_rows(frame)
+        if assignment.matches:
+            track_index, detection_index = (
+                torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
+            )
+            matched_rows = rows[track_index.to(rows.device)]
+            if uses_motion:
+                slim = self._correct_motion(frame, slim, matched_rows, detection_index)
+            just_confirmed = self._update_matched(frame, slim, matched_rows, detection_index)
+        else:
+            matched_rows, just_confirmed = torch.zeros(0, dtype=torch.int64, device=self.device), []
+        if assignment.unmatched_tracks:
+            unmatched_rows = rows[torch.tensor(assignment.unmatched_tracks, dtype=torch.int64, device=rows.device)]
+            self._mark_missed(unmatched_rows)
+        else:
+            unmatched_rows = torch.zeros(0, dtype=torch.int64, device=self.device)
         self._tick("update", start)
 
         start = time.perf_counter()
@@ -298,13 +334,19 @@ class PHALPTracker:
         self._tick("prediction", start)
 
         start = time.perf_counter()
-        self._create_tracks(frame, slim, assignment.unmatched_detections)
-        if uses_motion and assignment.unmatched_detections:
-            created = torch.tensor(bank.order[-len(assignment.unmatched_detections) :], dtype=torch.int64)
-            self.motion.start(created, frame.boxes[torch.tensor(assignment.unmatched_detections, dtype=torch.int64)])
-        order = bank.rows()
-        bank.remove(order[bank.state[order] != TrackState.DELETED].tolist())
-        self._record(slim, just_confirmed)
+        created = assignment.unmatched_detections
+        self._create_tracks(frame, slim, created)
+        if uses_motion and created:
+            self.motion.start(
+                torch.tensor(bank.order[-len(created) :], dtype=torch.int64),
+                frame.boxes[torch.tensor(created, dtype=torch.int64)],
+            )
+        states = bank.state[bank.rows()].tolist()
+        if int(TrackState.DELETED) in states:
+            bank.remove([row for row, state in zip(bank.order, states, strict=True) if state != TrackState.DELETED])
+            states = [state for state in states if state != TrackState.DELETED]
+        confirmed = [row for row, state in zip(bank.order, states, strict=True) if state == TrackState.CONFIRMED]
+        self._record(slim, confirmed, just_confirmed)
         emitted = []
         while len(self._pending) > self._emission_delay():
             emitted.append(self._emit(self._pending.popleft()))
@@ -339,13 +381,9 @@ class PHALPTracker:
             log.info("tracker: %s", message)
 
     def _correct_motion(
-        self, frame: FrameDetections, slim: FrameDetections, rows: Tensor, assignment: Assignment
+        self, frame: FrameDetections, slim: FrameDetections, matched_rows: Tensor, detection_index: Tensor
     ) -> FrameDetections:
         """Correct the matched tracks' box filters; with ``smooth_boxes`` their entries report the filtered box."""
-        track_index, detection_index = (
-            torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
-        )
-        matched_rows = rows[track_index.to(rows.device)]
         self.motion.correct(matched_rows, frame.boxes[detection_index])
         if not self.smooth_boxes:
             return slim
@@ -386,48 +424,57 @@ class PHALPTracker:
         )
 
     def _associate_gated(self, frame: FrameDetections, rows: Tensor) -> Assignment:
-        """Gated association in priority stages (``motion`` and ``eq019_motion``; docs/tracker.md)."""
+        """Gated association in priority stages (``motion`` and ``eq019_motion``; docs/tracker.md).
+
+        The gates, the motion factor and the stages are a few (T, D) float64 operations: they run in
+        NumPy on the host (the same IEEE operations as in torch, so the same values); the exponential
+        and the logarithm stay in torch, whose results NumPy's do not always match to the last bit.
+        """
         bank = self.tracks
         cues = self._active_cues()
         num_detections = len(frame)
-        scores = frame.scores.to(self.device)
+        scores = frame.scores.cpu().numpy()
         first_stage = scores >= self.second_stage_score
-        boxes = frame.boxes.to(self.device)
-        predicted = self.motion.boxes(rows)
-        iou = box_iou(predicted, boxes)
+        boxes = frame.boxes.cpu().numpy()
+        predicted = self.motion.boxes(rows).cpu().numpy()
+        iou = box_iou_numpy(predicted, boxes)
         # A person's apparent height cannot jump between frames: log height ratio within the gate.
-        height_ratio = torch.log(
-            (boxes[:, 3] - boxes[:, 1]).double().clamp_min(1e-6)[None, :]
-            / (predicted[:, 3] - predicted[:, 1]).clamp_min(1e-6)[:, None]
-        ).abs()
-        state = bank.state[rows]
+        height_ratio = np.maximum((boxes[:, 3] - boxes[:, 1]).astype(np.float64), 1e-6)[None, :] / np.maximum(
+            predicted[:, 3] - predicted[:, 1], 1e-6
+        )[:, None]
+        height_ok = torch.log(torch.from_numpy(height_ratio)).abs_().numpy() <= math.log(self.gate_height_ratio)
+        state = bank.state[rows].cpu().numpy()
+        since = bank.time_since_update[rows].cpu().numpy()  # already aged: 1 = matched in the previous frame
+        tentative = state == TrackState.TENTATIVE
         # A young track has no velocity yet: it must overlap more (ByteTrack's unconfirmed stage).
-        min_iou = torch.where(state == TrackState.TENTATIVE, self.gate_iou_tentative, self.gate_iou).double()
-        allowed = (iou >= min_iou[:, None]) & (height_ratio <= math.log(self.gate_height_ratio))
+        # The gates are torch's default-dtype numbers (float32) widened to float64, as always compared.
+        gate_tentative, gate = torch.tensor([self.gate_iou_tentative, self.gate_iou]).double().tolist()
+        min_iou = np.where(tentative, gate_tentative, gate)
+        allowed = (iou >= min_iou[:, None]) & height_ok
         if cues.mode == "motion" or len(rows) == 0 or num_detections == 0:
             cost = 1.0 - iou
             threshold = 1.0 - self.gate_iou
         else:
             self.counters["candidate_pairs"] += len(rows) * num_detections
             use_uv = cues.texture and self.appearance_encoder is not None and frame.uv is not None and bank.uv is not None
-            motion_factor = torch.exp((1.0 - iou) / self.motion_beta)
+            motion_factor = torch.exp(torch.from_numpy((1.0 - iou) / self.motion_beta)).numpy()
             threshold = self.hungarian_threshold
-            eq_cost = self._eq019_cost(
-                frame, rows, use_uv, self._association_betas(), nan_cost=float("inf")
-            ) if allowed.any() else torch.full_like(iou, float("inf"))
-            cost = eq_cost * motion_factor
-        cost = torch.where(allowed, cost, torch.full_like(cost, float("inf")))
-        self.last_cost = cost
-        since = bank.time_since_update[rows]  # already aged: 1 = matched in the previous frame
+            if allowed.any():
+                eq_cost = self._eq019_cost(frame, rows, use_uv, self._association_betas(), nan_cost=float("inf"))
+                cost = eq_cost.cpu().numpy() * motion_factor
+            else:
+                cost = np.full_like(iou, float("inf"))
+        cost = np.where(allowed, cost, float("inf"))
+        self.last_cost = torch.from_numpy(cost)
         confirmed = state == TrackState.CONFIRMED
         # since - 1 frames missed; the prediction of a track missed for longer than recent_age is vague.
         recent = confirmed & (since - 1 <= self.recent_age)
         # Position alone cannot re-identify a person after a long absence: only appearance can.
-        long_lost = confirmed & ~recent if cues.texture else torch.zeros_like(recent)
+        long_lost = confirmed & ~recent if cues.texture else np.zeros_like(recent)
         stages = [
             (recent, first_stage),
             (long_lost, first_stage),
-            (state == TrackState.TENTATIVE, first_stage),
+            (tentative, first_stage),
             (confirmed & (since <= 1), ~first_stage),
         ]
         return gated_assignment(cost, threshold, stages, may_start_track=first_stage)
@@ -458,9 +505,10 @@ class PHALPTracker:
         """
         bank = self.tracks
         features = TrackFeatures(
-            pose=bank.predicted_pose[rows],
-            location=bank.predicted_location[rows],
-            appearance=bank.appearance[rows],
+            pose=torch.index_select(bank.predicted_pose, 0, rows),
+            location=torch.index_select(bank.predicted_location, 0, rows),
+            # The texture distance replaces the appearance codes: no need to gather them.
+            appearance=None if use_uv else torch.index_select(bank.appearance, 0, rows),
             uv=bank.uv if use_uv else None,
             uv_rows=rows,
         )
@@ -487,45 +535,45 @@ class PHALPTracker:
         )
 
     def _update_matched(
-        self, frame: FrameDetections, slim: FrameDetections, rows: Tensor, assignment: Assignment
-    ) -> tuple[Tensor, list[int]]:
-        """Apply the matched detections; returns the matched rows (match order) and newly confirmed rows."""
+        self, frame: FrameDetections, slim: FrameDetections, matched_rows: Tensor, detection_index: Tensor
+    ) -> list[int]:
+        """Apply the matched detections (``matched_rows[k]`` gets detection ``detection_index[k]``).
+
+        Returns the rows confirmed by this hit (to back-fill).
+        """
         bank = self.tracks
-        if not assignment.matches:
-            return torch.zeros(0, dtype=torch.int64, device=self.device), []
-        track_index, detection_index = (
-            torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
-        )
-        matched_rows = rows[track_index]
         detections = detection_index.to(self.device)
         bank.push_history(
             matched_rows,
             frame.frame_index,
-            frame.pose.to(self.device)[detections],
-            frame.location.to(self.device)[detections],
+            torch.index_select(frame.pose.to(self.device), 0, detections),
+            torch.index_select(frame.location.to(self.device), 0, detections),
             reset_location=frame.shot,
         )
         if frame.uv is not None:
-            weight = self.uv_alpha * frame.scores.to(self.device)[detections].double() ** 2
+            weight = torch.square(torch.index_select(frame.scores.to(self.device), 0, detections).double()) * self.uv_alpha
             bank.blend_uv_rows(matched_rows, frame.uv, detections, weight)
-        bank.appearance[matched_rows] = frame.appearance.to(self.device)[detections].float()
-        if frame.gt_track_ids is not None:
-            bank.gt_id[matched_rows] = frame.gt_track_ids.to(self.device)[detections]
-        bank.hits[matched_rows] += 1
+        bank.appearance.index_copy_(0, matched_rows, torch.index_select(frame.appearance.to(self.device), 0, detections).float())
+        gt_ids = None if frame.gt_track_ids is None else frame.gt_track_ids.to(self.device)[detections]
+        if gt_ids is not None:
+            bank.gt_id[matched_rows] = gt_ids
+        hits = bank.hits[matched_rows] + 1
+        bank.hits[matched_rows] = hits
         bank.time_since_update[matched_rows] = 0
         tentative = bank.state[matched_rows] == TrackState.TENTATIVE
-        confirm = tentative & (bank.hits[matched_rows] >= self.n_init)
-        if self.use_gt and frame.gt_track_ids is not None:
-            confirm |= tentative & (frame.gt_track_ids.to(self.device)[detections] >= 0)
-        bank.state[matched_rows[confirm]] = int(TrackState.CONFIRMED)
+        confirm = tentative & (hits >= self.n_init)
+        if self.use_gt and gt_ids is not None:
+            confirm |= tentative & (gt_ids >= 0)
+        if bool(confirm.any()):
+            bank.state[matched_rows[confirm]] = int(TrackState.CONFIRMED)
         # PHALP back-fills a track when its hits reach exactly n_init, i.e. when confirmed by hits.
-        backfill = confirm & (bank.hits[matched_rows] == self.n_init)
-        just_confirmed = matched_rows[backfill].tolist()
-
-        block = slim.select(detection_index)
-        for position, row in enumerate(matched_rows.tolist()):
-            bank.records[row].append(DetectionRecord(frame.frame_index, block, position))
-        return matched_rows, just_confirmed
+        just_confirmed = matched_rows[confirm & (hits == self.n_init)].tolist()
+        # A record refers to its frame's detections (without UV maps) by row.
+        records = bank.records
+        index = frame.frame_index
+        for row, detection in zip(matched_rows.tolist(), detection_index.tolist(), strict=True):
+            records[row].append(DetectionRecord(index, slim, detection))
+        return just_confirmed
 
     def _mark_missed(self, unmatched_rows: Tensor) -> None:
         bank = self.tracks
@@ -543,22 +591,32 @@ class PHALPTracker:
         if every.numel() == 0:
             return
         alive = every[bank.state[every] != TrackState.DELETED]
+        alive_times = torch.index_select(bank.history_time, 0, alive)
         if alive.numel():
-            bank.predicted_location[alive] = self.location_predictor.predict(
-                bank.history_location[alive], bank.history_time[alive], bank.time_since_update[alive]
+            predicted_location = self.location_predictor.predict(
+                torch.index_select(bank.history_location, 0, alive), alive_times, bank.time_since_update[alive]
             )
+            bank.predicted_location.index_copy_(0, alive, predicted_location.to(bank.predicted_location.dtype))
         if self.reference_mode:
             # The original predicts the matched and the unmatched tracks in two batches, deleted
             # ones included, and a quirky predictor's output depends on the batch's first track.
             batches = [matched_rows, unmatched_rows]
         else:
             batches = [alive]
+        if type(self.pose_predictor) is ConstantPosePredictor:
+            # The newest history pose, without gathering whole histories.
+            batch = every if self.reference_mode else alive
+            if batch.numel():
+                bank.predicted_pose.index_copy_(0, batch, torch.index_select(bank.history_pose[:, -1], 0, batch))
+            return
         for batch in batches:
             if batch.numel() == 0:
                 continue
             with torch.no_grad():
                 predicted = self.pose_predictor.predict_next(
-                    bank.history_pose[batch], bank.history_time[batch], bank.time_since_update[batch]
+                    bank.history_pose[batch],
+                    alive_times if batch is alive else bank.history_time[batch],
+                    bank.time_since_update[batch],
                 )
             bank.predicted_pose[batch] = predicted.to(self.device, torch.float32)
 
@@ -576,70 +634,68 @@ class PHALPTracker:
             else torch.full((count,), -1, dtype=torch.int64)
         )
         confirmed = (gt_ids >= 0) if self.use_gt else torch.zeros(count, dtype=torch.bool)
-        block = slim.select(index)
         device_index = index.to(self.device)
         bank.add(
             track_ids=torch.arange(self.next_id, self.next_id + count, dtype=torch.int64),
             frame_index=frame.frame_index,
-            pose=frame.pose.to(self.device)[device_index],
-            location=frame.location.to(self.device)[device_index],
-            appearance=frame.appearance.to(self.device)[device_index],
+            pose=torch.index_select(frame.pose.to(self.device), 0, device_index),
+            location=torch.index_select(frame.location.to(self.device), 0, device_index),
+            appearance=torch.index_select(frame.appearance.to(self.device), 0, device_index),
             uv=frame.uv.to(self.device)[device_index] if frame.uv is not None else None,
             gt_ids=gt_ids.to(torch.int64),
             confirmed=confirmed,
-            records=[DetectionRecord(frame.frame_index, block, k) for k in range(count)],
+            records=[DetectionRecord(frame.frame_index, slim, k) for k in detection_order],
         )
         self.next_id += count
 
-    def _record(self, slim: FrameDetections, just_confirmed: list[int]) -> None:
-        """Add this frame's confirmed tracks and back-fill the newly confirmed ones."""
+    def _record(self, slim: FrameDetections, confirmed: list[int], just_confirmed: list[int]) -> None:
+        """Add this frame's confirmed tracks (storage ``confirmed``, list order) and back-fill the newly confirmed ones."""
         bank = self.tracks
         pending = _PendingFrame(frame=slim)
         self._pending.append(pending)
         self._pending_by_index[slim.frame_index] = pending
-        order = bank.rows()
-        rows = order[bank.state[order] == TrackState.CONFIRMED]
-        if rows.numel():
-            confirmed = rows.tolist()
+        if confirmed:
+            rows = torch.tensor(confirmed, dtype=torch.int64, device=self.device)
             pending.track_ids.extend(bank.track_id[rows].tolist())
             pending.time_since_update.extend(bank.time_since_update[rows].tolist())
-            pending.records.extend(bank.records[row][-1] for row in confirmed)
-            pending.pose_parts.append(bank.predicted_pose[rows].clone())
-            pending.location_parts.append(bank.predicted_location[rows].clone())
+            records = bank.records
+            pending.records.extend([records[row][-1] for row in confirmed])
+            # Advanced indexing copies: later updates of the bank do not reach these.
+            pending.pose_parts.append(torch.index_select(bank.predicted_pose, 0, rows))
+            pending.location_parts.append(torch.index_select(bank.predicted_location, 0, rows))
         for row in just_confirmed:
             # history[-2-k] for k = 0..n_init-2 are the detections that confirmed the track.
-            records = list(bank.records[row])[:-1]
-            for record in records:
+            track_id = int(bank.track_id[row])
+            pose = bank.predicted_pose[row : row + 1].clone()
+            location = bank.predicted_location[row : row + 1].clone()
+            for record in list(bank.records[row])[:-1]:
                 target = self._pending_by_index.get(record.frame_index)
                 if target is None:  # already emitted: cannot happen with consecutive hits
                     continue
-                target.track_ids.append(int(bank.track_id[row]))
+                target.track_ids.append(track_id)
                 target.time_since_update.append(0)
                 target.records.append(record)
-                target.pose_parts.append(bank.predicted_pose[row : row + 1].clone())
-                target.location_parts.append(bank.predicted_location[row : row + 1].clone())
+                target.pose_parts.append(pose)
+                target.location_parts.append(location)
 
     def _emit(self, pending: _PendingFrame) -> FrameTracks:
         self._pending_by_index.pop(pending.frame.frame_index, None)
         frame = pending.frame
-        # Gather detection rows block by block (one select per source frame), then restore entry order.
-        groups: dict[int, tuple[FrameDetections, list[int], list[int]]] = {}
-        for position, record in enumerate(pending.records):
-            group = groups.setdefault(id(record.detection), (record.detection, [], []))
-            group[1].append(record.row)
-            group[2].append(position)
-        parts = [
-            block.select(torch.tensor(block_rows, dtype=torch.int64))
-            for block, block_rows, _ in groups.values()
-        ]
-        detections = concat_detections(parts, frame)
-        if parts:
-            positions = torch.tensor(
-                [p for _, _, group_positions in groups.values() for p in group_positions]
-            )
-            detections = detections.select(torch.argsort(positions))
-        detections = replace(detections, **{name: getattr(frame, name) for name in _FRAME_FIELDS})
         count = len(pending.track_ids)
+        if count:
+            # Each record refers to a row of one frame's detections: gather every per-row field at
+            # once from the distinct source frames (concatenated when there are several).
+            sources: dict[int, tuple[int, FrameDetections]] = {}
+            index = []
+            for record in pending.records:
+                source = sources.get(id(record.detection))
+                if source is None:
+                    first = sum(len(block) for _, block in sources.values())
+                    source = sources[id(record.detection)] = (first, record.detection)
+                index.append(source[0] + record.row)
+            detections = replace(frame, **gather_rows([block for _, block in sources.values()], index))
+        else:
+            detections = frame.select(torch.zeros(0, dtype=torch.int64))
         return FrameTracks(
             video=frame.video,
             frame_index=frame.frame_index,

@@ -94,6 +94,8 @@ class RidgeLocationPredictor:
         self.history_length = history_length
         self.quantile = student_t_quantile(interval_probability, history_length - 2)
         self.reference_mode = reference_mode
+        self._alphas: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+        self._series_columns: dict[torch.device, Tensor] = {}
 
     def fit(self, time_history: Tensor, series: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Closed-form ridge fits of S series over K tracks.
@@ -106,18 +108,25 @@ class RidgeLocationPredictor:
             slope (K, S), intercept (K, S), residual sum of squares (K, S) and
             ``S_tt = sum_k (t_k - mean t)^2`` (K,).
         """
-        times = time_history.to(series.dtype)
+        return self._fit(time_history.to(series.dtype), series)[:4]
+
+    def _fit(self, times: Tensor, series: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`fit` on times already in the series' dtype; also returns the mean time (K, 1)."""
         time_mean = times.mean(dim=1, keepdim=True)  # (K, 1)
         centred_time = times - time_mean  # (K, H)
         series_mean = series.mean(dim=1, keepdim=True)  # (K, 1, S)
-        time_spread = (centred_time**2).sum(dim=1)  # (K,)
+        time_spread = torch.square(centred_time).sum(dim=1)  # (K,)
         covariance = (centred_time.unsqueeze(-1) * (series - series_mean)).sum(dim=1)  # (K, S)
-        alphas = torch.tensor(self.alphas, dtype=series.dtype, device=series.device)
+        alphas = self._alphas.get((series.dtype, series.device))
+        if alphas is None:
+            alphas = self._alphas[(series.dtype, series.device)] = torch.tensor(
+                self.alphas, dtype=series.dtype, device=series.device
+            )
         slope = covariance / (time_spread.unsqueeze(-1) + alphas)
         intercept = series_mean.squeeze(1) - slope * time_mean
         fitted = intercept.unsqueeze(1) + slope.unsqueeze(1) * times.unsqueeze(-1)
-        residual_ss = ((series - fitted) ** 2).sum(dim=1)
-        return slope, intercept, residual_ss, time_spread
+        residual_ss = torch.square(series - fitted).sum(dim=1)
+        return slope, intercept, residual_ss, time_spread, time_mean
 
     def predict(self, location_history: Tensor, time_history: Tensor, time_since_update: Tensor) -> Tensor:
         """Predicted 99-d location vectors (layout in the class docstring and docs/geometry.md).
@@ -136,43 +145,43 @@ class RidgeLocationPredictor:
             raise ValueError(
                 f"location_history has {history_length} entries, predictor expects {self.history_length}"
             )
-        history64 = location_history.to(torch.float64)
-        series = torch.stack(
-            [
-                history64[..., _LOCATION_X],
-                history64[..., _LOCATION_Y],
-                torch.log(history64[..., _LOCATION_DEPTH]),
-            ],
-            dim=-1,
-        )  # (K, H, 3)
-        slope, intercept, residual_ss, time_spread = self.fit(time_history, series)
+        # Only x, y and the depth of the history are fitted: (K, H, 3) float64, depth as its log.
+        columns = self._series_columns.get(location_history.device)
+        if columns is None:
+            columns = self._series_columns[location_history.device] = torch.tensor(
+                [_LOCATION_X, _LOCATION_Y, _LOCATION_DEPTH], device=location_history.device
+            )
+        series = torch.index_select(location_history, 2, columns).to(torch.float64)
+        series[..., 2] = torch.log(series[..., 2])
         times = time_history.to(torch.float64)
-        time_mean = times.mean(dim=1)
+        slope, intercept, residual_ss, time_spread, time_mean = self._fit(times, series)
         gap = torch.clamp(time_since_update.to(times.device), max=self.max_gap).to(torch.float64)
         target_time = times[:, -1] + gap + 1.0  # (K,)
         prediction = intercept + slope * target_time.unsqueeze(-1)  # (K, 3)
 
         sigma = torch.sqrt(residual_ss / (history_length - 2))
-        leverage = (target_time - time_mean) ** 2 / time_spread
+        leverage = torch.square(target_time - time_mean.squeeze(1)) / time_spread
         if not self.reference_mode:
             # All times equal (a track never matched): the interval's time term is undefined.
-            leverage = torch.where(time_spread > 0, leverage, torch.zeros_like(leverage))
-        interval = self.quantile * sigma * torch.sqrt(1.0 + 1.0 / history_length + leverage).unsqueeze(-1)
-        multiplicity = 1.0 + (time_history[:, 1:] == time_history[:, :-1]).sum(dim=1).to(torch.float64)
+            leverage = torch.where(time_spread > 0, leverage, 0.0)
+        interval = sigma * self.quantile * torch.sqrt(leverage + (1.0 + 1.0 / history_length)).unsqueeze(-1)
+        multiplicity = ((time_history[:, 1:] == time_history[:, :-1]).sum(dim=1).to(torch.float64) + 1.0)[:, None]
 
-        x_hat, y_hat, log_depth = prediction.unbind(-1)
-        depth = torch.exp(log_depth)
-        out = torch.empty(num_tracks, LOCATION_DIM, dtype=torch.float64, device=location_history.device)
-        out[:, :_LOCATION_X] = history64[:, -1, :_LOCATION_X]
-        out[:, _LOCATION_X] = x_hat
-        out[:, _LOCATION_Y] = y_hat
-        out[:, 90] = (x_hat - 0.5) * depth * _FOCAL_OVER_IMAGE
-        out[:, 91] = (y_hat - 0.5) * depth * _FOCAL_OVER_IMAGE
-        out[:, 92] = depth
-        out[:, 93] = interval[:, 0] / multiplicity
-        out[:, 94] = interval[:, 1] / multiplicity
-        out[:, 95] = torch.exp(interval[:, 2]) / multiplicity
-        out[:, 96] = 1.0
-        out[:, 97] = 1.0
+        depth = torch.exp(prediction[:, 2:])  # (K, 1)
+        # [88:96]: x, y, camera x, y (x, y offsets times depth), depth, intervals of x, y and depth.
+        tail = torch.cat(
+            [
+                prediction[:, :2],
+                (prediction[:, :2] - 0.5) * depth * _FOCAL_OVER_IMAGE,
+                depth,
+                interval[:, :2] / multiplicity,
+                torch.exp(interval[:, 2:]) / multiplicity,
+            ],
+            dim=1,
+        )
+        out = torch.empty(num_tracks, LOCATION_DIM, dtype=torch.float32, device=location_history.device)
+        out[:, :_LOCATION_X] = location_history[:, -1, :_LOCATION_X]
+        out[:, _LOCATION_X:96] = tail  # rounded to float32 as a float64 result converted at the end
+        out[:, 96:98] = 1.0
         out[:, 98] = 0.0
-        return out.to(torch.float32)
+        return out
