@@ -341,7 +341,10 @@ class TrackBank:
         order = torch.argsort(rows)
         rows, detections, weight = rows[order], detections.to(self.device)[order], weight.to(self.device)[order]
         map_bytes = self.uv[0].numel() * self.uv.element_size()
-        if masked.dtype == dtype and self.device.type == "cpu" and map_bytes >= self.direct_blend_min_bytes:
+        # float64 storage (reference mode) reads the float32 maps directly too: an operation on the
+        # two widens the float32 operand exactly, as the copy into a float64 buffer did.
+        widening = masked.dtype == dtype or dtype == torch.float64
+        if widening and self.device.type == "cpu" and map_bytes >= self.direct_blend_min_bytes:
             # Straight between the two storages, block by block: a gather of the detection maps
             # into track order would move every large map once more (on the CPU that copy cost as
             # much as the blend itself; small maps are cheaper to gather than to visit one by
