@@ -222,9 +222,7 @@ class TrackBank:
             self.uv[rows] = uv * visible
             if self.device.type == "cpu":
                 words = pack_visibility(visible[:, 0])
-                if self.visible_words is None:
-                    self.visible_words = np.zeros((self.capacity, words.shape[1]), dtype=np.uint64)
-                self.visible_words[new_rows] = words
+                self._visible_words(words.shape[1])[new_rows] = words
         for row, record in zip(new_rows, records, strict=True):
             self.records[row].clear()
             self.records[row].append(record)
@@ -256,6 +254,12 @@ class TrackBank:
                 0, rows, torch.cat([locations[:, 1:], location.float().unsqueeze(1)], 1)
             )
 
+    def _visible_words(self, width: int) -> np.ndarray:
+        """``visible_words``, made (all rows invisible) when the first maps arrive."""
+        if self.visible_words is None:
+            self.visible_words = np.zeros((self.capacity, width), dtype=np.uint64)
+        return self.visible_words
+
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """A reusable (shape) buffer from ``workspace``, grown along the first dimension as needed."""
         key = f"{name}:{dtype}"
@@ -279,10 +283,6 @@ class TrackBank:
             (D, 4, S, S) on the bank's device, in ``uv``'s dtype, in a reused buffer: valid until the
             next frame's maps are masked.
         """
-        # Keyed on the tensor object (a weak reference: a later frame's tensor may reuse the address)
-        # and its version counter (bumped by in-place writes; inference tensors have none). Each
-        # detection is either blended into a track or starts one, so blend_uv_rows and add end the
-        # memo's life within the frame's update.
         return self._masked_detections(uv)[0]
 
     def detection_visibility(self, uv: Tensor) -> np.ndarray | None:
@@ -290,6 +290,10 @@ class TrackBank:
         return self._masked_detections(uv)[1]
 
     def _masked_detections(self, uv: Tensor) -> tuple[Tensor, np.ndarray | None]:
+        # Keyed on the tensor object (a weak reference: a later frame's tensor may reuse the address)
+        # and its version counter (bumped by in-place writes; inference tensors have none). Each
+        # detection is either blended into a track or starts one, so blend_uv_rows and add end the
+        # memo's life within the frame's update.
         version = None if uv.is_inference() else uv._version
         memo = self._masked_memo
         if memo is not None and memo[0]() is uv and memo[1] == version:
@@ -329,10 +333,8 @@ class TrackBank:
             )
         masked, detection_words = self._masked_detections(detection_uv)
         if detection_words is not None:
-            if self.visible_words is None:
-                self.visible_words = np.zeros((self.capacity, detection_words.shape[1]), dtype=np.uint64)
             # The blended mask is the union of the two: OR the words (rows are distinct).
-            self.visible_words[rows.cpu().numpy()] |= detection_words[detections.cpu().numpy()]
+            self._visible_words(detection_words.shape[1])[rows.cpu().numpy()] |= detection_words[detections.cpu().numpy()]
         dtype = self.uv_dtype
         shape = (count, *self.uv.shape[1:])
         # Rows are independent: blend them in storage order, so that runs of consecutive rows
