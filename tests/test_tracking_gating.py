@@ -7,12 +7,14 @@ import math
 
 import pytest
 import torch
+from helpers.trackers import composed_tracker
 from phalp_lightning.datamodules.synthetic.scenes import _box_detections, street_scene
 
 from phalp_lightning.tracking.association import gated_assignment, hungarian_assignment
-from phalp_lightning.tracking.cues import resolve_cues, spread_is_zero
+from phalp_lightning.tracking.cues import CueReliability
 from phalp_lightning.tracking.motion import BoxKalmanFilter, MotionState, box_iou
 from phalp_lightning.tracking.phalp_tracker import PHALPTracker
+from phalp_lightning.tracking.rule_gated import GatedRule
 
 INF = float("inf")
 
@@ -112,49 +114,62 @@ def test_motion_state_reuses_rows_and_predicts_only_given_rows():
 # ----------------------------------------------------------------------------- cue reliability
 
 
+def test_untrained_hmar_switches_off_texture_pose_and_depth():
+    rule = composed_tracker().rule  # predict.py without ckpt: known untrained, nothing measured
+    cues = rule.cues_in_use
+    assert (cues.texture, cues.pose, cues.depth, cues.any_3d) == (False, False, False, False)
+    everything = GatedRule(cues="all")
+    beta_texture, beta_pose, _, beta_depth = everything._betas(CueReliability(False, False, False, {}, ""))
+    assert beta_texture == 0.0 and beta_pose == 0.0 and math.isinf(beta_depth)
+    with pytest.raises(ValueError, match="cues"):
+        GatedRule(cues="iou")
+
+
+def _two_people(pose, appearance, depth_beyond_box=(1.0, 1.0)):
+    boxes = torch.tensor([[10.0, 10.0, 50.0, 110.0], [200.0, 10.0, 240.0, 110.0]])
+    frame = _box_detections(boxes, torch.tensor([1, 2]), 0, (480, 640), pose, appearance, trained_cues=True)
+    frame.location[:, 92] = frame.location[:, 92] * torch.tensor(depth_beyond_box)
+    return frame
+
+
 @pytest.mark.parametrize(
-    "kwargs, mode",
+    "pose_noise, appearance_noise, depth, expected",
     [
-        ({"hmar_trained": False}, "motion"),
-        ({"hmar_trained": True}, "eq019_motion"),
-        ({"hmar_trained": True, "reference_mode": True}, "eq019"),
-        ({"hmar_trained": False, "reference_mode": True}, "eq019"),
-        ({"hmar_trained": False, "association": "eq019"}, "eq019"),
-        ({"hmar_trained": True, "association": "motion"}, "motion"),
+        (0.0, 0.0, (1.0, 1.0), (False, False, False)),  # identical people: nothing separates them
+        (1e-3, 1e-3, (1.0, 1.0), (False, False, False)),  # an untrained HMAR's small per-crop spread
+        (1.0, 0.0, (1.0, 1.0), (False, True, False)),  # a trained pose head alone
+        (0.0, 300.0, (1.0, 1.0), (True, False, False)),  # a trained appearance head alone
+        (0.0, 0.0, (1.0, 1.6), (False, False, True)),  # a camera whose depth says more than the box size
     ],
 )
-def test_cue_reliability_picks_the_rule_and_says_so_at_start(kwargs, mode, caplog):
+def test_each_cue_is_judged_on_its_own_from_the_first_frame_with_two_people(pose_noise, appearance_noise, depth, expected, caplog):
+    generator = torch.Generator().manual_seed(0)
+    pose = 0.5 + pose_noise * torch.randn(2, 229, generator=generator)
+    appearance = 5.0 + appearance_noise * torch.randn(2, 4096, generator=generator)
+    tracker = composed_tracker(hmar_checkpoint=True)
+    assert tracker.rule.needs_cue_evidence()
     with caplog.at_level(logging.INFO, logger="phalp_lightning.tracking.phalp_tracker"):
-        tracker = PHALPTracker(**kwargs)
-    assert tracker.cues is not None and tracker.cues.mode == mode
-    assert f"association {mode}" in caplog.text
+        tracker.update(_two_people(pose, appearance, depth))
+    cues = tracker.rule.cues_in_use
+    assert (cues.texture, cues.pose, cues.depth) == expected
+    assert "spread" in caplog.text
 
 
-def test_untrained_hmar_switches_off_texture_pose_and_depth():
-    cues = resolve_cues("auto", False, False, None, has_pose_predictor=False)
-    assert (cues.texture, cues.pose, cues.location_3d, cues.motion) == (False, False, False, True)
-    forced = PHALPTracker(hmar_trained=False, association="eq019_motion")
-    beta_texture, beta_pose, _, beta_depth = forced._association_betas()
-    assert beta_texture == 0.0 and beta_pose == 0.0 and math.isinf(beta_depth)
-    with pytest.raises(ValueError, match="association"):
-        resolve_cues("iou", False, True, None, False)
-
-
-def test_unknown_hmar_is_judged_from_the_first_frame_with_two_people(caplog):
-    pose = torch.zeros(2, 229)
-    appearance = torch.zeros(2, 4096)
-    boxes = torch.tensor([[10.0, 10.0, 50.0, 110.0], [200.0, 10.0, 240.0, 110.0]])
-    identical = _box_detections(boxes, torch.tensor([1, 2]), 0, (480, 640), pose, appearance, trained_cues=False)
-    assert spread_is_zero(identical.pose[:, :226]) and spread_is_zero(identical.appearance)
-    tracker = PHALPTracker()
-    assert tracker.cues is None
-    with caplog.at_level(logging.WARNING):
-        tracker.update(identical)
-    assert tracker.cues.mode == "motion" and "untrained" in caplog.text
-    distinct = _box_detections(boxes, torch.tensor([1, 2]), 0, (480, 640), torch.rand(2, 229), torch.rand(2, 4096), True)
-    other = PHALPTracker()
-    other.update(distinct)
-    assert other.cues.mode == "eq019_motion"
+def test_the_rule_is_printed_completely_at_start(caplog):
+    with caplog.at_level(logging.INFO, logger="phalp_lightning.tracking.phalp_tracker"):
+        composed_tracker()
+    record = [r for r in caplog.records if "association gated" in r.getMessage()]
+    assert len(record) == 1 and record[0].levelno == logging.INFO
+    text = record[0].getMessage()
+    for needle in ("IoU >= 0.1", "tentative tracks >= 0.3", "height ratio <= 1.5", "recent_age=30",
+                   "(1) confirmed", "(2) longer-lost", "(3) tentative", "(4) low-score stage off",
+                   "survives 3 misses", "ends after 30 missed frames", "emission delay 16 frames",
+                   "filtered (Kalman posterior)", "texture off", "max_cost=100.0", "do not act"):
+        assert needle in text, needle
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="phalp_lightning.tracking.phalp_tracker"):
+        composed_tracker("tracker/association=eq019")
+    assert "clipped" in caplog.text and "emission delay 4 frames" in caplog.text
 
 
 # ----------------------------------------------------------------------------- tracker level
@@ -176,16 +191,16 @@ def test_a_lost_track_far_away_cannot_take_a_new_person():
     left = [10.0, 100.0, 50.0, 200.0]
     right = [500.0, 100.0, 540.0, 200.0]
     frames = [frame(t, left) for t in range(6)] + [frame(t, right) for t in range(6, 12)]
-    out = _track(PHALPTracker(hmar_trained=False), frames)
+    out = _track(composed_tracker(), frames)
     ids = [f.track_ids[f.detected].tolist() for f in out]
     assert ids[0] == [1] and ids[-1] and ids[-1] != [1]
 
 
-def _street_metrics(scene, **kwargs) -> dict[str, float]:
+def _street_metrics(scene, *overrides: str, hmar_checkpoint: bool = False) -> dict[str, float]:
     from phalp_lightning.evaluation.evaluator import evaluate_sequences
     from phalp_lightning.evaluation.sequences import TrackSequence
 
-    out = _track(PHALPTracker(**kwargs), scene.frames)
+    out = _track(composed_tracker(*overrides, hmar_checkpoint=hmar_checkpoint), scene.frames)
     prediction = TrackSequence.from_frame_tracks(out, name="street")
     truth = TrackSequence.from_rows("street", scene.gt_rows.numpy())
     result = evaluate_sequences({"street": prediction}, {"street": truth})
@@ -196,8 +211,8 @@ def _street_metrics(scene, **kwargs) -> dict[str, float]:
 def test_street_scene_without_trained_weights_keeps_identities(seed):
     """Similar people crossing in front of a raised camera, misses, jitter and false positives."""
     scene = street_scene(num_people=10, num_frames=60, seed=seed, trained_cues=False)
-    ours = _street_metrics(scene, hmar_trained=False)
-    original = _street_metrics(scene, association="eq019", hmar_trained=False)
+    ours = _street_metrics(scene)
+    original = _street_metrics(scene, "tracker/association=eq019")
     assert ours["IDSW"] <= 3
     assert original["IDSW"] >= 2 * ours["IDSW"] + 3  # the scene is hard for the original's association
     assert ours["IDF1"] > original["IDF1"]
@@ -205,8 +220,8 @@ def test_street_scene_without_trained_weights_keeps_identities(seed):
 
 def test_street_scene_with_trained_cues_is_not_worse_than_the_original():
     scene = street_scene(num_people=10, num_frames=60, seed=2, trained_cues=True)
-    ours = _street_metrics(scene, hmar_trained=True)
-    original = _street_metrics(scene, association="eq019", hmar_trained=True)
+    ours = _street_metrics(scene, hmar_checkpoint=True)
+    original = _street_metrics(scene, "tracker/association=eq019", hmar_checkpoint=True)
     assert ours["IDSW"] <= original["IDSW"]
     assert ours["IDF1"] >= original["IDF1"] - 0.01
 
@@ -220,11 +235,10 @@ def test_height_gate_and_tentative_gate_stop_a_false_positive_from_taking_a_new_
     false_positive = [172.0, 97.0, 275.0, 334.0]
     person = [201.0, 200.0, 256.0, 339.0]
     frames = [_single(0, false_positive, -1)] + [_single(t, person, 4) for t in range(1, 8)]
-    tracker = PHALPTracker(hmar_trained=False)
-    out = _track(tracker, frames)
+    out = _track(composed_tracker(), frames)
     assert out[0].track_ids.tolist() == []  # the false positive's track never got confirmed
     assert {tuple(f.track_ids.tolist()) for f in out[1:]} == {(2,)}
-    lenient = _track(PHALPTracker(hmar_trained=False, gate_height_ratio=3.0, gate_iou_tentative=0.1), frames)
+    lenient = _track(composed_tracker("tracker.association.gate_height_ratio=3.0", "tracker.association.gate_iou_tentative=0.1"), frames)
     assert lenient[0].track_ids.tolist() == [1]  # without the gates the person inherits the false positive's track
 
 
@@ -236,10 +250,10 @@ def test_tentative_track_may_miss_a_frame_and_is_back_filled_completely():
         _single(t, box) if seen else _box_detections(torch.zeros(0, 4), empty, t, (480, 640), torch.zeros(0, 229), torch.zeros(0, 4096), False)
         for t, seen in enumerate(presence)
     ]
-    strict = _track(PHALPTracker(hmar_trained=False), frames)
+    strict = _track(composed_tracker("tracker.association.tentative_max_misses=0"), frames)
     assert all(len(f) == 0 for f in strict)  # the original rule: the track dies at the miss, the next has 4 hits
-    tolerant = PHALPTracker(hmar_trained=False, tentative_max_misses=1)
-    assert tolerant._emission_delay() == tolerant.n_init
+    tolerant = composed_tracker("tracker.association.tentative_max_misses=1")
+    assert tolerant.emission_delay == 2 * (tolerant.n_init - 1)
     out = _track(tolerant, frames)
     assert [f.track_ids.tolist() for f in out] == [[1], [1], [], [1], [1], [1], [1]]
     assert out[2].time_since_update.tolist() == []  # tentative during its miss: nothing to report
@@ -250,8 +264,8 @@ def test_smooth_boxes_reports_the_filtered_box_of_matched_entries():
     truth = [torch.tensor([100.0 + 3 * t, 100.0, 140.0 + 3 * t, 200.0]) for t in range(12)]
     noisy = [(b + 2.0 * torch.randn(4, generator=rng)).tolist() for b in truth]
     frames = [_single(t, box) for t, box in enumerate(noisy)]
-    raw = _track(PHALPTracker(hmar_trained=False), frames)
-    smooth = _track(PHALPTracker(hmar_trained=False, smooth_boxes=True), frames)
+    raw = _track(composed_tracker("tracker.association.smooth_boxes=false"), frames)
+    smooth = _track(composed_tracker(), frames)
     raw_boxes = torch.stack([f.detections.boxes[0] for f in raw])
     smooth_boxes = torch.stack([f.detections.boxes[0] for f in smooth])
     torch.testing.assert_close(raw_boxes, torch.tensor(noisy))

@@ -26,6 +26,8 @@ from phalp_lightning.tracking.association import gated_assignment, hungarian_ass
 from phalp_lightning.tracking.motion import BoxKalmanFilter, box_iou, box_iou_numpy
 from phalp_lightning.tracking.phalp_tracker import PHALPTracker
 from phalp_lightning.tracking.predictors import ConstantPosePredictor, RidgeLocationPredictor
+from phalp_lightning.tracking.rule_eq019 import EQ019Rule
+from phalp_lightning.tracking.rule_gated import GatedRule
 
 BASELINE = Path(__file__).resolve().parents[1] / "experiments" / "tracker_benchmark" / "baseline_tracker.py"
 
@@ -219,7 +221,7 @@ def test_emitted_rows_of_ghosts_and_back_fills_match_the_pinned_tracker(referenc
         baseline.PHALPTracker(appearance_encoder=StandInAppearanceEncoder(), reference_mode=reference_mode), frames()
     )
     after = _emitted(
-        PHALPTracker(appearance_encoder=StandInAppearanceEncoder(), reference_mode=reference_mode, association="eq019"),
+        PHALPTracker(appearance_encoder=StandInAppearanceEncoder(), reference_mode=reference_mode, association=EQ019Rule()),
         frames(),
     )
     assert sum(int((f.time_since_update > 0).sum()) for f in after) > 0
@@ -235,7 +237,7 @@ def test_gated_rules_with_smoothed_boxes_and_low_scores_run_on_the_host_paths():
         frame.scores = torch.where(low, 0.3, 0.9).to(frame.scores.dtype)
         frames.append(frame)
     tracker = PHALPTracker(
-        association="eq019_motion", smooth_boxes=True, tentative_max_misses=3, second_stage_score=0.5
+        association=GatedRule(cues="all", smooth_boxes=True, tentative_max_misses=3, second_stage_score=0.5)
     )
     emitted = _emitted(tracker, frames)
     assert len(emitted) == 40

@@ -20,6 +20,7 @@ from phalp_lightning.datamodules.synthetic.scenes import StandInAppearanceEncode
 from phalp_lightning.tracking import association
 from phalp_lightning.tracking.association import pack_visibility, texture_distance, visible_texel_overlap
 from phalp_lightning.tracking.phalp_tracker import PHALPTracker
+from phalp_lightning.tracking.rule_eq019 import EQ019Rule
 from phalp_lightning.tracking.track import TrackBank, blend_uv
 
 BASELINE = Path(__file__).resolve().parents[1] / "experiments" / "tracker_benchmark" / "baseline_tracker.py"
@@ -230,7 +231,7 @@ def test_tracker_matches_the_pinned_pre_speedup_tracker(reference_mode, scene):
     )
     # The pinned tracker has one rule, the original's; compare the same rule.
     tracker = PHALPTracker(
-        appearance_encoder=StandInAppearanceEncoder(), reference_mode=reference_mode, association="eq019"
+        appearance_encoder=StandInAppearanceEncoder(), reference_mode=reference_mode, association=EQ019Rule()
     )
     after = _emitted(tracker, frames())
     assert len(before) == len(after) == 24

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.trackers import composed_tracker
 from phalp_lightning.datamodules.synthetic.scenes import (
     StandInAppearanceEncoder,
     detection_stream,
@@ -36,8 +37,11 @@ def _static_frames(people, presence: list[list[bool]]):
     return [_frame(people, people.position, present, t) for t, present in enumerate(presence)]
 
 
-def _tracker(**kwargs) -> PHALPTracker:
-    return PHALPTracker(appearance_encoder=StandInAppearanceEncoder(), **kwargs)
+def _tracker(*overrides: str, **objects) -> PHALPTracker:
+    """predict.py's tracker with PHALP's own association rule (this file tests the original's life cycle)."""
+    return composed_tracker(
+        "tracker/association=eq019", *overrides, appearance_encoder=StandInAppearanceEncoder(), **objects
+    )
 
 
 def _detected_ids(frames: list[FrameTracks]) -> dict[int, set[int]]:
@@ -112,7 +116,7 @@ def test_confirmed_track_survives_exactly_max_age_missed_frames(missed, same_id)
     people = _people(1)
     presence = [[True]] * 5 + [[False]] * missed + [[True]] * 2
     frames = _static_frames(people, presence)
-    out = _run(_tracker(max_age=50), frames)
+    out = _run(_tracker("tracker.max_age=50"), frames)
     # A ghost carries the stale data of its last matched detection (frame 4).
     torch.testing.assert_close(out[7].detections.boxes, frames[4].boxes)
     assert out[7].detected.tolist() == [False]
@@ -162,7 +166,7 @@ def test_synthetic_stream_ids_stable_in_both_modes():
     frames = list(detection_stream(8, 40, seed=3, uv_size=16, miss_probability=0.05))
     per_frame_ids = {}
     for reference_mode in (False, True):
-        out = _run(_tracker(reference_mode=reference_mode), frames)
+        out = _run(_tracker(f"tracker.reference_mode={reference_mode}"), frames)
         ids = _detected_ids(out)
         assert len(ids) == 8
         assert all(len(track_ids) == 1 for track_ids in ids.values()), ids
@@ -188,7 +192,7 @@ def test_use_gt_matches_by_ids_and_confirms_immediately():
     frames = _static_frames(people, [[True, True]] * 3)
     for frame in frames:  # swap the given ids: the tracker must follow ids, not positions
         frame.gt_track_ids = torch.tensor([7, 9]) if frame.frame_index != 1 else torch.tensor([9, 7])
-    tracker = _tracker(use_gt=True)
+    tracker = _tracker("tracker.use_gt=true")
     out = _run(tracker, frames)
     assert [f.track_ids.tolist() for f in out] == [[1, 2]] * 3
     assert out[1].detections.gt_track_ids.tolist() == [7, 9]
@@ -222,7 +226,7 @@ def test_reference_mode_batches_pose_predictor_in_set_order():
     outputs = {}
     for reference_mode in (True, False):
         predictor = _RecordingPredictor()
-        tracker = _tracker(pose_predictor=predictor, reference_mode=reference_mode)
+        tracker = _tracker(f"tracker.reference_mode={reference_mode}", pose_predictor=predictor)
         assert predictor.reference_quirks is reference_mode
         frames = _static_frames(people, [[True] * 13] * 5)
         for frame in frames:
@@ -249,16 +253,10 @@ def test_reference_mode_batches_pose_predictor_in_set_order():
 
 
 def test_config_instantiates_the_tracker():
-    from pathlib import Path
-
-    import hydra
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.load(Path(__file__).parents[1] / "configs" / "tracker" / "phalp.yaml")
-    tracker = hydra.utils.instantiate(cfg, appearance_encoder=StandInAppearanceEncoder())
+    tracker = _tracker()
     assert isinstance(tracker, PHALPTracker)
-    assert tracker.betas == (4.0536, 1.3070, 0.3792, 4.1658)
-    assert (tracker.n_init, tracker.max_age, tracker.hungarian_threshold) == (5, 50, 100.0)
+    assert tracker.rule.betas == (4.0536, 1.3070, 0.3792, 4.1658)
+    assert (tracker.n_init, tracker.max_age, tracker.rule.hungarian_threshold) == (5, 50, 100.0)
     assert tracker.location_predictor.alphas == (1.2, 2.0, 5.0)
 
 
@@ -271,8 +269,8 @@ def test_reference_mode_reaches_a_wrapped_predictor():
             return self.module.predict_next(pose_history, time_history, time_since_update)
 
     inner = _RecordingPredictor()
-    _tracker(pose_predictor=Wrapper(inner), reference_mode=True)
+    _tracker("tracker.reference_mode=true", pose_predictor=Wrapper(inner))
     assert inner.reference_quirks is True
     untouched = _RecordingPredictor()
-    _tracker(pose_predictor=Wrapper(untouched), reference_mode=False)
+    _tracker(pose_predictor=Wrapper(untouched))
     assert untouched.reference_quirks is False

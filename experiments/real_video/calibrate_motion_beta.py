@@ -29,12 +29,14 @@ def score(beta: float | None, seed: int) -> dict[str, float]:
     from phalp_lightning.evaluation.evaluator import evaluate_sequences
     from phalp_lightning.evaluation.sequences import TrackSequence
     from phalp_lightning.tracking.phalp_tracker import PHALPTracker
+    from phalp_lightning.tracking.rule_eq019 import EQ019Rule
+    from phalp_lightning.tracking.rule_gated import GatedRule
 
     scene = street_scene(num_people=12, num_frames=80, seed=seed, trained_cues=True)
     if beta is None:
-        tracker = PHALPTracker(hmar_trained=True, association="eq019")
+        tracker = PHALPTracker(hmar_trained=True, association=EQ019Rule())
     else:
-        tracker = PHALPTracker(hmar_trained=True, motion_beta=beta, tentative_max_misses=1)
+        tracker = PHALPTracker(hmar_trained=True, association=GatedRule(motion_beta=beta, tentative_max_misses=1))
     out = []
     for frame in scene.frames:
         out += tracker.update(frame)

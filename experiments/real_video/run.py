@@ -119,19 +119,36 @@ def hmar_features(sequence: Sequence, frames_rows: list[np.ndarray], seed: int, 
     return out
 
 
+def composed_tracker(overrides: dict[str, Any], **objects: Any) -> Any:
+    """The tracker as ``predict.py`` builds it without a checkpoint; ``overrides`` are ``tracker.*`` keys
+    (``{"association": "eq019"}`` picks a rule of the association group, dotted keys set values)."""
+    import tempfile
+
+    from phalp_lightning.tracking.phalp_tracker import tracker_from_config
+    from phalp_lightning.utils.config import compose_run_config
+
+    arguments = [
+        f"tracker/association={value}" if key == "association" else f"tracker.{key}={json.dumps(value)}"
+        for key, value in overrides.items()
+    ]
+    with tempfile.TemporaryDirectory() as out:
+        cfg = compose_run_config(REPO / "configs", "predict", arguments, out)
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    return tracker_from_config(cfg.tracker, hmar_checkpoint=False, **objects)
+
+
 def run_ours(features: list[Any], assets: str, overrides: dict[str, Any]) -> np.ndarray:
-    """Our tracker from ``configs/tracker/phalp.yaml`` (+ overrides); rows ``frame, id, x, y, w, h``."""
-    import hydra
+    """Our tracker as ``predict.py`` builds it (+ ``tracker.*`` overrides); rows ``frame, id, x, y, w, h``."""
     import torch
-    from omegaconf import OmegaConf
 
     from phalp_lightning.evaluation.sequences import TrackSequence
     from phalp_lightning.models.components.hmar import HMAR
 
     torch.manual_seed(0)
     hmar = HMAR(assets_dir=assets).eval()
-    config = OmegaConf.merge(OmegaConf.load(REPO / "configs" / "tracker" / "phalp.yaml"), overrides)
-    tracker = hydra.utils.instantiate(config, appearance_encoder=hmar.encode_appearance, hmar_trained=False)
+    tracker = composed_tracker(overrides, appearance_encoder=hmar.encode_appearance)
     emitted = []
     for frame in features:
         emitted.extend(tracker.update(frame))
@@ -160,7 +177,7 @@ def score(sequence: Sequence, rows: np.ndarray) -> dict[str, float]:
 
 TRACKERS: dict[str, Any] = {
     "ours (defaults, untrained HMAR)": ("ours", {}),
-    "ours, reference_mode": ("ours", {"reference_mode": True}),
+    "ours, reference_mode": ("ours", {"reference_mode": True, "association": "eq019"}),
     "SORT (IoU)": ("baseline", SortTracker),
     "ByteTrack": ("baseline", ByteTracker),
     "BoT-SORT (no re-id)": ("baseline", ByteTracker.botsort),
@@ -228,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for name, (kind, spec) in TRACKERS.items():
                 if args.only and name not in args.only:
                     continue
-                if spec == {"reference_mode": True} and seed not in args.reference_seeds:
+                if kind == "ours" and spec.get("reference_mode") and seed not in args.reference_seeds:
                     continue
                 start = time.perf_counter()
                 if kind == "ours":

@@ -135,7 +135,12 @@ def run_single(impl: str, people: int, frames: int, uv_size: int, scene: str, en
     # The pinned tracker has one rule, the original's EQ_019 cost and assignment; today's tracker
     # picks a gated rule with a 2D motion cue by default (docs/tracker.md), a different algorithm
     # whose ids need not match. The comparison is the same rule, before and after.
-    same_rule = {} if impl == "before" else {"association": "eq019"}
+    if impl == "before":
+        same_rule = {}
+    else:
+        from phalp_lightning.tracking.rule_eq019 import EQ019Rule
+
+        same_rule = {"association": EQ019Rule()}
     tracker = PHALPTracker(appearance_encoder=encoder, reference_mode=reference, **same_rule)
     stream = (
         turning_stream(people, frames, seed, uv_size)

@@ -189,11 +189,12 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"), trusted=trusted)
     detector = hydra.utils.instantiate(cfg.detector)
     system = hydra.utils.instantiate(cfg.system, detector=detector, hmar=hmar)
-    if "hmar_trained" in tracker_cfg and tracker_cfg.hmar_trained is None:
-        # The tracker combines only informative cues: an untrained HMAR's pose and texture are not.
-        tracker_cfg = OmegaConf.merge(tracker_cfg, {"hmar_trained": bool(cfg.get("ckpt"))})
-    tracker = hydra.utils.instantiate(
+    from phalp_lightning.tracking.phalp_tracker import tracker_from_config
+
+    # The association rule comes from tracker/association; without ckpt HMAR's 3D cues are known untrained.
+    tracker = tracker_from_config(
         tracker_cfg,
+        hmar_checkpoint=bool(cfg.get("ckpt")),
         appearance_encoder=OnModuleDevice(system, "encode_appearance"),  # at system.precision
         pose_predictor=pose_predictor,
     )

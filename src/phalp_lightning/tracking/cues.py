@@ -1,108 +1,123 @@
-"""Which association cues are informative, and how the tracker combines them.
+"""Which association cues separate people: judged per cue, from evidence.
 
-PHALP's cost multiplies a texture, a pose, a location and a depth factor. Each factor only helps when
-the network behind it was trained: an untrained HMAR gives every person the same SMPL pose, the same
-appearance code and an invisible UV map, so those distances are 0 for every pair and the cost reduces
-to the box-derived location. The tracker therefore resolves, once, which cues carry information and
-picks the association rule:
+PHALP's cost multiplies a texture, a pose, a location and a depth factor. A factor only helps when the
+network behind it is trained: an untrained HMAR gives nearly the same SMPL pose and appearance code to
+everyone (its heads start from small weights), and a camera whose depth only restates the box size.
+Such a factor is (nearly) the same for every pair and adds nothing but noise to the product.
 
-* ``eq019``: PHALP's cost and assignment exactly (clip at the threshold, rectangular Hungarian),
-  always used with ``reference_mode``;
-* ``eq019_motion``: the EQ_019 factors of the informative cues times the 2D motion factor
-  ``exp((1 - IoU) / motion_beta)``, with gating and priority stages (docs/tracker.md);
-* ``motion``: the 2D motion cue alone (cost ``1 - IoU`` against the box filter's prediction), with
-  gating and priority stages, ByteTrack-like. The default when no 3D cue is informative.
+Each cue is judged on its own from the first frame with two or more people, by the spread of its
+EQ_019 factor between different people (the median over pairs of ``factor - 1``):
+
+* pose: ``beta_P min(d_P, clip)`` with the squared pose distance d_P;
+* texture (appearance): ``beta_T r`` with the appearance-code distance r (the texture distance
+  encodes the same network's codes);
+* depth: ``d / beta_N``, where d is the difference of ``ln z + ln h`` (depth z, box height h) between
+  two people, i.e. what the depth says beyond the box size that the 2D cue already has.
+
+A cue whose median spread is below :data:`MIN_FACTOR_SPREAD` (1 %: the factor cannot change a
+ranking that the other factors make) is not informative. With no checkpoint at all (``predict.py``
+without ``ckpt``) nothing is measured: HMAR is known to be untrained and only the 2D motion cue is used.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
-log = logging.getLogger(__name__)
+from phalp_lightning.structures import FrameDetections
 
-ASSOCIATION_MODES = ("auto", "eq019", "eq019_motion", "motion")
+# A factor whose typical value between different people differs from 1 by less than this is
+# uninformative (1 %: well above float noise, well below a trained HMAR's spread; docs/tracker.md).
+MIN_FACTOR_SPREAD = 0.01
 
 
 @dataclass(frozen=True)
 class CueReliability:
-    """Which cues separate people, and the association rule that follows.
+    """Which cues separate people, and why.
 
     Attributes:
-        texture: the texture / appearance-code distance (a trained HMAR appearance encoder).
-        pose: the SMPL pose distance (a trained HMAR).
-        location_3d: the depth term and the 3D camera location (a trained HMAR's camera).
-        pose_prediction: poses are predicted by a pose predictor (False: the last pose is kept).
-        motion: the 2D box motion cue (always available).
-        mode: the resolved association rule (``eq019``, ``eq019_motion`` or ``motion``).
-        reason: one line saying why.
+        texture: the texture / appearance-code distance.
+        pose: the SMPL pose distance.
+        depth: the depth term (what HMAR's camera adds to the box size).
+        spreads: the measured median factor spread per cue (empty when nothing was measured).
+        reason: one line saying how the cues were decided.
     """
 
     texture: bool
     pose: bool
-    location_3d: bool
-    pose_prediction: bool
-    motion: bool
-    mode: str
+    depth: bool
+    spreads: dict[str, float]
     reason: str
 
-    def describe(self, betas: tuple[float, ...], motion_beta: float, gate_min_iou: float) -> str:
-        """The rule and its weights, as printed when the tracker starts."""
-        used = [name for name in ("texture", "pose", "location_3d", "motion") if getattr(self, name)]
-        if self.mode == "eq019":
-            rule = f"EQ_019 cost (betas texture/pose/location/depth = {list(betas)}), original assignment"
-        elif self.mode == "eq019_motion":
-            parts = [f"texture b={betas[0]}" if self.texture else None,
-                     f"pose b={betas[1]}" if self.pose else None,
-                     f"location b={betas[2]}", f"depth b={betas[3]}" if self.location_3d else None,
-                     f"motion exp((1-IoU)/{motion_beta})"]
-            rule = "EQ_019 x motion: " + ", ".join(p for p in parts if p) + f"; gate IoU >= {gate_min_iou}"
-        else:
-            rule = f"2D motion: cost 1 - IoU(predicted box, detection); gate IoU >= {gate_min_iou}"
-        return (f"association {self.mode}: {rule}. Informative cues: {', '.join(used) or 'none'}; "
-                f"pose prediction: {'pose predictor' if self.pose_prediction else 'constant (last pose)'}. {self.reason}")
+    @property
+    def any_3d(self) -> bool:
+        """Whether any EQ_019 factor besides the location is used."""
+        return self.texture or self.pose or self.depth
+
+    def describe(self) -> str:
+        def state(name: str, used: bool) -> str:
+            spread = self.spreads.get(name)
+            measured = "" if spread is None else f" (spread {spread:.3g})"
+            return f"{name} {'used' if used else 'off'}{measured}"
+
+        cues = ", ".join(state(n, u) for n, u in (("texture", self.texture), ("pose", self.pose), ("depth", self.depth)))
+        return f"cues: {cues}, 2D motion used. {self.reason}"
 
 
-def spread_is_zero(values: Tensor, tolerance: float = 1e-6) -> bool:
-    """True when every row of ``values`` (N >= 2 rows) is the same: such a cue cannot separate anyone."""
-    if values.shape[0] < 2:
-        return False
-    return bool((values - values[:1]).abs().amax() <= tolerance * (1.0 + values[:1].abs().amax()))
+def _median_off_diagonal(matrix: Tensor) -> float:
+    count = matrix.shape[0]
+    off = ~torch.eye(count, dtype=torch.bool)
+    return float(matrix[off].double().median())
 
 
-def resolve_cues(
-    association: str,
-    reference_mode: bool,
+def measure_cue_spreads(frame: FrameDetections, betas: tuple[float, ...], pose_clip: float) -> dict[str, float]:
+    """Median ``factor - 1`` over pairs of the frame's detections, per cue (frame with >= 2 detections)."""
+    from phalp_lightning.tracking.association import appearance_code_distance, pose_distance
+
+    beta_texture, beta_pose, _, beta_depth = betas
+    pose = pose_distance(frame.pose, frame.pose).clamp_max(pose_clip) * beta_pose
+    texture = appearance_code_distance(frame.appearance, frame.appearance) * beta_texture
+    height = (frame.boxes[:, 3] - frame.boxes[:, 1]).double().clamp_min(1e-6)
+    depth = frame.location[:, 92].double().abs().clamp_min(1e-12)
+    beyond_box = torch.log(depth) + torch.log(height)
+    depth_spread = (beyond_box[:, None] - beyond_box[None, :]).abs() / beta_depth
+    return {
+        "texture": _median_off_diagonal(texture),
+        "pose": _median_off_diagonal(pose),
+        "depth": _median_off_diagonal(depth_spread),
+    }
+
+
+def judge_cues(
+    frame: FrameDetections | None,
     hmar_trained: bool | None,
     appearance_trained: bool | None,
-    has_pose_predictor: bool,
+    betas: tuple[float, ...],
+    pose_clip: float,
 ) -> CueReliability:
-    """Resolve the informative cues and the association rule from what the caller knows.
+    """Decide each cue.
 
     Args:
-        association: ``auto`` or a fixed mode (:data:`ASSOCIATION_MODES`).
-        reference_mode: the original's behaviour: always ``eq019``.
-        hmar_trained: whether HMAR's weights are trained (a checkpoint was loaded); None = unknown,
-            decided from the first frame with two or more detections (identical poses and
-            appearance codes mean untrained).
-        appearance_trained: whether the appearance encoder is trained; None = same as HMAR.
-        has_pose_predictor: a pose predictor is used (else the last pose is kept).
+        frame: the first frame with two or more detections (None: nothing to measure yet).
+        hmar_trained: False = known untrained (no checkpoint): every HMAR cue off without measuring;
+            True or None = measured on ``frame``.
+        appearance_trained: False switches the texture cue off whatever its spread.
+        betas, pose_clip: the EQ_019 weights and pose clip the spreads are measured with.
     """
-    if association not in ASSOCIATION_MODES:
-        raise ValueError(f"association must be one of {ASSOCIATION_MODES}, got {association!r}")
-    trained = bool(hmar_trained)
-    texture = trained if appearance_trained is None else bool(appearance_trained)
-    pose = trained
-    if reference_mode:
-        return CueReliability(texture, pose, trained, has_pose_predictor, False, "eq019",
-                              "reference_mode: the original's cost and assignment.")
-    if association != "auto":
-        return CueReliability(texture, pose, trained, has_pose_predictor, association != "eq019", association,
-                              f"association={association} set in the config.")
-    if texture or pose:
-        return CueReliability(texture, pose, trained, has_pose_predictor, True, "eq019_motion",
-                              "Trained HMAR cues are combined with the 2D motion cue.")
-    return CueReliability(False, False, False, has_pose_predictor, True, "motion",
-                          "No trained HMAR: pose, texture and depth do not separate people, so the 2D motion cue decides.")
+    if hmar_trained is False:
+        return CueReliability(False, False, False, {}, "No HMAR checkpoint: pose, texture and depth are untrained.")
+    if frame is None or len(frame) < 2:
+        raise ValueError("judge_cues needs a frame with two or more detections")
+    spreads = measure_cue_spreads(frame, betas, pose_clip)
+    informative = {name: spread >= MIN_FACTOR_SPREAD for name, spread in spreads.items()}
+    texture = informative["texture"] and appearance_trained is not False
+    source = "checkpoint given" if hmar_trained else "no checkpoint information"
+    reason = (
+        f"Measured on frame {frame.frame_index} ({len(frame)} people, {source}): a cue is used when its median "
+        f"factor spread between people is >= {MIN_FACTOR_SPREAD}"
+        + ("; texture switched off by appearance_trained=false" if appearance_trained is False else "")
+        + "."
+    )
+    return CueReliability(texture, informative["pose"], informative["depth"], spreads, reason)

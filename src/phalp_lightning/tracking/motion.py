@@ -146,6 +146,7 @@ class MotionState:
         self.filter = filter or BoxKalmanFilter()
         self.mean = torch.zeros(0, 8, dtype=torch.float64, device=self.device)
         self.covariance = torch.zeros(0, 8, 8, dtype=torch.float64, device=self.device)
+        self.last_box = torch.zeros(0, 4, dtype=torch.float64, device=self.device)  # last detected xyxy box
 
     def _ensure(self, rows: Tensor) -> None:
         needed = int(rows.max()) + 1 if rows.numel() else 0
@@ -153,9 +154,11 @@ class MotionState:
             capacity = max(needed, 2 * self.mean.shape[0], 16)
             mean = torch.zeros(capacity, 8, dtype=torch.float64, device=self.device)
             covariance = torch.eye(8, dtype=torch.float64, device=self.device).repeat(capacity, 1, 1)
+            last_box = torch.zeros(capacity, 4, dtype=torch.float64, device=self.device)
             mean[: self.mean.shape[0]] = self.mean
             covariance[: self.covariance.shape[0]] = self.covariance
-            self.mean, self.covariance = mean, covariance
+            last_box[: self.last_box.shape[0]] = self.last_box
+            self.mean, self.covariance, self.last_box = mean, covariance, last_box
 
     def start(self, rows: Tensor, boxes: Tensor) -> None:
         """New tracks in ``rows`` start at their xyxy ``boxes``."""
@@ -164,6 +167,7 @@ class MotionState:
         self._ensure(rows)
         rows = rows.to(self.device)
         self.mean[rows], self.covariance[rows] = self.filter.initiate(boxes.to(self.device))
+        self.last_box[rows] = boxes.to(self.device, torch.float64)
 
     def predict(self, rows: Tensor, steps: int = 1) -> None:
         """Advance the tracks in ``rows`` to the next frame (``steps`` frames later)."""
@@ -184,8 +188,14 @@ class MotionState:
         self.mean[rows], self.covariance[rows] = self.filter.update(
             torch.index_select(self.mean, 0, rows), torch.index_select(self.covariance, 0, rows), boxes.to(self.device)
         )
+        self.last_box[rows] = boxes.to(self.device, torch.float64)
 
     def boxes(self, rows: Tensor) -> Tensor:
         """(K, 4) xyxy boxes of the filters' current state."""
         self._ensure(rows)
         return cxcywh_to_xyxy(torch.index_select(self.mean, 0, rows.to(self.device)))
+
+    def last_seen(self, rows: Tensor) -> Tensor:
+        """(K, 4) xyxy: each track's last detected box (size frozen, nothing extrapolated)."""
+        self._ensure(rows)
+        return torch.index_select(self.last_box, 0, rows.to(self.device))

@@ -9,32 +9,20 @@ frame is emitted ``n_init - 1`` frames late; ``finalize()`` flushes the rest at 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from phalp_lightning.structures import ROW_FIELDS, FrameDetections, FrameTracks
-from phalp_lightning.tracking.association import (
-    EQ019_BETAS,
-    EQ019_POSE_CLIP,
-    AppearanceEncoder,
-    Assignment,
-    TrackFeatures,
-    eq019_cost,
-    gated_assignment,
-    ground_truth_assignment,
-    hungarian_assignment,
-)
-from phalp_lightning.tracking.cues import CueReliability, resolve_cues, spread_is_zero
-from phalp_lightning.tracking.motion import MotionState, box_iou_numpy
+from phalp_lightning.tracking.association import AppearanceEncoder, Assignment, ground_truth_assignment
+from phalp_lightning.tracking.motion import MotionState
 from phalp_lightning.tracking.predictors import ConstantPosePredictor, PosePredictor, RidgeLocationPredictor
+from phalp_lightning.tracking.rule import AssociationInputs, AssociationRule, emission_delay, select_rule
 from phalp_lightning.tracking.track import DetectionRecord, TrackBank, TrackState
 
 log = logging.getLogger(__name__)
@@ -115,51 +103,35 @@ def enable_reference_quirks(predictor: PosePredictor) -> bool:
 
 
 class PHALPTracker:
-    """PHALP association with tentative/confirmed/deleted tracks, predictors and back-filling.
+    """PHALP tracking: tentative/confirmed/deleted tracks, predictors, back-filling, emission.
+
+    Which track takes which detection is decided by the association rule (:mod:`.rule`), one object
+    chosen by :func:`~phalp_lightning.tracking.rule.select_rule` and printed in full at start. The
+    defaults below are those of ``configs/tracker/phalp.yaml`` (a test checks that they agree).
 
     Args:
         n_init: consecutive hits that confirm a tentative track; also the back-fill depth + 1.
-        max_age: a confirmed track is deleted once ``time_since_update > max_age``.
+        max_age: a confirmed track is deleted once ``time_since_update > max_age`` (or earlier, when
+            its rule can no longer match it).
         track_history: length H of the per-track detection history used by the predictors.
-        hungarian_threshold: largest accepted association cost.
-        betas: EQ_019 weights (texture, pose, location, depth).
-        pose_clip: clip of the squared pose distance.
         uv_alpha: UV blending rate; a matched detection with score c blends with ``uv_alpha * c^2``.
         location_alpha_x, location_alpha_y, location_alpha_depth: ridge penalties of the location
             predictor's x, y and log-depth series.
         max_prediction_gap: cap on the location extrapolation gap.
+        association: the association rule (:class:`~.rule_gated.GatedRule`,
+            :class:`~.rule_eq019.EQ019Rule`); None = ``GatedRule()``, the shipped default.
         pose_predictor: a :class:`PosePredictor` (the pose transformer); None -> constant pose.
         appearance_encoder: (K, 4, S, S) -> (K, 4096) encoder for the per-pair texture distance
             (``HMAR.encode_appearance``); None (or a frame without ``uv``) -> appearance codes.
         reference_mode: reproduce the original's order-dependent quirks so that identical inputs give
-            identical ids (unmatched tracks in CPython set order, the pose predictor read at the first
-            track's slot in two batches, NaN costs as 0); see docs/tracker.md.
+            identical ids (the EQ_019 rule, unmatched tracks in CPython set order, the pose predictor
+            read at the first track's slot in two batches, NaN costs as 0); see docs/tracker.md.
         use_gt: when a frame carries ``gt_track_ids``, match tracks to detections by those ids instead
-            of by cost, and confirm tracks created from an id >= 0 immediately.
-        gate_texture: only encode the texture of pairs whose motion cost is within the threshold
-            (exact: the other pairs cannot be accepted whatever their texture).
-        pairs_per_batch: track-detection pairs per appearance-encoder call.
+            of by the rule, and confirm tracks created from an id >= 0 immediately.
+        hmar_trained: False = HMAR is known untrained (``predict.py`` without ``ckpt``): the rule
+            uses no 3D cue; True / None = each cue is measured on the first frame with two people.
+        appearance_trained: False switches the texture cue off; None = as measured.
         device: where track state lives and the cost is computed.
-        association: ``auto`` (from the informative cues), ``eq019`` (the original's cost and
-            assignment), ``eq019_motion`` (EQ_019 of the informative cues times the 2D motion
-            factor, gated, in priority stages) or ``motion`` (2D motion cue alone, gated, in
-            stages); ``reference_mode`` always uses ``eq019``. See :mod:`.cues`.
-        hmar_trained: whether HMAR's weights are trained (the pipeline passes whether a checkpoint
-            was loaded); None = decided from the first frame with >= 2 detections (poses and
-            appearance codes identical for everyone = untrained).
-        appearance_trained: whether the appearance encoder is trained; None = as HMAR.
-        motion_beta: weight of the motion factor ``exp((1 - IoU) / motion_beta)`` in ``eq019_motion``.
-        gate_iou: a track and a detection can only be matched when the IoU of the track's predicted
-            box and the detection's box is at least this (gated modes).
-        gate_height_ratio: ... and when the detection's height is within this factor of the
-            predicted box's height (gated modes).
-        gate_iou_tentative: the IoU gate of tentative tracks (no velocity estimate yet).
-        smooth_boxes: in gated modes, a matched track's entry reports its box filter's corrected box
-            instead of the raw detection box (as SORT/ByteTrack/BoT-SORT report theirs); the
-            detection's other data are unchanged.
-        second_stage_score: in gated modes, detections scoring below this only continue tracks seen
-            in the previous frame (after every other stage) and never start tracks (ByteTrack's
-            second stage); 0 = every detection is a first-stage detection.
     """
 
     def __init__(
@@ -167,50 +139,32 @@ class PHALPTracker:
         n_init: int = 5,
         max_age: int = 50,
         track_history: int = 7,
-        hungarian_threshold: float = 100.0,
-        betas: Sequence[float] = EQ019_BETAS,
-        pose_clip: float = EQ019_POSE_CLIP,
         uv_alpha: float = 0.1,
         location_alpha_x: float = 1.2,
         location_alpha_y: float = 2.0,
         location_alpha_depth: float = 5.0,
         max_prediction_gap: int = 48,
+        association: AssociationRule | None = None,
         pose_predictor: PosePredictor | None = None,
         appearance_encoder: AppearanceEncoder | None = None,
         reference_mode: bool = False,
         use_gt: bool = False,
-        gate_texture: bool = True,
-        pairs_per_batch: int = 16,
-        device: str = "cpu",
-        association: str = "auto",
         hmar_trained: bool | None = None,
         appearance_trained: bool | None = None,
-        motion_beta: float = 0.25,
-        gate_iou: float = 0.1,
-        second_stage_score: float = 0.0,
-        recent_age: int = 30,
-        tentative_max_misses: int = 0,
-        gate_height_ratio: float = 1.5,
-        gate_iou_tentative: float = 0.3,
-        smooth_boxes: bool = False,
+        device: str = "cpu",
     ) -> None:
         if n_init < 1 or max_age < 0 or track_history < 3:
             raise ValueError(
                 f"need n_init >= 1, max_age >= 0, track_history >= 3; got {n_init}, {max_age}, {track_history}"
             )
-        if len(betas) != 4:
-            raise ValueError(f"betas must have 4 entries (texture, pose, location, depth), got {list(betas)}")
         self.n_init = n_init
         self.max_age = max_age
         self.track_history = track_history
-        self.hungarian_threshold = float(hungarian_threshold)
-        self.betas = tuple(float(b) for b in betas)
-        self.pose_clip = pose_clip
         self.uv_alpha = uv_alpha
         self.reference_mode = reference_mode
         self.use_gt = use_gt
-        self.gate_texture = gate_texture
-        self.pairs_per_batch = pairs_per_batch
+        self.hmar_trained = hmar_trained
+        self.appearance_trained = appearance_trained
         self.device = torch.device(device)
         self.appearance_encoder = appearance_encoder
         self.pose_predictor: PosePredictor = (
@@ -218,24 +172,9 @@ class PHALPTracker:
         )
         if reference_mode:
             enable_reference_quirks(self.pose_predictor)
-        if not 0.0 <= gate_iou < 1.0 or motion_beta <= 0 or gate_height_ratio < 1.0:
-            raise ValueError(
-                f"need 0 <= gate_iou < 1, motion_beta > 0, gate_height_ratio >= 1; got {gate_iou}, {motion_beta}, {gate_height_ratio}"
-            )
-        self.association = association
-        self.hmar_trained = hmar_trained
-        self.appearance_trained = appearance_trained
-        self.motion_beta = float(motion_beta)
-        self.gate_iou = float(gate_iou)
-        self.second_stage_score = float(second_stage_score)
-        self.recent_age = int(recent_age)
-        self.gate_height_ratio = float(gate_height_ratio)
-        self.gate_iou_tentative = float(gate_iou_tentative)
-        self.smooth_boxes = smooth_boxes
-        self.tentative_max_misses = int(tentative_max_misses)
-        self.cues: CueReliability | None = None
-        if reference_mode or association != "auto" or hmar_trained is not None:
-            self._set_cues(hmar_trained)
+        self.rule = select_rule(association, reference_mode)
+        if self.rule.needs_cue_evidence() and hmar_trained is False:
+            self.rule.judge_cues(None, False, appearance_trained)
         self.location_predictor = RidgeLocationPredictor(
             alpha_x=location_alpha_x,
             alpha_y=location_alpha_y,
@@ -244,9 +183,22 @@ class PHALPTracker:
             history_length=track_history,
             reference_mode=reference_mode,
         )
+        pose = "pose predictor " + type(self.pose_predictor).__name__ if not isinstance(
+            self.pose_predictor, ConstantPosePredictor) else "constant (last pose)"
+        log.info("tracker: %s Pose prediction: %s.%s", self.describe(), pose,
+                 " use_gt: frames with given ids are matched by id, not by the rule." if use_gt else "")
         self.stage_seconds: dict[str, float] = {}
         self.counters: dict[str, int] = {}
         self.reset()
+
+    def describe(self) -> str:
+        """The association rule and the lifecycle in words (logged at start)."""
+        return self.rule.describe(self.n_init, self.max_age)
+
+    @property
+    def emission_delay(self) -> int:
+        """Updates a frame waits before it is emitted: long enough for every back-fill (:func:`.rule.emission_delay`)."""
+        return emission_delay(self.n_init, self.rule.tentative_max_misses)
 
     # ------------------------------------------------------------------ public API
 
@@ -279,7 +231,7 @@ class PHALPTracker:
             frame: this frame's detections; ``frame_index`` must increase from call to call.
 
         Returns:
-            Zero or more :class:`FrameTracks` (each frame is returned once, ``n_init - 1`` calls late).
+            Zero or more :class:`FrameTracks` (each frame is returned once, ``emission_delay`` calls late).
         """
         frame.validate()
         if frame.uv is not None and (frame.uv.ndim != 4 or frame.uv.shape[1] != 4):
@@ -299,14 +251,21 @@ class PHALPTracker:
             # Every storage row ages; rows not in use are reset when a track takes them.
             bank.age += 1
             bank.time_since_update += 1
-        if self.cues is None and len(frame) >= 2:
-            self._set_cues(self._cues_look_trained(frame))
-        uses_motion = self._active_cues().mode != "eq019"
-        if uses_motion:
+        if self.rule.needs_cue_evidence() and len(frame) >= 2:
+            self.rule.judge_cues(frame, self.hmar_trained, self.appearance_trained)
+            log.info("tracker: %s", self.rule.cues_in_use.describe())  # type: ignore[union-attr]
+        filtered = self.rule.uses_box_filter
+        if filtered:
             self.motion.predict(rows, steps)
 
         start = time.perf_counter()
-        assignment = self._associate(frame, rows)
+        if self.use_gt and frame.gt_track_ids is not None:
+            self.last_cost = None
+            assignment = ground_truth_assignment(bank.gt_id[rows], frame.gt_track_ids.to(self.device), self.reference_mode)
+        else:
+            assignment, self.last_cost = self.rule.associate(
+                AssociationInputs(frame, rows, bank, self.motion, self.appearance_encoder, self.counters, self.reference_mode)
+            )
         self.last_assignment = assignment
         self._tick("association", start)
 
@@ -317,8 +276,8 @@ class PHALPTracker:
                 torch.tensor(v, dtype=torch.int64) for v in zip(*assignment.matches, strict=True)
             )
             matched_rows = rows[track_index.to(rows.device)]
-            if uses_motion:
-                slim = self._correct_motion(frame, slim, matched_rows, detection_index)
+            if filtered:
+                slim = self._correct_boxes(frame, slim, matched_rows, detection_index)
             just_confirmed = self._update_matched(frame, slim, matched_rows, detection_index)
         else:
             matched_rows, just_confirmed = torch.zeros(0, dtype=torch.int64, device=self.device), []
@@ -336,7 +295,7 @@ class PHALPTracker:
         start = time.perf_counter()
         created = assignment.unmatched_detections
         self._create_tracks(frame, slim, created)
-        if uses_motion and created:
+        if filtered and created:
             self.motion.start(
                 torch.tensor(bank.order[-len(created) :], dtype=torch.int64),
                 frame.boxes[torch.tensor(created, dtype=torch.int64)],
@@ -348,7 +307,8 @@ class PHALPTracker:
         confirmed = [row for row, state in zip(bank.order, states, strict=True) if state == TrackState.CONFIRMED]
         self._record(slim, confirmed, just_confirmed)
         emitted = []
-        while len(self._pending) > self._emission_delay():
+        delay = self.emission_delay
+        while len(self._pending) > delay:
             emitted.append(self._emit(self._pending.popleft()))
         self._tick("recording", start)
         return emitted
@@ -365,174 +325,16 @@ class PHALPTracker:
     def _tick(self, stage: str, start: float) -> None:
         self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - start
 
-    def _set_cues(self, hmar_trained: bool | None) -> None:
-        """Resolve the informative cues and the association rule; say which (once per tracker)."""
-        self.cues = resolve_cues(
-            self.association,
-            self.reference_mode,
-            hmar_trained,
-            self.appearance_trained,
-            not isinstance(self.pose_predictor, ConstantPosePredictor),
-        )
-        message = self.cues.describe(self.betas, self.motion_beta, self.gate_iou)
-        if self.cues.mode == "motion" and self.association == "auto":
-            log.warning("tracker: %s", message)
-        else:
-            log.info("tracker: %s", message)
-
-    def _correct_motion(
+    def _correct_boxes(
         self, frame: FrameDetections, slim: FrameDetections, matched_rows: Tensor, detection_index: Tensor
     ) -> FrameDetections:
-        """Correct the matched tracks' box filters; with ``smooth_boxes`` their entries report the filtered box."""
+        """Correct the matched tracks' box filters; entries report the filtered box when the rule says so."""
         self.motion.correct(matched_rows, frame.boxes[detection_index])
-        if not self.smooth_boxes:
+        if not self.rule.reports_filtered_boxes:
             return slim
         boxes = frame.boxes.clone()
         boxes[detection_index] = self.motion.boxes(matched_rows).to(boxes)
         return replace(slim, boxes=boxes)
-
-    def _emission_delay(self) -> int:
-        """Frames held back for back-fills: n_init - 1, plus the misses a tentative track may have."""
-        gated = self._active_cues().mode != "eq019"
-        return self.n_init - 1 + (self.tentative_max_misses if gated else 0)
-
-    def _active_cues(self) -> CueReliability:
-        """The resolved cues; until they can be judged (no frame with 2 people yet), all are trusted."""
-        if self.cues is not None:
-            return self.cues
-        return resolve_cues(self.association, self.reference_mode, True, self.appearance_trained,
-                            not isinstance(self.pose_predictor, ConstantPosePredictor))
-
-    @staticmethod
-    def _cues_look_trained(frame: FrameDetections) -> bool:
-        """Unknown HMAR: identical poses and appearance codes for different people mean untrained."""
-        same_pose = spread_is_zero(frame.pose[:, :226].float())
-        same_appearance = spread_is_zero(frame.appearance.float())
-        if same_pose and same_appearance:
-            log.warning("tracker: every detection has the same pose and appearance code: treating HMAR as untrained")
-        return not (same_pose and same_appearance)
-
-    def _association_betas(self) -> tuple[float, float, float, float]:
-        """EQ_019 betas with the uninformative cues switched off (factor 1)."""
-        beta_texture, beta_pose, beta_location, beta_depth = self.betas
-        cues = self._active_cues()
-        return (
-            beta_texture if cues.texture else 0.0,
-            beta_pose if cues.pose else 0.0,
-            beta_location,
-            beta_depth if cues.location_3d else float("inf"),
-        )
-
-    def _associate_gated(self, frame: FrameDetections, rows: Tensor) -> Assignment:
-        """Gated association in priority stages (``motion`` and ``eq019_motion``; docs/tracker.md).
-
-        The gates, the motion factor and the stages are a few (T, D) float64 operations: they run in
-        NumPy on the host (the same IEEE operations as in torch, so the same values); the exponential
-        and the logarithm stay in torch, whose results NumPy's do not always match to the last bit.
-        """
-        bank = self.tracks
-        cues = self._active_cues()
-        num_detections = len(frame)
-        scores = frame.scores.cpu().numpy()
-        first_stage = scores >= self.second_stage_score
-        boxes = frame.boxes.cpu().numpy()
-        predicted = self.motion.boxes(rows).cpu().numpy()
-        iou = box_iou_numpy(predicted, boxes)
-        # A person's apparent height cannot jump between frames: log height ratio within the gate.
-        height_ratio = np.maximum((boxes[:, 3] - boxes[:, 1]).astype(np.float64), 1e-6)[None, :] / np.maximum(
-            predicted[:, 3] - predicted[:, 1], 1e-6
-        )[:, None]
-        height_ok = torch.log(torch.from_numpy(height_ratio)).abs_().numpy() <= math.log(self.gate_height_ratio)
-        state = bank.state[rows].cpu().numpy()
-        since = bank.time_since_update[rows].cpu().numpy()  # already aged: 1 = matched in the previous frame
-        tentative = state == TrackState.TENTATIVE
-        # A young track has no velocity yet: it must overlap more (ByteTrack's unconfirmed stage).
-        # The gates are torch's default-dtype numbers (float32) widened to float64, as always compared.
-        gate_tentative, gate = torch.tensor([self.gate_iou_tentative, self.gate_iou]).double().tolist()
-        min_iou = np.where(tentative, gate_tentative, gate)
-        allowed = (iou >= min_iou[:, None]) & height_ok
-        if cues.mode == "motion" or len(rows) == 0 or num_detections == 0:
-            cost = 1.0 - iou
-            threshold = 1.0 - self.gate_iou
-        else:
-            self.counters["candidate_pairs"] += len(rows) * num_detections
-            use_uv = cues.texture and self.appearance_encoder is not None and frame.uv is not None and bank.uv is not None
-            motion_factor = torch.exp(torch.from_numpy((1.0 - iou) / self.motion_beta)).numpy()
-            threshold = self.hungarian_threshold
-            if allowed.any():
-                eq_cost = self._eq019_cost(frame, rows, use_uv, self._association_betas(), nan_cost=float("inf"))
-                cost = eq_cost.cpu().numpy() * motion_factor
-            else:
-                cost = np.full_like(iou, float("inf"))
-        cost = np.where(allowed, cost, float("inf"))
-        self.last_cost = torch.from_numpy(cost)
-        confirmed = state == TrackState.CONFIRMED
-        # since - 1 frames missed; the prediction of a track missed for longer than recent_age is vague.
-        recent = confirmed & (since - 1 <= self.recent_age)
-        # Position alone cannot re-identify a person after a long absence: only appearance can.
-        long_lost = confirmed & ~recent if cues.texture else np.zeros_like(recent)
-        stages = [
-            (recent, first_stage),
-            (long_lost, first_stage),
-            (tentative, first_stage),
-            (confirmed & (since <= 1), ~first_stage),
-        ]
-        return gated_assignment(cost, threshold, stages, may_start_track=first_stage)
-
-    def _associate(self, frame: FrameDetections, rows: Tensor) -> Assignment:
-        bank = self.tracks
-        set_order = self.reference_mode
-        if self.use_gt and frame.gt_track_ids is not None:
-            self.last_cost = None
-            return ground_truth_assignment(bank.gt_id[rows], frame.gt_track_ids.to(self.device), set_order)
-        if self._active_cues().mode != "eq019":
-            return self._associate_gated(frame, rows)
-        if len(rows) == 0 or len(frame) == 0:
-            self.last_cost = torch.zeros(len(rows), len(frame), dtype=torch.float64)
-            return hungarian_assignment(self.last_cost, self.hungarian_threshold, set_order)
-        self.counters["candidate_pairs"] += len(rows) * len(frame)
-        use_uv = self.appearance_encoder is not None and frame.uv is not None and bank.uv is not None
-        # A NaN cost (e.g. a non-positive depth) is a perfect match in the original.
-        cost = self._eq019_cost(frame, rows, use_uv, self.betas, nan_cost=0.0 if self.reference_mode else float("inf"))
-        self.last_cost = cost
-        return hungarian_assignment(cost, self.hungarian_threshold, set_order)
-
-    def _eq019_cost(self, frame: FrameDetections, rows: Tensor, use_uv: bool, betas: Any, nan_cost: float) -> Tensor:
-        """PHALP's combined cost of the tracks ``rows`` and ``frame``'s detections (both association paths).
-
-        Texture is encoded only for pairs the other factors leave under the threshold (``gate_texture``),
-        from the bank's masked maps and this frame's detection maps masked once.
-        """
-        bank = self.tracks
-        features = TrackFeatures(
-            pose=torch.index_select(bank.predicted_pose, 0, rows),
-            location=torch.index_select(bank.predicted_location, 0, rows),
-            # The texture distance replaces the appearance codes: no need to gather them.
-            appearance=None if use_uv else torch.index_select(bank.appearance, 0, rows),
-            uv=bank.uv if use_uv else None,
-            uv_rows=rows,
-        )
-        return eq019_cost(
-            features,
-            frame.pose.to(self.device),
-            frame.location.to(self.device),
-            frame.appearance.to(self.device),
-            bank.masked_detection_uv(frame.uv) if use_uv else None,
-            self.appearance_encoder if use_uv else None,
-            betas=betas,
-            pose_clip=self.pose_clip,
-            gate_threshold=self.hungarian_threshold if self.gate_texture else None,
-            pairs_per_batch=self.pairs_per_batch,
-            nan_cost=nan_cost,
-            stats=self.counters,
-            workspace=bank.workspace,
-            uv_masked=True,
-            uv_visibility=(
-                (bank.visible_words, bank.detection_visibility(frame.uv))
-                if use_uv and bank.visible_words is not None
-                else None
-            ),
-        )
 
     def _update_matched(
         self, frame: FrameDetections, slim: FrameDetections, matched_rows: Tensor, detection_index: Tensor
@@ -579,9 +381,9 @@ class PHALPTracker:
         bank = self.tracks
         state = bank.state[unmatched_rows]
         misses = bank.time_since_update[unmatched_rows]
-        # The original deletes a tentative track at its first miss; gated modes may allow a few.
-        tentative_limit = self.tentative_max_misses if self._active_cues().mode != "eq019" else 0
-        expired = ((state == TrackState.TENTATIVE) & (misses > tentative_limit)) | (misses > self.max_age)
+        expired = ((state == TrackState.TENTATIVE) & (misses > self.rule.tentative_max_misses)) | (
+            misses > self.rule.lost_track_horizon(self.max_age)
+        )
         bank.state[unmatched_rows[expired]] = int(TrackState.DELETED)
 
     def _predict(self, matched_rows: Tensor, unmatched_rows: Tensor) -> None:
@@ -670,8 +472,8 @@ class PHALPTracker:
             location = bank.predicted_location[row : row + 1].clone()
             for record in list(bank.records[row])[:-1]:
                 target = self._pending_by_index.get(record.frame_index)
-                if target is None:  # already emitted: cannot happen with consecutive hits
-                    continue
+                # The emission delay covers the longest tentative life (rule.emission_delay).
+                assert target is not None, f"back-fill target frame {record.frame_index} already emitted"
                 target.track_ids.append(track_id)
                 target.time_since_update.append(0)
                 target.records.append(record)
@@ -708,3 +510,20 @@ class PHALPTracker:
             predicted_location=torch.cat(pending.location_parts).cpu() if count else torch.zeros(0, 99),
             shot=frame.shot,
         )
+
+
+def tracker_from_config(tracker_config: Any, hmar_checkpoint: bool | None, **objects: Any) -> PHALPTracker:
+    """The tracker of a composed ``tracker`` config, as ``predict.py`` builds it.
+
+    Args:
+        tracker_config: the ``tracker`` node (``configs/tracker/phalp.yaml`` with its association group).
+        hmar_checkpoint: whether HMAR weights were loaded; fills ``hmar_trained`` when the config leaves
+            it null (False: the 3D cues are known untrained; True: each is measured on the first frame).
+        objects: ``appearance_encoder``, ``pose_predictor`` (objects, not config).
+    """
+    import hydra
+    from omegaconf import OmegaConf
+
+    if tracker_config.get("hmar_trained") is None and hmar_checkpoint is not None:
+        tracker_config = OmegaConf.merge(tracker_config, {"hmar_trained": bool(hmar_checkpoint)})
+    return hydra.utils.instantiate(tracker_config, **objects)
