@@ -108,3 +108,103 @@ def test_every_detection_of_a_confirmed_track_is_emitted_whatever_the_gaps(patte
     if rule == "gated":  # a tentative track survives 3 misses in a row: one track, every detection emitted
         assert [frame for frame, _ in entries] == [t for t, seen in enumerate(pattern) if seen == "1"]
 
+
+
+# ----------------------------------------------------------------------------- gates, stages, lifecycle
+
+
+def _shifted(dx: float, box: list[float] = BOX, scale: float = 1.0) -> list[float]:
+    """``box`` moved right by dx, its height scaled about its bottom edge."""
+    x1, y1, x2, y2 = box
+    return [x1 + dx, y2 - (y2 - y1) * scale, x2 + dx, y2]
+
+
+def _ids_of_frame(out, index: int) -> list[int]:
+    return out[index].track_ids[out[index].detected].tolist()
+
+
+def test_confirmed_tracks_are_served_before_tentative_ones():
+    # Track 1 is confirmed at BOX; in frame 6 a second detection (IoU 0.33 with BOX) starts tentative
+    # track 2. In frame 7 one detection lies between them, closer to track 2 (IoU 0.74 against 0.48):
+    # the confirmed track, served first, takes it; one assignment over both would give it to track 2.
+    frames = [_frame(t, [BOX]) for t in range(6)]
+    frames.append(_frame(6, [BOX, _shifted(20.0)], ids=[1, 2]))
+    frames.append(_frame(7, [_shifted(14.0)], ids=[1]))
+    frames += [_frame(t, [_shifted(14.0)]) for t in range(8, 10)]
+    out = _run(composed_tracker(), frames)
+    assert _ids_of_frame(out, 7) == [1]
+    assert {track for _, track in _ids_by_person(out)[1]} == {1}
+
+
+def test_height_gate_alone_stops_a_much_taller_box_from_continuing_a_track():
+    # Same bottom centre, 1.6x the height (IoU 0.63 with the track's box): a different person.
+    frames = [_frame(t, [BOX]) for t in range(6)] + [_frame(t, [_shifted(0.0, scale=1.6)]) for t in range(6, 13)]
+    out = _run(composed_tracker(), frames)
+    assert _ids_of_frame(out, 5) == [1] and _ids_of_frame(out, 6) == [2] and _ids_of_frame(out, 12) == [2]
+    lenient = _run(composed_tracker("tracker.association.gate_height_ratio=1.7"), frames)
+    assert _ids_of_frame(lenient, 12) == [1]
+
+
+def test_tentative_gate_alone_stops_a_young_track_from_taking_a_box_that_overlaps_little():
+    # A track seen once (no velocity yet) and a box at IoU 0.23 with it: a confirmed track could take
+    # it (>= gate_iou 0.1), a tentative one must not (< gate_iou_tentative 0.3).
+    frames = [_frame(0, [BOX])] + [_frame(t, [_shifted(25.0)]) for t in range(1, 8)]
+    out = _run(composed_tracker(), frames)
+    assert _ids_of_frame(out, 0) == [] and _ids_of_frame(out, 1) == [2]
+    lenient = _run(composed_tracker("tracker.association.gate_iou_tentative=0.2"), frames)
+    assert _ids_of_frame(lenient, 0) == [1] and _ids_of_frame(lenient, 1) == [1]
+
+
+def test_a_confirmed_track_takes_a_box_at_the_gate_but_not_below_it():
+    # Confirmed at BOX, then missed once; the next box overlaps the prediction at IoU 0.23 (>= 0.1).
+    frames = [_frame(t, [BOX]) for t in range(6)] + [_frame(t, [_shifted(25.0 + 3 * (t - 6))]) for t in range(6, 9)]
+    out = _run(composed_tracker(), frames)
+    assert _ids_of_frame(out, 6) == [1]
+    strict = _run(composed_tracker("tracker.association.gate_iou=0.25"), frames)
+    assert _ids_of_frame(strict, 6) != [1]
+
+
+@pytest.mark.parametrize("misses, same_track", [(3, True), (4, False)])
+def test_a_tentative_track_survives_exactly_tentative_max_misses_in_a_row(misses, same_track):
+    pattern = "111" + "0" * misses + "11111"
+    frames = [_frame(t, [BOX] if seen == "1" else []) for t, seen in enumerate(pattern)]
+    out = _run(composed_tracker(), frames)
+    entries = _ids_by_person(out)[1]
+    if same_track:
+        assert entries == [(t, 1) for t, seen in enumerate(pattern) if seen == "1"]
+    else:  # the first track died unconfirmed: its frames are never reported; the second is
+        assert entries == [(t, 2) for t in range(3 + misses, len(pattern))]
+
+
+@pytest.mark.parametrize("missed, same_track", [(4, True), (5, False)])
+def test_without_appearance_a_lost_track_ends_when_it_can_no_longer_match(missed, same_track):
+    pattern = "1" * 6 + "0" * missed + "1" * 6
+    frames = [_frame(t, [BOX] if seen == "1" else []) for t, seen in enumerate(pattern)]
+    out = _run(composed_tracker("tracker.association.recent_age=4"), frames)
+    ids = {track for _, track in _ids_by_person(out)[1]}
+    assert ids == ({1} if same_track else {1, 2})
+    ghosts = [int((f.time_since_update > 0).sum()) for f in out]
+    assert max(ghosts) == 1 and sum(ghosts) == min(missed, 4)  # reported as a ghost while it can still match
+
+
+def test_low_score_detections_only_continue_tracks_seen_in_the_previous_frame():
+    low = "tracker.association.second_stage_score=0.5"
+    alone = [_frame(t, [BOX], scores=[0.3]) for t in range(8)]
+    assert all(len(f) == 0 for f in _run(composed_tracker(low), alone))  # never start a track
+    continued = [_frame(t, [BOX]) for t in range(6)] + [_frame(t, [BOX], scores=[0.3]) for t in range(6, 9)]
+    out = _run(composed_tracker(low), continued)
+    assert [_ids_of_frame(out, t) for t in range(6, 9)] == [[1], [1], [1]]
+    after_a_miss = [_frame(t, [BOX]) for t in range(6)] + [_frame(6, [])] + [_frame(7, [BOX], scores=[0.3])]
+    out = _run(composed_tracker(low), after_a_miss)
+    assert _ids_of_frame(out, 7) == []  # the track was not seen in the previous frame
+
+
+def test_a_low_score_detection_cannot_take_a_track_before_a_high_score_one():
+    # Track 1 at BOX; frame 6: a low-score box exactly on it and a high-score box close by. The
+    # high-score stage comes first, so the high-score box continues the track.
+    frames = [_frame(t, [BOX]) for t in range(6)]
+    frames.append(_frame(6, [BOX, _shifted(8.0)], ids=[2, 1], scores=[0.3, 0.9]))
+    out = _run(composed_tracker("tracker.association.second_stage_score=0.5"), frames)
+    detected = out[6].detected
+    assert out[6].track_ids[detected].tolist() == [1]
+    assert out[6].detections.gt_track_ids[detected].tolist() == [1]
