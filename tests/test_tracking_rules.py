@@ -208,3 +208,38 @@ def test_a_low_score_detection_cannot_take_a_track_before_a_high_score_one():
     detected = out[6].detected
     assert out[6].track_ids[detected].tolist() == [1]
     assert out[6].detections.gt_track_ids[detected].tolist() == [1]
+
+
+def _person_frame(t: int, boxes: list[list[float]], people: list[int], codes: torch.Tensor):
+    count = len(boxes)
+    return _box_detections(torch.tensor(boxes).reshape(count, 4), torch.tensor(people, dtype=torch.int64), t, (480, 640),
+                           torch.zeros(3, 229), codes, True)
+
+
+@pytest.mark.parametrize("cues, comes_back", [("all", True), ("motion", False)])
+def test_a_long_lost_person_is_re_identified_by_appearance_only(cues, comes_back):
+    # Person 1 stands at BOX, is lost for 8 frames (> recent_age 5) and comes back 60 px away: too far
+    # for IoU with any box, plausible for 8 frames lost. Person 2, who looks different, appears where
+    # person 1 was lost; only appearance can tell them apart.
+    codes = torch.stack([torch.full((4096,), 5.0), torch.full((4096,), 5.0) + 100.0 * torch.randn(4096, generator=torch.Generator().manual_seed(0))])
+    back = _shifted(60.0)
+    frames = [_person_frame(t, [BOX], [1], codes) for t in range(6)]
+    frames += [_person_frame(t, [], [], codes) for t in range(6, 14)]
+    frames += [_person_frame(t, [back, BOX], [1, 2], codes) for t in range(14, 20)]
+    tracker = composed_tracker(f"tracker.association.cues={cues}", "tracker.association.recent_age=5")
+    out = _run(tracker, frames)
+    ids = {person: {track for _, track in entries} for person, entries in _ids_by_person(out).items()}
+    assert ids[2] != {1}  # a different-looking person is never given the lost track
+    assert (ids[1] == {1}) is comes_back
+
+
+def test_re_identification_gates_size_and_displacement():
+    codes = torch.full((2, 4096), 5.0)  # the same look: only the gates decide
+    def run(box):
+        frames = [_person_frame(t, [BOX], [1], codes) for t in range(6)] + [_person_frame(t, [], [], codes) for t in range(6, 14)]
+        frames += [_person_frame(t, [box], [1], codes) for t in range(14, 20)]
+        out = _run(composed_tracker("tracker.association.cues=all", "tracker.association.recent_age=5"), frames)
+        return {track for _, track in _ids_by_person(out)[1]}
+    assert run(_shifted(60.0)) == {1}  # 60 px after 9 frames: within 0.1 x 100 px x 9
+    assert run(_shifted(300.0)) == {1, 2}  # too far for the time lost (at most 0.1 x 100 px x 15 frames)
+    assert run(_shifted(60.0, scale=1.7)) == {1, 2}  # a different size

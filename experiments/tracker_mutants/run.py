@@ -157,6 +157,24 @@ MUTANTS: dict[str, tuple[str, str, str, str]] = {
         "confirm = tentative & (hits > self.n_init)",
         "off by one",
     ),
+    "re-identification without a displacement gate": (
+        "rule_gated.py",
+        "allowed = plausible & self._height_ok(last, boxes)",
+        "allowed = self._height_ok(last, boxes)",
+        "a long-lost track may jump anywhere",
+    ),
+    "re-identification without a size gate": (
+        "rule_gated.py",
+        "allowed = plausible & self._height_ok(last, boxes)",
+        "allowed = plausible",
+        "a long-lost track may change size",
+    ),
+    "re-identification by position alone": (
+        "rule_gated.py",
+        "long_lost = confirmed & ~recent if cues.texture else np.zeros_like(recent)",
+        "long_lost = confirmed & ~recent",
+        "the long-lost stage runs without an informative texture cue",
+    ),
     "max_cost ignored with 3D cues": (
         "rule_gated.py",
         "            threshold = self.max_cost\n",
