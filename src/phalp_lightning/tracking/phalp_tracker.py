@@ -2,8 +2,10 @@
 
 ``update(frame)`` runs PHALP's per-frame step (docs/tracker.md, Algorithm) on a
 :class:`~phalp_lightning.structures.FrameDetections` and returns the :class:`FrameTracks` that are
-complete. A newly confirmed track is back-filled into the ``n_init - 1`` frames before it, so each
-frame is emitted ``n_init - 1`` frames late; ``finalize()`` flushes the rest at the end of a video.
+complete. Which track takes which detection is the association rule's decision (``tracker.rule``,
+:mod:`.rule`); the tracker keeps the tracks' life cycle, their predictions and the emission. A newly
+confirmed track is back-filled into the frames of the detections that confirmed it, so each frame is
+emitted ``emission_delay`` updates late; ``finalize()`` flushes the rest at the end of a video.
 """
 
 from __future__ import annotations

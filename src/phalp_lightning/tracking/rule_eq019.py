@@ -21,7 +21,13 @@ from phalp_lightning.tracking.association import (
     Assignment,
     hungarian_assignment,
 )
-from phalp_lightning.tracking.rule import AssociationInputs, AssociationRule, eq019_track_cost, uv_available
+from phalp_lightning.tracking.rule import (
+    AssociationInputs,
+    AssociationRule,
+    emission_delay,
+    eq019_track_cost,
+    uv_available,
+)
 
 
 @dataclass
@@ -86,6 +92,6 @@ class EQ019Rule(AssociationRule):
             "detected. Texture encoded {which}."
         ).format(
             bt=b_t, bp=b_p, clip=self.pose_clip, bl=b_l, bn=b_n, thr=self.hungarian_threshold, age=max_age, n=n_init,
-            delay=n_init - 1,
+            delay=emission_delay(n_init, self.tentative_max_misses),
             which="only for pairs that can be accepted (gate_texture)" if self.gate_texture else "for every pair",
         )
