@@ -126,7 +126,8 @@ def test_untrained_hmar_switches_off_texture_pose_and_depth():
 
 
 def _two_people(pose, appearance, depth_beyond_box=(1.0, 1.0)):
-    boxes = torch.tensor([[10.0, 10.0, 50.0, 110.0], [200.0, 10.0, 240.0, 110.0]])
+    # Different heights: a depth that only restates the box size must not count as a cue.
+    boxes = torch.tensor([[10.0, 10.0, 50.0, 110.0], [200.0, 10.0, 260.0, 160.0]])
     frame = _box_detections(boxes, torch.tensor([1, 2]), 0, (480, 640), pose, appearance, trained_cues=True)
     frame.location[:, 92] = frame.location[:, 92] * torch.tensor(depth_beyond_box)
     return frame

@@ -190,7 +190,9 @@ def test_without_appearance_a_lost_track_ends_when_it_can_no_longer_match(missed
 def test_low_score_detections_only_continue_tracks_seen_in_the_previous_frame():
     low = "tracker.association.second_stage_score=0.5"
     alone = [_frame(t, [BOX], scores=[0.3]) for t in range(8)]
-    assert all(len(f) == 0 for f in _run(composed_tracker(low), alone))  # never start a track
+    tracker = composed_tracker(low)
+    assert all(len(f) == 0 for f in _run(tracker, alone))
+    assert tracker.next_id == 1  # never started a track, not even a tentative one
     continued = [_frame(t, [BOX]) for t in range(6)] + [_frame(t, [BOX], scores=[0.3]) for t in range(6, 9)]
     out = _run(composed_tracker(low), continued)
     assert [_ids_of_frame(out, t) for t in range(6, 9)] == [[1], [1], [1]]
@@ -243,3 +245,14 @@ def test_re_identification_gates_size_and_displacement():
     assert run(_shifted(60.0)) == {1}  # 60 px after 9 frames: within 0.1 x 100 px x 9
     assert run(_shifted(300.0)) == {1, 2}  # too far for the time lost (at most 0.1 x 100 px x 15 frames)
     assert run(_shifted(60.0, scale=1.7)) == {1, 2}  # a different size
+
+
+@pytest.mark.parametrize("reference_mode", [True, False])
+def test_a_nan_cost_is_a_perfect_match_only_in_reference_mode(reference_mode):
+    # A non-positive depth makes the depth term NaN: the original's nan_to_num turns it into 0.
+    frames = [_frame(t, [BOX]) for t in range(6)]
+    odd = _frame(6, [BOX])
+    odd.location[:, 92] = -odd.location[:, 92]
+    frames.append(odd)
+    out = _run(composed_tracker("tracker/association=eq019", f"tracker.reference_mode={str(reference_mode).lower()}"), frames)
+    assert _ids_of_frame(out, 6) == ([1] if reference_mode else [])

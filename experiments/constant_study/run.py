@@ -47,7 +47,7 @@ METRICS = ("HOTA", "IDF1", "MOTA", "IDSW")
 VARIANTS: dict[str, list[Any]] = {
     "association.gate_iou": [0.1, 0.05, 0.2],
     "association.gate_iou_tentative": [0.3, 0.2, 0.4],
-    "association.gate_height_ratio": [1.5, 1.3, 2.0],
+    "association.gate_height_ratio": [1.5, 1.25, 1.3, 2.0],
     "association.tentative_max_misses": [3, 1, 2, 5],
     "association.recent_age": [30, 10, 60],
     "association.smooth_boxes": [True, False],
@@ -169,13 +169,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("sequence", help="a MOT-layout sequence folder (TUD-Campus)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--street-seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    parser.add_argument("--variants", action="store_true", help="also vary each constant alone")
+    parser.add_argument("--variants", nargs="*", default=None,
+                        help="also vary each constant alone (all of VARIANTS, or only the keys given)")
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args(argv)
     sequence = Sequence.load(args.sequence)
     settings: list[dict[str, Any]] = [{}]
-    if args.variants:
-        settings += [{key: value} for key, values in VARIANTS.items() for value in values[1:]]
+    if args.variants is not None:
+        keys = args.variants or list(VARIANTS)
+        settings += [{key: value} for key in keys for value in VARIANTS[key][1:]]
     trackers = {json.dumps(s) if s else "ours (shipped defaults)": composed_tracker(s) for s in settings}
     table: dict[str, dict[str, list[dict[str, float]]]] = {}
     start = time.perf_counter()
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             table.setdefault("street", {}).setdefault(name, []).append({m: float(result.overall[m]) for m in METRICS})
     summary = {protocol: {name: summarise(runs) for name, runs in rows.items()} for protocol, rows in table.items()}
     command = "python experiments/constant_study/run.py <TUD-Campus> --seeds " + " ".join(map(str, args.seeds)) + (
-        " --variants" if args.variants else "") + " --street-seeds " + " ".join(map(str, args.street_seeds))
+        " --variants " + " ".join(args.variants) if args.variants is not None else "") + " --street-seeds " + " ".join(map(str, args.street_seeds))
     lines = ["# Constants of the gated rule across protocols", "", f"`{command}` (means over seeds, [min, max]; ID switches summed)", ""]
     for protocol, rows in summary.items():
         lines += [f"## {protocol}", "", "| tracker | HOTA [min, max] | IDF1 [min, max] | MOTA | IDSW |", "|---|---|---|---|---|"]
