@@ -47,7 +47,7 @@ METRICS = ("HOTA", "IDF1", "MOTA", "IDSW")
 VARIANTS: dict[str, list[Any]] = {
     "association.gate_iou": [0.1, 0.05, 0.2],
     "association.gate_iou_tentative": [0.3, 0.2, 0.4],
-    "association.gate_height_ratio": [1.5, 1.25, 1.3, 2.0],
+    "association.gate_height_ratio": [1.25, 1.3, 1.5, 2.0],
     "association.tentative_max_misses": [3, 1, 2, 5],
     "association.recent_age": [30, 10, 60],
     "association.smooth_boxes": [True, False],
