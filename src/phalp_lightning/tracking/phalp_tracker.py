@@ -526,6 +526,7 @@ def tracker_from_config(tracker_config: Any, hmar_checkpoint: bool | None, **obj
     import hydra
     from omegaconf import OmegaConf
 
-    if tracker_config.get("hmar_trained") is None and hmar_checkpoint is not None:
+    # Another tracker class configured in its place may not know the key.
+    if "hmar_trained" in tracker_config and tracker_config.hmar_trained is None and hmar_checkpoint is not None:
         tracker_config = OmegaConf.merge(tracker_config, {"hmar_trained": bool(hmar_checkpoint)})
     return hydra.utils.instantiate(tracker_config, **objects)
