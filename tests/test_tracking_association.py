@@ -15,7 +15,7 @@ from phalp_lightning.tracking.association import (
     eq019_cost,
     ground_truth_assignment,
     hungarian_assignment,
-    motion_cost,
+    pose_location_depth_cost,
     texture_distance,
 )
 from phalp_lightning.tracking.track import blend_uv
@@ -53,7 +53,7 @@ def test_eq019_cost_matches_hand_computed_value():
     assert cost.shape == (1, 1)
     assert cost.dtype == torch.float64
     assert cost.item() == pytest.approx(10.288950, rel=1e-5)
-    motion = motion_cost(tracks.pose, tracks.location, pose, location)
+    motion = pose_location_depth_cost(tracks.pose, tracks.location, pose, location)
     assert motion.item() == pytest.approx(1.32675 * 1.4215034 * 1.0795262, rel=1e-5)
 
 

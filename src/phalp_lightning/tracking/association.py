@@ -77,7 +77,7 @@ def location_terms(
     return image_distance, depth_distance, location_uncertainty, depth_uncertainty
 
 
-def motion_cost(
+def pose_location_depth_cost(
     track_pose: Tensor,
     track_location: Tensor,
     detection_pose: Tensor,
@@ -86,6 +86,8 @@ def motion_cost(
     pose_clip: float = EQ019_POSE_CLIP,
 ) -> Tensor:
     """The EQ_019 cost without its texture factor: pose, location and depth factors multiplied.
+
+    (Not the 2D motion cue of :mod:`.motion`, which is a different, box-based cue.)
 
     Args:
         track_pose: (T, 229); track_location: (T, 99); detection_pose: (D, 229); detection_location: (D, 99).
@@ -490,10 +492,10 @@ def eq019_cost(
         encoder: appearance encoder for the texture distance, or None.
         betas: (beta_T, beta_P, beta_L, beta_N).
         pose_clip: clip of the squared pose distance.
-        gate_threshold: when set, the texture is only encoded for pairs whose motion cost is
+        gate_threshold: when set, the texture is only encoded for pairs whose cost without texture is
             <= this value. The texture factor is >= 1, so the skipped pairs cost more than the
-            threshold anyway and the thresholded matrix is unchanged; their entry is the motion
-            cost (a lower bound).
+            threshold anyway and the thresholded matrix is unchanged; their entry is the cost
+            without texture (a lower bound).
         pairs_per_batch: pairs per encoder call.
         nan_cost: value of NaN entries (PHALP's ``nan_to_num`` gives 0).
         stats: if given, ``stats["texture_pairs"]`` is increased by the number of pairs whose
@@ -507,18 +509,18 @@ def eq019_cost(
         (T, D) float64; +inf becomes the largest float64, NaN becomes ``nan_cost``.
     """
     beta_texture = betas[0]
-    motion = motion_cost(tracks.pose, tracks.location, detection_pose, detection_location, betas, pose_clip)
-    num_tracks, num_detections = motion.shape
+    without_texture = pose_location_depth_cost(tracks.pose, tracks.location, detection_pose, detection_location, betas, pose_clip)
+    num_tracks, num_detections = without_texture.shape
     use_texture = encoder is not None and tracks.uv is not None and detection_uv is not None
     if use_texture:
         if gate_threshold is None:
-            candidates = torch.ones_like(motion, dtype=torch.bool)
+            candidates = torch.ones_like(without_texture, dtype=torch.bool)
         else:
-            candidates = motion <= gate_threshold  # NaN compares False: stays NaN below
+            candidates = without_texture <= gate_threshold  # NaN compares False: stays NaN below
         pairs = candidates.nonzero()
         if stats is not None:
             stats["texture_pairs"] = stats.get("texture_pairs", 0) + int(pairs.shape[0])
-        texture = torch.zeros_like(motion)
+        texture = torch.zeros_like(without_texture)
         if pairs.numel():
             storage_pairs = pairs.clone()
             if tracks.uv_rows is not None:
@@ -533,12 +535,12 @@ def eq019_cost(
                 workspace=workspace,
                 masked=uv_masked,
                 visibility=uv_visibility,
-            ).to(motion.device)
+            ).to(without_texture.device)
     else:
         if tracks.appearance is None:
             raise ValueError("eq019_cost: without UV maps and an encoder the tracks' appearance codes are needed")
         texture = appearance_code_distance(tracks.appearance, detection_appearance)
-    cost = (texture * beta_texture + 1.0) * motion  # (1 + beta_T r_T) motion
+    cost = (texture * beta_texture + 1.0) * without_texture  # (1 + beta_T r_T) without_texture
     return torch.nan_to_num(cost, nan=nan_cost, posinf=_FLOAT64_MAX)
 
 
