@@ -300,9 +300,10 @@ def compose_documented(command: DocumentedCommand, overrides: list[str], output_
     try:
         cfg = compose_run_config(CONFIG_DIR, HYDRA_SCRIPTS[command.program], overrides, output_dir, working_dir=PROJECT_ROOT)
         OmegaConf.resolve(cfg)
+        return cfg
     except Exception as error:  # noqa: BLE001 - any composition error is the finding, reported with its line
-        pytest.fail(f"{command.where}: documented command no longer composes: {command.text}\n  overrides {overrides}\n  {type(error).__name__}: {error}", pytrace=False)
-    return cfg
+        problem = f"{type(error).__name__}: {error}"
+    pytest.fail(f"{command.where}: documented command no longer composes: {command.text}\n  overrides {overrides}\n  {problem}", pytrace=False)
 
 
 def test_the_documents_show_the_entry_points_and_the_scale_out_lines():
@@ -462,3 +463,12 @@ def test_a_documented_command_that_no_longer_composes_fails_naming_its_line(tmp_
     command = DocumentedCommand("docs/page.md", 7, "python predict.py video=clip.mp4 trainer.no_such_key=1")
     with pytest.raises(pytest.fail.Exception, match=r"docs/page\.md:7: documented command no longer composes"):
         compose_documented(command, [inputs.fill_override(token) for token in command.arguments], tmp_path)
+
+
+def test_each_process_logs_to_a_file_named_after_the_task_and_its_rank(tmp_path: Path):
+    from phalp_lightning.utils.distributed import process_rank, rank_log_path
+
+    # Lightning's relaunched ranks carry LOCAL_RANK; torchrun's RANK (global) wins over it; srun's SLURM_PROCID last.
+    assert [process_rank(env) for env in ({}, {"LOCAL_RANK": "1"}, {"RANK": "5", "LOCAL_RANK": "1"}, {"SLURM_PROCID": "3"})] == [0, 1, 5, 3]
+    assert rank_log_path(tmp_path / "predict.log", 0) == tmp_path / "predict.log"
+    assert rank_log_path(tmp_path / "predict.log", 3) == tmp_path / "predict_rank3.log"
