@@ -145,7 +145,7 @@ def load_mot(path: Path, role: Role, benchmark: Benchmark | None = None, table: 
                 f"{path}: class {sequence.extra[row, 0]:g} in column 8 (frame {sequence.frames[row]}); MOTChallenge "
                 "evaluates pedestrians only", "write -1 or 1 in column 8 of the results")
         return TrackSequence(name, sequence.frames - 1, sequence.track_ids, sequence.boxes_xywh)
-    if benchmark is not None and benchmark.name == "posetrack21":
+    if benchmark is not None and benchmark.name == "posetrack21_boxes":
         return _posetrack21_mot_ground_truth(path, name, sequence)
     evaluated = None
     if benchmark is not None and benchmark.is_mot:
@@ -356,7 +356,7 @@ def load_ground_truth(paths: Iterable[str | os.PathLike[str]], format: str, benc
     classes = {file: (table.extra[:, 0] if table.extra.shape[1] in (1, 2) else None) for file, table in tables.items()} \
         if tables is not None else None
     chosen = resolve_benchmark(benchmark, [file for file, _ in files if tables is None or file in tables], format, classes)
-    if format == "mot" and chosen.name == "posetrack18" or format == "posetrack" and chosen.is_mot:
+    if format == "mot" and chosen.name == "posetrack18_boxes" or format == "posetrack" and chosen.is_mot:
         raise EvaluationInputError(f"benchmark={chosen.name} does not apply to format={format} ground truth",
                                    "use benchmark=auto or a preset of that format")
     return _read_files(files, format, "gt", chosen, tables), chosen
