@@ -47,6 +47,11 @@ def report(result: EvaluationResult, output_dir: str | os.PathLike[str], loggers
         log_evaluation(result, loggers, prefix=prefix)
     if len(sample_frames):
         log_frames(sample_frames, loggers, key=f"{prefix}frames", output_dir=output_dir)
+    if result.missing_predictions:
+        # Last line of the run: a sequence scored without any result is usually a file left out by mistake.
+        log.warning("%d ground-truth sequence(s) had no result file and were scored as all misses: %s%s "
+                    "(missing_prediction=error makes this an error)", len(result.missing_predictions),
+                    ", ".join(result.missing_predictions[:10]), " ..." if len(result.missing_predictions) > 10 else "")
     return paths
 
 
@@ -84,7 +89,7 @@ def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         The evaluation result; ``result.benchmark`` says which preset was applied and why.
     """
     ground_truth, chosen = load_ground_truth(_paths(gt), gt_format or format, benchmark=benchmark)
-    predictions = load_sequences(_paths(pred), format, role="pred", benchmark=chosen)
+    predictions = load_sequences(_paths(pred), format, role="pred", benchmark=chosen, sequence_names=ground_truth)
     if sequences:
         wanted = [str(name) for name in sequences]
         unknown = sorted(set(wanted) - set(ground_truth))
