@@ -83,7 +83,8 @@ def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         sequences: score only these ground-truth sequences.
         hota_backend: "own" | "trackeval".
         missing_prediction: "empty" | "error".
-        benchmark: "auto" or a preset of ``evaluation.benchmarks.BENCHMARKS`` (ground-truth preprocessing).
+        benchmark: "auto" or a preset of ``evaluation.benchmarks.BENCHMARKS`` (ground-truth preprocessing
+            and CLEAR/Identity engine); "phalp" also selects the phalp protocol when ``protocol`` is None.
 
     Returns:
         The evaluation result; ``result.benchmark`` says which preset was applied and why.
@@ -105,7 +106,13 @@ def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                 raise EvaluationInputError(
                     f"results of {name!r}: frame {int(prediction.frames.max()) + 1} is past the sequence's "
                     f"seqLength {scored.shape[0]} (seqinfo.ini / image_info.json)", "check that the results belong to this sequence")
+    if chosen.protocol == "phalp" and protocol is None:
+        protocol = EvaluationProtocol.phalp()
     protocol = protocol or EvaluationProtocol()
+    if chosen.protocol is not None and protocol.name != chosen.protocol:
+        raise EvaluationInputError(
+            f"benchmark={chosen.name} is scored under the {chosen.protocol} protocol, not eval_protocol={protocol.name}",
+            f"drop eval_protocol= (benchmark={chosen.name} selects it), or use benchmark=plain for other protocols")
     log.info("Evaluating %d predicted against %d ground-truth sequences, %s, protocol %s",
              len(predictions), len(ground_truth), chosen.describe(), protocol)
     return evaluate_sequences(predictions, ground_truth, protocol=protocol, hota_backend=hota_backend,  # type: ignore[arg-type]
