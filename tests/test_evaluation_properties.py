@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from phalp_lightning.datamodules.formats.mot import MOTFormatError, read_mot, write_mot
+
 from phalp_lightning.evaluation.benchmarks import get_benchmark
 from phalp_lightning.evaluation.evaluator import evaluate_sequences
 from phalp_lightning.evaluation.sequences import TrackSequence
