@@ -1,6 +1,6 @@
 """CLEAR-MOT and Identity metrics by TrackEval's rules (MOTChallenge's official evaluator since 2021).
 
-The official presets (``mot15`` ... ``mot20``, ``posetrack21``) compute MOTA, MOTP, IDSW, FP, FN,
+The official presets (``mot15`` ... ``mot20``, ``posetrack21_boxes``) compute MOTA, MOTP, IDSW, FP, FN,
 Frag, MT/PT/ML and IDF1 here, so their numbers are the benchmark's own; motmetrics (``clear.py``)
 serves the ``plain`` preset, the PHALP protocol and the Lightning metric. The two differ only where
 the matching is ambiguous:

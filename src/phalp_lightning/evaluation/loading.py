@@ -175,7 +175,7 @@ def _posetrack21_mot_ground_truth(path: Path, name: str, sequence: MOTSequence) 
 
     info = image_info_path(path)
     if info is None:
-        raise EvaluationInputError(f"{path}: benchmark=posetrack21 on MOT text needs PoseTrack21's <seq>/image_info.json",
+        raise EvaluationInputError(f"{path}: benchmark=posetrack21_boxes on MOT text needs PoseTrack21's <seq>/image_info.json",
                                    "use the PoseTrack21 MOT layout, PoseTrack JSON (format=posetrack), or another preset")
     images = read_image_info(info)
     if sequence.frames.size and int(sequence.frames.max()) > len(images):
