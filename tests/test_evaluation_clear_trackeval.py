@@ -190,3 +190,13 @@ def test_plain_preset_says_it_uses_motmetrics_and_official_presets_say_trackeval
     written = json.loads(official.write(tmp_path / "out")["json"].read_text())
     assert written["benchmark"]["clear_engine"] == "trackeval"
     assert any("MOTA" in columns and "TrackEval" in engine for columns, engine in written["benchmark"]["engines"].items())
+
+
+def test_the_hota_engine_named_is_the_backend_used(tmp_path: Path):
+    rng = np.random.default_rng(5)
+    pred, gt = mot_files(tmp_path, ["MOT17-04"], rng, with_classes=True)
+    own = evaluate_files(pred, gt, format="mot")
+    reference = evaluate_files(pred, gt, format="mot", hota_backend="trackeval")
+    assert own.overall["HOTA"] == pytest.approx(reference.overall["HOTA"], abs=1e-12)
+    assert "evaluation.hota" in own.format_table().splitlines()[-1]
+    assert "hota_backend=trackeval" in reference.format_table().splitlines()[-1]

@@ -70,6 +70,8 @@ ENGINE_LABELS = {
     "motmetrics": "motmetrics 1.4.0 (phalp_lightning.evaluation.clear)",
 }
 HOTA_ENGINE_LABEL = "TrackEval's HOTA definition (phalp_lightning.evaluation.hota)"
+HOTA_COLUMNS_LABEL = "HOTA, DetA, AssA, LocA, ..."
+CLEAR_COLUMNS_LABEL = "MOTA, MOTP, IDSW, FP, FN, Frag, MT/PT/ML, IDF1, IDP, IDR, ..."
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,7 @@ class Benchmark:
     @property
     def engines(self) -> dict[str, str]:
         """Which code computed which column group (footer and ``metrics.json``)."""
-        return {"HOTA, DetA, AssA, LocA, ...": HOTA_ENGINE_LABEL,
-                "MOTA, MOTP, IDSW, FP, FN, Frag, MT/PT/ML, IDF1, IDP, IDR, ...": ENGINE_LABELS[self.clear_engine]}
+        return {HOTA_COLUMNS_LABEL: HOTA_ENGINE_LABEL, CLEAR_COLUMNS_LABEL: ENGINE_LABELS[self.clear_engine]}
 
     def describe(self) -> str:
         """One line for the table footer: name, why it was chosen, what it drops."""

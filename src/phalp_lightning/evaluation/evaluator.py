@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from phalp_lightning.evaluation.benchmarks import Benchmark, get_benchmark
+from phalp_lightning.evaluation.benchmarks import HOTA_COLUMNS_LABEL, Benchmark, get_benchmark
 from phalp_lightning.evaluation.clear import clear_identity_metrics
 from phalp_lightning.evaluation.clear_trackeval import clear_identity_metrics_trackeval
 from phalp_lightning.evaluation.hota import ALPHAS, HotaResult, combine_hota, hota_sequence
@@ -55,6 +55,15 @@ class EvaluationResult:
     sequences: dict[str, SequenceData] = field(default_factory=dict, repr=False)
     benchmark: Benchmark | None = None
     missing_predictions: list[str] = field(default_factory=list)
+    hota_backend: HotaBackend = "own"
+
+    @property
+    def engines(self) -> dict[str, str]:
+        """Which code computed which columns (the preset's engines, and the HOTA backend actually used)."""
+        engines = dict(self.benchmark_or_plain.engines)
+        if self.hota_backend == "trackeval":
+            engines[HOTA_COLUMNS_LABEL] = "trackeval.metrics.HOTA (hota_backend=trackeval)"
+        return engines
 
     @property
     def columns(self) -> list[str]:
@@ -92,7 +101,7 @@ class EvaluationResult:
         benchmark = self.benchmark_or_plain
         footer = [benchmark.describe(),
                   f"protocol: {self.protocol.name} (IoU >= {self.protocol.iou_threshold} for CLEAR/Identity, HOTA {self.protocol.hota_aggregation})",
-                  "engines: " + "; ".join(f"{columns} by {engine}" for columns, engine in benchmark.engines.items())]
+                  "engines: " + "; ".join(f"{columns} by {engine}" for columns, engine in self.engines.items())]
         if self.missing_predictions:
             # The line read last: a sequence scored without any result is usually a file left out by mistake.
             footer.append(f"WARNING: {len(self.missing_predictions)} ground-truth sequence(s) had no result file and "
@@ -111,7 +120,7 @@ class EvaluationResult:
                    "AssA": curve.ass_a.tolist(), "LocA": curve.loc_a.tolist()}
             for name, curve in self.hota_curves.items()
         }
-        return {"benchmark": self.benchmark_or_plain.to_dict(), "protocol": self.protocol.to_dict(),
+        return {"benchmark": {**self.benchmark_or_plain.to_dict(), "engines": self.engines}, "protocol": self.protocol.to_dict(),
                 "missing_predictions": list(self.missing_predictions), "overall": self.overall,
                 "per_sequence": self.per_sequence, "hota_curves": curves}
 
@@ -192,7 +201,8 @@ def evaluate_sequence_data(sequences: Mapping[str, SequenceData], protocol: Eval
               for name in ("GT_Dets", "Pred_Dets", "GT_IDs", "Pred_IDs", "Frames", "Ignored")}
     curves[OVERALL] = combined
     return EvaluationResult(per_sequence=per_sequence, overall={**hota_overall, **clear_overall, **counts},
-                            protocol=protocol, hota_curves=curves, sequences=dict(sequences), benchmark=benchmark)
+                            protocol=protocol, hota_curves=curves, sequences=dict(sequences), benchmark=benchmark,
+                            hota_backend=hota_backend)
 
 
 def evaluate_sequences(predictions: Mapping[str, TrackSequence], ground_truth: Mapping[str, TrackSequence],
