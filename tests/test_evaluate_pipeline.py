@@ -211,3 +211,30 @@ def test_phalp_pickles_evaluate_detected_entries_against_given_boxes(compose_cfg
     assert overall["MOTA"] == pytest.approx(2 / 3)
     # IDTP = 3 (gt 1 <-> 5) + 1 (gt 2 <-> 6 or 7) = 4; IDFN = 6 - 4; IDFP = 5 - 4 -> IDF1 = 8 / (8 + 3) = 8/11.
     assert overall["IDF1"] == pytest.approx(8 / 11)
+
+
+def test_phalp_preset_selects_phalps_protocol_and_motmetrics(compose_cfg, tmp_path: Path):
+    from phalp_lightning.errors import UserError
+    from phalp_lightning.pipelines.evaluate import run
+
+    pred, gt = write_mot_files(tmp_path / "data")
+    cfg = compose_cfg("evaluate", [f"pred={pred}", f"gt={gt}", "benchmark=phalp"])
+    assert cfg.benchmark == "phalp" and cfg.eval_protocol.name == "phalp" and cfg.eval_protocol.iou_threshold == 0.01
+    run(cfg)
+    written = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert written["benchmark"]["name"] == "phalp" and written["benchmark"]["clear_engine"] == "motmetrics"
+    assert written["protocol"]["name"] == "phalp"
+    # Another protocol under PHALP's name would be a number PHALP's script never gives.
+    with pytest.raises(UserError, match="benchmark=phalp is scored under the phalp protocol"):
+        run(compose_cfg("evaluate", [f"pred={pred}", f"gt={gt}", "benchmark=phalp", "eval_protocol=standard"]))
+
+
+@pytest.mark.parametrize(("old", "new"), [("posetrack18", "posetrack18_boxes"), ("posetrack21", "posetrack21_boxes")])
+def test_old_posetrack_preset_names_warn_and_mean_the_box_presets(compose_cfg, tmp_path: Path, old: str, new: str):
+    from phalp_lightning.evaluation.benchmarks import get_benchmark
+
+    cfg = compose_cfg("evaluate", ["pred=a", "gt=b", f"benchmark={old}"])
+    assert cfg.benchmark == old
+    with pytest.warns(DeprecationWarning, match=f"benchmark={old} is deprecated.*benchmark={new}"):
+        preset = get_benchmark(cfg.benchmark)
+    assert preset.name == new and "deprecated" in preset.reason
