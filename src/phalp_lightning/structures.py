@@ -54,6 +54,7 @@ class FrameDetections:
 
     Only ``boxes``, ``scores``, ``appearance``, ``pose`` and ``location`` are required by the
     tracker; ``uv`` enables the texture distance. The remaining fields are carried for writers.
+    Without HMAR (predict's box-only path) the 3D fields are NaN (:func:`absent_3d`) and ``uv`` is None.
     """
 
     video: str
