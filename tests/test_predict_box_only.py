@@ -75,8 +75,9 @@ def test_without_a_checkpoint_the_ids_are_those_of_the_untrained_hmar_and_hmar_n
 
 
 def test_box_only_results_keep_every_key_with_nan_3d_and_load_in_every_reader(compose_cfg, synthetic_video, tmp_path):
-    from phalp_lightning import api
     from phalp_lightning.datamodules.formats.phalp_results import PHALPResultsError, read_phalp_results
+
+    from phalp_lightning import api
     from phalp_lightning.pipelines.evaluate import evaluate_files
     from phalp_lightning.sinks.results import load_results_npz
 
