@@ -105,6 +105,11 @@ def test_box_only_results_keep_every_key_with_nan_3d_and_load_in_every_reader(co
         results.tracklets()
     tracks = api.load_tracks(f"{cfg.output_dir}/results/demo_{name}.npz")
     assert not tracks.has_3d and len(tracks.table) == sum(len(r["tid"]) for r in pkl.values())
+    frame_index = int(tracks.table["frame"].iloc[0])
+    image = np.zeros((*tracks.image_size, 3), np.uint8)
+    with pytest.warns(UserWarning, match="no 3D outputs.*boxes and ids"):
+        drawn = api.draw_frame(image, tracks, frame_index, meshes=True)
+    assert drawn.any()  # the boxes and ids
     scored = evaluate_files(f"{cfg.output_dir}/results/demo_{name}.pkl", [str(synthetic_video.mot_gt_path)],
                             format="phalp_pkl", gt_format="mot", sequences=[name])
     assert scored.overall["MOTA"] > 0.5
@@ -115,3 +120,23 @@ def test_box_only_refuses_what_needs_3d(compose_cfg, synthetic_video):
         run_predict(compose_cfg, synthetic_video, ["tracker.association=eq019"])
     with pytest.raises(UserError, match="untrained_hmar=true"):
         run_predict(compose_cfg, synthetic_video, ["ckpt=hmar.ckpt", "untrained_hmar=true"])
+
+
+def test_a_mesh_video_writer_given_tracks_without_3d_draws_boxes_and_ids(synthetic_assets, tmp_path, caplog):
+    import torch
+
+    from phalp_lightning.sinks.video import VideoRenderWriter
+    from phalp_lightning.structures import FrameDetections, FrameTracks, VideoInfo, absent_3d
+
+    writer = VideoRenderWriter(mode="mesh", mesh_backend="cpu", assets_dir=str(synthetic_assets))
+    writer.open(VideoInfo(name="clip", source="clip.mp4", num_frames=1, output_dir=tmp_path))
+    boxes = torch.tensor([[10.0, 10.0, 40.0, 90.0]])
+    detections = FrameDetections(video="clip", frame_index=0, frame_name="0", image_size=(120, 160), boxes=boxes,
+                                 scores=torch.ones(1), **{k: v for k, v in absent_3d(1).items() if k in ("appearance", "pose", "location")})
+    tracks = FrameTracks(video="clip", frame_index=0, frame_name="0", image_size=(120, 160), track_ids=torch.tensor([3]),
+                         time_since_update=torch.zeros(1, dtype=torch.int64), detections=detections)
+    with caplog.at_level(logging.WARNING):
+        frame = writer._render(tracks, np.zeros((120, 160, 3), np.uint8))
+    assert writer.mode == "boxes" and any("no 3D outputs" in r.getMessage() for r in caplog.records)
+    assert frame[10:90, 10].any() and frame[60, 60].sum() == 0  # the box outline, nothing drawn inside
+    writer.abort()
