@@ -222,7 +222,7 @@ class TrackingSystem(L.LightningModule):
         images: Tensor = batch["images"]
         height, width = int(images.shape[1]), int(images.shape[2])
         detections = self.detect(images, batch["given"])
-        if self.hmar is None:
+        if self.box_only:
             return self._box_only_frames(batch, detections, (height, width))
         kept, crops, padded, centers, sides = [], [], [], [], []
         for frame, found in enumerate(detections):
