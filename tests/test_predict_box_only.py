@@ -35,6 +35,7 @@ def run_predict(compose_cfg, video, extra=(), output_dir=None):
     return cfg, report
 
 
+@pytest.mark.slow
 def test_without_a_checkpoint_the_ids_are_those_of_the_untrained_hmar_and_hmar_never_runs(
     compose_cfg, synthetic_video, assets_env, monkeypatch, caplog, tmp_path
 ):
