@@ -33,7 +33,8 @@ def given_boxes(video) -> list[str]:
 def run_predict(compose_cfg, overrides, fake_detector: bool = False):
     from phalp_lightning.pipelines.predict import run
 
-    cfg = compose_cfg("predict", [*overrides, "ckpt=null", "system.crop_size=32", "source.batch_size=4", "progress_bar=false", "trainer.accelerator=cpu"])
+    # The HMAR path (a fake HMAR); without untrained_hmar=true, ckpt=null is the box-only path.
+    cfg = compose_cfg("predict", [*overrides, "ckpt=null", "untrained_hmar=true", "system.crop_size=32", "source.batch_size=4", "progress_bar=false", "trainer.accelerator=cpu"])
     with open_dict(cfg):
         cfg.tracker = {"_target_": "helpers.fakes.FakeTracker"}
         cfg.hmar = {"_target_": "helpers.fakes.FakeHMAR"}
@@ -181,7 +182,7 @@ def test_two_processes_split_the_videos_and_each_writes_its_own(compose_cfg, syn
 def test_the_real_tracker_runs_in_the_loop_with_its_back_fill_delay(compose_cfg, synthetic_video):
     from phalp_lightning.pipelines.predict import run
 
-    cfg = compose_cfg("predict", [*given_boxes(synthetic_video), "ckpt=null", "progress_bar=false", "trainer.accelerator=cpu", "source.batch_size=4", "tracker.n_init=3"])
+    cfg = compose_cfg("predict", [*given_boxes(synthetic_video), "ckpt=null", "untrained_hmar=true", "progress_bar=false", "trainer.accelerator=cpu", "source.batch_size=4", "tracker.n_init=3"])
     with open_dict(cfg):
         cfg.hmar = {"_target_": "helpers.fakes.FakeHMAR", "img_size": 32}
     (report,) = run(cfg)

@@ -201,7 +201,9 @@ def track(video: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], outp
     Args:
         video: one source or a list of sources.
         output_dir: the run folder (results/, mot/, PHALP_<name>.mp4).
-        ckpt: HMAR checkpoint; None runs an untrained HMAR (predict warns: 3D outputs are meaningless).
+        ckpt: HMAR checkpoint; None tracks the boxes alone (predict's box-only path, at the detector's
+            speed): ids and boxes, no 3D (pose, camera, meshes are NaN; ``Tracks.has_3d`` is False).
+            ``overrides=["untrained_hmar=true"]`` runs the untrained HMAR instead (meaningless 3D).
         render: "none", "boxes" or "mesh" (a rendered video; "mesh" is slow on a CPU).
         overrides: further predict overrides, e.g. ``["detector=given_boxes", "tracker.n_init=3"]``.
         overwrite: redo videos whose outputs already exist (else they are skipped).
@@ -234,6 +236,7 @@ class Tracks:
             in PHALP's camera frame: x right, y down, z forward).
         pose: (N, 229) pose vectors (SMPL rotations, betas, camera) of the rows.
         location: (N, 99) location vectors (2-D joints and camera) of the rows.
+        (Tracked without an HMAR checkpoint, pose, location and ``cam_*`` are NaN: see ``has_3d``.)
         image_size: (H, W) of the video.
         path: the file it was read from.
     """
@@ -243,6 +246,13 @@ class Tracks:
     location: np.ndarray
     image_size: tuple[int, int]
     path: Path
+
+    @property
+    def has_3d(self) -> bool:
+        """False when the 3D columns are NaN (tracked without an HMAR checkpoint): boxes and ids only."""
+        from phalp_lightning.structures import has_3d
+
+        return has_3d(self.pose)
 
     @property
     def track_ids(self) -> list[int]:
@@ -340,11 +350,16 @@ def draw_frame(image: np.ndarray, tracks: Tracks, frame: int, meshes: bool = Fal
                assets_dir: str | os.PathLike[str] | None = None, joints: bool = False) -> np.ndarray:
     """``image`` with the tracks of ``frame`` drawn on it: boxes and ids, and the body meshes.
 
-    Meshes are posed from each entry's pose vector and drawn with the CPU rasteriser (no GL needed).
+    Meshes are posed from each entry's pose vector and drawn with the CPU rasteriser (no GL needed);
+    tracks without 3D (no HMAR checkpoint) have none: a warning says so and boxes and ids are drawn.
     """
     from phalp_lightning.rendering.overlay import draw_tracks
 
     frame_tracks = tracks.frame_tracks(frame)
+    if meshes and not tracks.has_3d:
+        warnings.warn(f"{tracks.path} has no 3D outputs (tracked without an HMAR checkpoint): drawing boxes and ids, no meshes",
+                      stacklevel=2)
+        meshes = False
     if meshes:
         image = _mesh_renderer(None if assets_dir is None else str(assets_dir)).render(image, frame_tracks)
     return draw_tracks(image, frame_tracks, draw_joints=joints)
