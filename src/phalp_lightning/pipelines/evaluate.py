@@ -101,8 +101,9 @@ def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                     f"results of {name!r}: frame {int(prediction.frames.max()) + 1} is past the sequence's "
                     f"seqLength {scored.shape[0]} (seqinfo.ini / image_info.json)", "check that the results belong to this sequence")
     protocol = protocol or EvaluationProtocol()
-    log.info("Evaluating %d predicted against %d ground-truth sequences, %s, protocol %s",
-             len(predictions), len(ground_truth), chosen.describe(), protocol)
+    # Short: the benchmark's explanation (why chosen, what it drops) is printed once, under the table.
+    log.info("Evaluating %d predicted against %d ground-truth sequences (benchmark %s, protocol %s)",
+             len(predictions), len(ground_truth), chosen.name, protocol.name)
     return evaluate_sequences(predictions, ground_truth, protocol=protocol, hota_backend=hota_backend,  # type: ignore[arg-type]
                               missing_prediction=missing_prediction, benchmark=chosen)  # type: ignore[arg-type]
 
