@@ -82,3 +82,20 @@ def test_a_debug_preset_that_turns_logging_off_says_so_in_one_line(synthetic_tra
     said = [record.getMessage() for record in caplog.records if "Logging is off" in record.getMessage()]
     assert said == ["Logging is off (the debug=fdr preset turned it off): no metrics are written; "
                     "add logger=csv or logger=wandb to keep them"]
+
+
+@pytest.mark.parametrize("script", ["predict.py", "train.py", "evaluate.py"])
+def test_help_is_a_usage_line_and_the_main_options_that_exist(script):
+    completed = subprocess.run([sys.executable, str(PROJECT_ROOT / script), "--help"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    text = completed.stdout
+    assert text.splitlines()[0].startswith(f"usage: python {script} ")
+    assert "== Config ==" not in text and "_target_" not in text  # not the raw config dump
+    if script != "train.py":
+        assert "model=" not in text and "callbacks=" not in text  # no training groups
+    # Every group option the help names is a config that exists.
+    for group, choices in re.findall(r"\b([a-z_]+)=([a-z_0-9]+(?:\|[a-z_0-9]+)+)", text):
+        if (PROJECT_ROOT / "configs" / group).is_dir():
+            for option in choices.split("|"):
+                assert (PROJECT_ROOT / "configs" / group / f"{option}.yaml").is_file(), f"{script} --help: {group}={option}"
