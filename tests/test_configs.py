@@ -45,6 +45,13 @@ def test_debug_presets_keep_an_explicit_logger_and_callbacks(compose_cfg, preset
     assert not cfg.trainer.get("fast_dev_run", False)
 
 
+def test_predict_renders_a_boxes_video_by_default(compose_cfg):
+    # A user running predict.py video=... expects a video to look at, as the demo makes.
+    cfg = compose_cfg("predict", ["video=x.mp4"])
+    assert cfg.render.enabled and cfg.render.writer.mode == "boxes"
+    assert not compose_cfg("predict", ["video=x.mp4", "render=none"]).render.enabled
+
+
 @pytest.mark.parametrize("group", ["detector", "tracker", "render"])
 def test_every_predict_group_option_composes(compose_cfg, group):
     for option in options(group):

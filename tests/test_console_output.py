@@ -47,8 +47,10 @@ def test_predict_prints_every_line_once_and_no_tips(synthetic_video, synthetic_a
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
     assert "Seed set to 42" in output and "Summary" in output
+    assert (tmp_path / "run" / f"PHALP_{synthetic_video.video_path.stem}.mp4").is_file()  # render=boxes by default
     assert repeated_lines(output) == [], output
     assert "Tip:" not in output
+    assert "shape coefficients" not in output  # smplx's note on every SMPL model (10 are asked for)
 
 
 @pytest.mark.slow
