@@ -97,10 +97,9 @@ def track(sequence: Sequence, windows: Windows, detector: HOGDetector, cfg, out_
     Returns the MOT file and the kept detections by their best IoU with a ground-truth box: on
     nobody (< 0.1), on a person but mislocalised (0.1-0.5), matched (>= 0.5).
     """
-    from phalp_lightning.evaluation.sequences import box_iou_xywh
-
     import hydra
 
+    from phalp_lightning.evaluation.sequences import box_iou_xywh
     from phalp_lightning.sinks.mot import MOTWriter
 
     tracker = hydra.utils.instantiate(cfg.tracker, hmar_trained=False)
