@@ -105,14 +105,14 @@ def test_missing_predictions_and_empty_ground_truth_are_warned_about(tmp_path: P
 
 
 def test_csv_logger_of_evaluate_imports_neither_lightning_nor_torch(tmp_path: Path):
-    """``logger=csv`` writes Lightning's CSV layout without importing Lightning or torch."""
+    """``logger=csv`` writes Lightning's CSV layout without importing Lightning or torch; without it no second metrics.csv."""
     gt = write(tmp_path / "gt" / "a.txt", mot_text([(1, 1)]))
     pred = write(tmp_path / "pred" / "a.txt", mot_text([(1, 1)]))
     code = (
         "import sys\n"
         "from phalp_lightning.utils.config import compose_run_config\n"
         "from phalp_lightning.pipelines.evaluate import run\n"
-        f"cfg = compose_run_config({str(PROJECT_ROOT / 'configs')!r}, 'evaluate', ['pred={pred}', 'gt={gt}'], "
+        f"cfg = compose_run_config({str(PROJECT_ROOT / 'configs')!r}, 'evaluate', ['pred={pred}', 'gt={gt}', 'logger=csv'], "
         f"{str(tmp_path / 'out')!r}, working_dir={str(PROJECT_ROOT)!r})\n"
         "run(cfg)\n"
         "print(sorted(name for name in ('torch', 'lightning', 'pytorch_lightning') if name in sys.modules))\n"

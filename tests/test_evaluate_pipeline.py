@@ -35,11 +35,12 @@ def write_mot_files(root: Path) -> tuple[Path, Path]:
     return root / "pred", root / "gt"
 
 
-def test_mot_folders_evaluate_to_hand_values(compose_cfg, tmp_path: Path):
+def test_mot_folders_evaluate_to_hand_values(compose_cfg, tmp_path: Path, caplog):
     from phalp_lightning.pipelines.evaluate import run
 
     pred, gt = write_mot_files(tmp_path / "data")
     cfg = compose_cfg("evaluate", [f"pred={pred}", f"gt={gt}", "format=mot"])
+    caplog.set_level("INFO", logger="phalp_lightning")
     overall = run(cfg)
     # GT boxes: walk 8 + solo 3 (the conf=0 row is dropped) = 11. Misses: 1 (walk, frame 4). FP: 1 (solo).
     # ID switches: 1 (walk, frame 3). MOTA = 1 - (1 + 1 + 1) / 11 = 8/11.
@@ -61,8 +62,11 @@ def test_mot_folders_evaluate_to_hand_values(compose_cfg, tmp_path: Path):
     assert [row.split(",")[0] for row in rows[1:]] == ["solo", "walk", "OVERALL"]
     payload = json.loads((output / "metrics.json").read_text())
     assert payload["per_sequence"]["walk"]["IDSW"] == 1 and payload["protocol"]["name"] == "standard"
-    logged = list(output.glob("csv/**/metrics.csv"))
-    assert logged and "eval/HOTA" in logged[0].read_text()
+    # One table file with the defaults (no logger's csv/version_0/metrics.csv beside it) ...
+    assert sorted(output.rglob("metrics.csv")) == [output / "metrics.csv"]
+    # ... and the benchmark's explanation printed once (under the table).
+    printed = "\n".join(record.getMessage() for record in caplog.records)
+    assert printed.count("without a class column") == 1, printed
 
 
 def write_posetrack_files(root: Path) -> tuple[Path, Path]:

@@ -113,8 +113,9 @@ def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         raise EvaluationInputError(
             f"benchmark={chosen.name} is scored under the {chosen.protocol} protocol, not eval_protocol={protocol.name}",
             f"drop eval_protocol= (benchmark={chosen.name} selects it), or use benchmark=plain for other protocols")
-    log.info("Evaluating %d predicted against %d ground-truth sequences, %s, protocol %s",
-             len(predictions), len(ground_truth), chosen.describe(), protocol)
+    # Short: the benchmark's explanation (why chosen, what it drops) is printed once, under the table.
+    log.info("Evaluating %d predicted against %d ground-truth sequences (benchmark %s, protocol %s)",
+             len(predictions), len(ground_truth), chosen.name, protocol.name)
     return evaluate_sequences(predictions, ground_truth, protocol=protocol, hota_backend=hota_backend,  # type: ignore[arg-type]
                               missing_prediction=missing_prediction, benchmark=chosen)  # type: ignore[arg-type]
 

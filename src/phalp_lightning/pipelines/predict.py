@@ -47,7 +47,26 @@ BODY_MODEL_ASSETS = ("smpl_neutral", "smpl_to_j19", "smpl_mean_params")
 
 
 class PredictError(UserError, RuntimeError):
-    """One or more videos could not be tracked (the others were written)."""
+    """One or more videos could not be tracked."""
+
+
+# What Hydra writes into a run folder before the task starts.
+HYDRA_BOOKKEEPING = {".hydra", "config.yaml", "hydra.yaml", "overrides.yaml"}
+
+
+def remove_unused_run_dir(output_dir: Path, log_name: str) -> None:
+    """Remove ``output_dir`` when it holds nothing but Hydra's bookkeeping (``.hydra/``, ``<log_name>``).
+
+    A run that stops on its inputs before any work then leaves no empty run folder behind; a folder
+    with anything else in it (an earlier run's outputs) is left as it is.
+    """
+    import shutil
+
+    if not output_dir.is_dir():
+        return
+    entries = list(output_dir.rglob("*"))
+    if all(entry.name in HYDRA_BOOKKEEPING or entry.name == log_name for entry in entries):
+        shutil.rmtree(output_dir, ignore_errors=True)
 
 
 def video_list(video: Any) -> list[str]:
@@ -205,17 +224,24 @@ def torch_threads(count: int | None) -> Iterator[None]:
 @task_wrapper
 def run(cfg: DictConfig) -> list[VideoReport]:
     """Track every video of ``cfg.video``; returns one report per video (raises PredictError if any failed)."""
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
     if OmegaConf.is_missing(cfg, "video"):
         raise UserError("video is not set", "pass video=<video file | image folder | boxes file> or a list video=[a,b]")
     # A missing released file (ckpt, pose predictor, detector weights) stops here naming the
     # download command; assets.download=true fetches it and the 3d group instead.
     from phalp_lightning.assets.for_run import prepare_run_assets
 
-    prepare_run_assets(cfg, groups=("3d",))
     videos = video_list(cfg.video)
     output_dir = Path(cfg.output_dir)
+    # Inputs first: with no video to read, nothing (HMAR, tracker, Trainer, output folders) is built.
+    missing = [video for video in videos if not Path(video).expanduser().exists()]
+    if missing and len(missing) == len(videos):
+        remove_unused_run_dir(output_dir, f"{cfg.get('task_name', 'predict')}.log")
+        listed = ", ".join(missing)
+        raise UserError(f"video={listed}: no such file or folder (from {Path.cwd()})",
+                        "pass an existing video file, image folder or boxes file (video=<path> or video=[a,b])")
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    prepare_run_assets(cfg, groups=("3d",))
 
     writers = build_writers(cfg)
     check_output_dir(output_dir, writers)
@@ -300,8 +326,10 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     failed = [report for report in reports if report.error]
     if failed:
         problems = [report.error if report.source in report.error else f"{report.source}: {report.error}" for report in failed]
+        written = sum(1 for report in reports if not report.error and not report.skipped)
+        others = (f"{written} other video(s) were written" if written else "no video was written") + "; "
         raise PredictError(
             f"{len(failed)} of {len(reports)} video(s) failed: " + "; ".join(problems),  # type: ignore[arg-type]
-            "the others were written; fix these and rerun (finished videos are skipped)",
+            f"{others}fix these and rerun (finished videos are skipped)",
         )
     return reports
