@@ -42,7 +42,13 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MultilabelAveragePrecision
 
 from phalp_lightning.errors import UserError
-from phalp_lightning.models.components.pose_transformer import PoseTransformer, scatter_to_slots
+from phalp_lightning.models.components.pose_transformer import (
+    BASELINE_PREDICTORS,
+    PoseTransformer,
+    baseline_prediction,
+    extrapolate_pose,
+    scatter_to_slots,
+)
 from phalp_lightning.models.convert_pose_transformer import CONFIG_KEY, NORMALISATION_KEY
 from phalp_lightning.models.convert_pose_transformer import load_pose_transformer as _load_pose_transformer
 from phalp_lightning.utils.distributed import global_sum
@@ -52,7 +58,7 @@ from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAME
 log = logging.getLogger(__name__)
 
 ROTATIONS = slice(0, 9 * (NUM_BODY_JOINTS + 1))  # global orient + body pose rotation matrices
-BASELINES = ("model", "constant_pose", "constant_velocity")
+BASELINES = ("model", *BASELINE_PREDICTORS)
 NONFINITE_POLICIES = ("fail", "skip")
 
 
@@ -150,23 +156,13 @@ def pose_distance(predicted: Tensor, target: Tensor) -> Tensor:
 
 
 def constant_velocity(previous: Tensor, newest: Tensor, steps: Tensor) -> Tensor:
-    """Extrapolate two pose vectors (N,229) ``steps`` (N,) times the last step ahead.
+    """Extrapolate two pose vectors (N,229) ``steps`` (N,) times the last step ahead (fractional steps).
 
-    Rotations continue their last relative rotation (applied ``round(steps)`` times via matrix
-    powers); betas and camera continue linearly.
+    Rotations continue their last relative rotation raised to the power ``steps`` (through
+    axis-angle, so a missed detection between the two entries gives a fractional step, not a
+    rounded one); betas and camera continue linearly.
     """
-    count = previous.shape[0]
-    prev_rot = previous[:, ROTATIONS].reshape(count, NUM_BODY_JOINTS + 1, 3, 3)
-    new_rot = newest[:, ROTATIONS].reshape(count, NUM_BODY_JOINTS + 1, 3, 3)
-    delta = new_rot @ prev_rot.transpose(-1, -2)  # R_new = delta @ R_prev
-    repeats = steps.round().long().clamp(min=1)
-    step_rot = new_rot
-    for repeat in range(int(repeats.max())):
-        applies = (repeats > repeat)[:, None, None, None]
-        step_rot = torch.where(applies, delta @ step_rot, step_rot)
-    out = newest + (newest - previous) * steps[:, None]
-    out[:, ROTATIONS] = step_rot.reshape(count, -1)
-    return out
+    return extrapolate_pose(previous, newest, steps)
 
 
 def pose_statistics(batches: Iterable[Mapping[str, Tensor]], min_std: float = 0.05) -> tuple[Tensor, Tensor]:
@@ -237,6 +233,9 @@ class PoseTransformerModule(L.LightningModule):
         horizon_weight_power: p; a slot d slots after the newest visible slot before it weighs
             ``d ** -p`` in the pose losses (visible slots: 1). Far slots have errors orders of
             magnitude larger than the next frame's; p > 0 keeps them from drowning it.
+        damped_velocity_max_steps, damped_velocity_decay: the third validation baseline, a
+            constant velocity whose i-th step moves decay^(i-1) of the last motion, capped at
+            max_steps steps (``components.pose_transformer.damped_steps``).
     """
 
     def __init__(
@@ -260,6 +259,8 @@ class PoseTransformerModule(L.LightningModule):
         nonfinite: str = "fail",
         mask_seed: int = 0,
         horizon_weight_power: float = 0.0,
+        damped_velocity_max_steps: float = 3.0,
+        damped_velocity_decay: float = 1.0,
     ) -> None:
         super().__init__()
         if nonfinite not in NONFINITE_POLICIES:
@@ -499,15 +500,17 @@ class PoseTransformerModule(L.LightningModule):
         rows, order, target_position = rows[usable], order[usable], target_position[usable]
         pose_history, time_history = pose[rows[:, None], order], time[rows[:, None], order]
         target_time = time[rows, target_position]
+        # Noisy tracks may carry their noise-free poses: the error is then measured against the truth.
+        truth = batch["clean_pose"].float() if "clean_pose" in batch else pose
         time_since_update = target_time - time_history[:, -1] - 1
         last_gap = (time_history[:, -1] - time_history[:, -2]).clamp(min=1).float()
         steps = (target_time - time_history[:, -1]).float() / last_gap
-        return {
-            "target": pose[rows, target_position],
-            "model": self.encoder.predict_next(pose_history, time_history, time_since_update),
-            "constant_pose": pose_history[:, -1],
-            "constant_velocity": constant_velocity(pose_history[:, -2], pose_history[:, -1], steps),
-        }
+        previous, newest = pose_history[:, -2], pose_history[:, -1]
+        cap, decay = float(self.hparams.damped_velocity_max_steps), float(self.hparams.damped_velocity_decay)
+        out = {"target": truth[rows, target_position], "model": self.encoder.predict_next(pose_history, time_history, time_since_update)}
+        for name in BASELINE_PREDICTORS:
+            out[name] = baseline_prediction(name, previous, newest, steps, cap, decay)
+        return out
 
     def _evaluation_step(self, batch: Mapping[str, Tensor], stage: str) -> None:
         _, observed = self.layout_windows(batch)
