@@ -377,9 +377,23 @@ def convert(
     config: str | os.PathLike[str] | None = None,
     mean_std: str | os.PathLike[str] | None = None,
     trusted: bool = False,
+    action_label_map: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write the official checkpoint as our checkpoint (``encoder.*`` + config + normalisation), atomically."""
+    """Write the official checkpoint as our checkpoint (``encoder.*`` + config + normalisation), atomically.
+
+    ``action_label_map``: AVA label map (``.pbtxt``) of the evaluated classes; its names, in id
+    order, become the action head's class names (what predict writes in actions.json).
+    """
     network = load_pose_transformer(official, config=config, mean_std=mean_std, trusted=trusted)
+    if action_label_map is not None:
+        from phalp_lightning.datamodules.formats.ava import AVAClassMapping
+
+        names = list(AVAClassMapping.from_label_map(action_label_map).names)
+        classes = int(network.config.get("num_action_classes", 0))
+        if len(names) != classes:
+            raise PoseCheckpointError(f"{action_label_map}: {len(names)} classes, the checkpoint's action head has {classes}")
+        network.action_names = names
+        network.config["action_names"] = names
     checkpoint = {
         "state_dict": {CHECKPOINT_PREFIX + key: value for key, value in network.state_dict().items()},
         CONFIG_KEY: dict(network.config),
@@ -400,13 +414,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", help="output checkpoint path")
     parser.add_argument("--config", default=None, help="official pose_predictor.yaml (config_40006.yaml)")
     parser.add_argument("--mean-std", default=None, help="mean_std.npy (default: the registered asset)")
+    parser.add_argument("--action-label-map", default=None, help="AVA label map .pbtxt of the evaluated classes: names the action head's classes")
     parser.add_argument(
         "--trusted", action="store_true", help="allow the full (code-running) unpickler for a file the safe reader refuses"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     with exit_on_user_error():
-        written = convert(args.official, args.out, args.config, args.mean_std, trusted=args.trusted)
+        written = convert(args.official, args.out, args.config, args.mean_std, trusted=args.trusted, action_label_map=args.action_label_map)
     log.info("wrote %s", written)
 
 

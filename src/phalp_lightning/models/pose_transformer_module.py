@@ -236,6 +236,9 @@ class PoseTransformerModule(L.LightningModule):
         damped_velocity_max_steps, damped_velocity_decay: the third validation baseline, a
             constant velocity whose i-th step moves decay^(i-1) of the last motion, capped at
             max_steps steps (``components.pose_transformer.damped_steps``).
+        action_label_map: AVA label map (``.pbtxt``) of the evaluated classes: the batch's 80-wide
+            AVA labels are mapped to these classes (column i = the i-th id in ascending order), and
+            the network's action names are set from it when it has none.
     """
 
     def __init__(
@@ -261,6 +264,7 @@ class PoseTransformerModule(L.LightningModule):
         horizon_weight_power: float = 0.0,
         damped_velocity_max_steps: float = 3.0,
         damped_velocity_decay: float = 1.0,
+        action_label_map: str | None = None,
     ) -> None:
         super().__init__()
         if nonfinite not in NONFINITE_POLICIES:
@@ -289,6 +293,20 @@ class PoseTransformerModule(L.LightningModule):
             }
         )
         num_actions = getattr(net, "config", {}).get("num_action_classes", 0)
+        self.action_columns: Tensor | None = None
+        if action_label_map is not None:
+            from phalp_lightning.datamodules.formats.ava import AVAClassMapping
+
+            mapping = AVAClassMapping.from_label_map(action_label_map)
+            if len(mapping.ids) != num_actions:
+                raise UserError(
+                    f"{action_label_map}: {len(mapping.ids)} evaluated classes, the action head has {num_actions}",
+                    "set model.net.num_action_classes to the label map's class count",
+                )
+            self.action_columns = torch.as_tensor(mapping.columns)
+            if net.action_names is None:  # names travel with the checkpoint (config), so predict writes them
+                net.action_names = list(mapping.names)
+                net.config["action_names"] = list(mapping.names)
         # Per-class AP over the slots of windows that carry labels (LART's AVA metric is mAP).
         self.action_ap = (
             MultilabelAveragePrecision(num_labels=num_actions, average=None) if num_actions > 0 else None
@@ -394,8 +412,8 @@ class PoseTransformerModule(L.LightningModule):
         actions = self.action_targets(batch)
         if actions is not None and "action_logits" in decoded:
             labels, labelled = actions
-            # Every observed slot of a labelled window: the action is read from the whole track.
-            slots = observed & labelled[:, None]
+            # Only annotated slots (AVA: the 1 Hz keyframes) are supervised; the others are unknown, not negatives.
+            slots = observed & labelled
             logits = decoded["action_logits"][slots]
             if logits.numel():
                 losses["action"] = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[slots])
@@ -406,23 +424,41 @@ class PoseTransformerModule(L.LightningModule):
         return losses
 
     def action_targets(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor] | None:
-        """Per-slot action labels (B, T, A) laid out like the poses, and which windows carry them (B,)."""
+        """Per-slot action labels (B, T, A) laid out like the poses, and which slots are annotated (B, T).
+
+        A slot is annotated when its window carries labels (``has_actions``) and its stored label
+        row has a positive: every person box AVA annotates has at least one of the 80 actions (its
+        pose class), and frames between the 1 Hz keyframes are stored as zeros. The 80 AVA ids are
+        mapped to the evaluated classes with ``action_label_map``; otherwise the stored width must
+        equal the head's classes.
+        """
         if "actions" not in batch or self.action_ap is None:
             return None
         num_classes = self.action_ap.num_labels
         actions = batch["actions"].float()
-        if actions.shape[-1] < num_classes:
+        if self.action_columns is not None:
+            if actions.shape[-1] <= int(self.action_columns.max()):
+                raise UserError(
+                    f"tracklet batch has {actions.shape[-1]} action columns, the label map needs AVA's 80",
+                    "set data.num_actions=80 for AVA shards",
+                )
+            annotated = actions.amax(dim=-1) > 0
+            actions = actions[..., self.action_columns.to(actions.device)]
+        elif actions.shape[-1] != num_classes:
             raise UserError(
                 f"tracklet batch has {actions.shape[-1]} action classes, the action head {num_classes}",
-                "set data.num_actions to the head's model.net.num_action_classes",
+                "set data.num_actions to the head's model.net.num_action_classes, or for AVA labels "
+                "model.action_label_map=<label map of the evaluated classes> (maps the 80 ids to them)",
             )
-        actions = actions[..., :num_classes]
+        else:
+            annotated = actions.amax(dim=-1) > 0
         time, valid = batch["time"].long(), batch["valid"].bool()
         slots = time - time[:, :1]
         keep = valid & (slots >= 0) & (slots < self.encoder.frame_length)
-        labels, _ = scatter_to_slots(actions, slots.clamp(min=0), keep, self.encoder.frame_length)
+        both = torch.cat([actions, annotated[..., None].float()], dim=-1)
+        laid_out, _ = scatter_to_slots(both, slots.clamp(min=0), keep, self.encoder.frame_length)
         labelled = batch.get("has_actions", torch.ones(len(actions), dtype=torch.bool)).bool().to(actions.device)
-        return labels, labelled
+        return laid_out[..., :-1], (laid_out[..., -1] > 0) & labelled[:, None]
 
     def check_finite_batch(self, batch: Mapping[str, Tensor], batch_idx: int) -> str | None:
         """Which windows of a batch hold a NaN/inf pose at a valid step, as a message, else None."""
@@ -518,8 +554,7 @@ class PoseTransformerModule(L.LightningModule):
         masked = observed & (observed.long().cumsum(dim=1) > self.hparams.history_length)
         losses = self.masked_step(batch, masked=masked)
         self.log(f"{stage}/loss", losses["total"], prog_bar=True, batch_size=batch["pose"].shape[0])
-        if "_action_logits" in losses and len(losses["_action_logits"]):
-            self.action_ap.update(losses["_action_logits"].sigmoid(), losses["_action_labels"].round().long())
+        self.update_action_ap(batch)
         for horizon in self.hparams.future_horizons:
             predictions = self.future_predictions(batch, horizon)
             if predictions is None:
@@ -529,6 +564,19 @@ class PoseTransformerModule(L.LightningModule):
                 angle = rotation_angle_deg(predictions[name], predictions["target"])
                 self.future_metrics[f"{horizon}__{name}__pose_l2"].update(error)
                 self.future_metrics[f"{horizon}__{name}__rot_deg"].update(angle)
+
+    def update_action_ap(self, batch: Mapping[str, Tensor]) -> None:
+        """Score the annotated slots (keyframes) of labelled windows as predict does: every detection visible."""
+        actions = self.action_targets(batch)
+        if actions is None:
+            return
+        labels, annotated = actions
+        target, observed = self.layout_windows(batch)
+        annotated = annotated & observed
+        if not annotated.any():
+            return
+        logits = self.encoder.decode(target, observed)["action_logits"]
+        self.action_ap.update(logits[annotated].sigmoid(), labels[annotated].round().long())
 
     def _log_action_metrics(self, stage: str) -> None:
         if self.action_ap is None or not self.action_ap.update_count:
