@@ -17,9 +17,10 @@ then:
 
 Validation (and test) runs the tracker's exact inference path, :meth:`PoseTransformer.predict_next`,
 on each window's first ``history_length`` valid steps and scores the prediction ``h`` steps later
-(h in ``future_horizons``) against two baselines that need no network: the constant pose (newest
-history entry) and the constant velocity (rotations continue their last relative rotation, betas
-and camera extrapolate linearly). Logged: ``val/future{h}/{model,constant_pose,constant_velocity}/
+(h in ``future_horizons``) against three baselines that need no network: the constant pose (newest
+history entry), the constant velocity (rotations continue their last relative rotation for a
+fractional number of steps, betas and camera extrapolate linearly) and a damped/capped constant
+velocity. Logged: ``val/future{h}/{model,constant_pose,constant_velocity,damped_velocity}/
 {pose_l2,rot_deg}`` and ``val/future{h}/model_vs_constant_pose`` (ratio of pose_l2; < 1 means the
 model wins). ``pose_l2`` is the tracker's pose distance (squared L2 over the first 226 dims);
 ``rot_deg`` is the mean geodesic angle over the 24 SMPL joints.

@@ -696,7 +696,10 @@ class PoseTransformer(nn.Module):
         baseline = dict(chosen["best_baseline"])
         if chosen["model_wins"]:
             self.tracking_fallback = None
-            return f"pose predictor: the network is used at {where}: it beat {baseline['name']} at every validated horizon"
+            return (
+                f"pose predictor: the network is used at {where}: it beat the best of the baselines at every "
+                f"validated horizon (the fallback there would be {baseline['name']})"
+            )
         self.tracking_fallback = baseline
         return (
             f"pose predictor: the network is NOT used at {where}: it did not beat the best baseline there; "
