@@ -11,14 +11,23 @@ import pytest
 import torch
 from phalp_lightning.datamodules.formats.ava import AVAClassMapping, frame_level_ap, read_ava_csv
 from phalp_lightning.datamodules.synthetic.tracklets import PoseNoise, corrupt_poses
-from phalp_lightning.models.components.pose_transformer import PoseTransformer, baseline_prediction, damped_steps
+
+from phalp_lightning.models.components.pose_transformer import (
+    PoseTransformer,
+    baseline_prediction,
+    damped_steps,
+)
 from phalp_lightning.models.convert_pose_transformer import (
     CONFIG_KEY,
     NORMALISATION_KEY,
     VALIDATION_KEY,
     PoseCheckpointError,
 )
-from phalp_lightning.models.pose_transformer_module import constant_velocity, load_pose_transformer, rotation_angle_deg
+from phalp_lightning.models.pose_transformer_module import (
+    constant_velocity,
+    load_pose_transformer,
+    rotation_angle_deg,
+)
 from phalp_lightning.utils.geometry import axis_angle_to_rotmat
 from phalp_lightning.utils.vectors import pose_vector
 
@@ -264,3 +273,26 @@ def test_converted_official_head_writes_ava_names(tmp_path):
                   action_label_map=tmp_path / "map.pbtxt")  # fmt: skip
     writer = TrackActionsWriter(load_pose_transformer(out))
     assert writer.names[0] == "action 21" and writer.names[-1] == "action 80" and len(writer.names) == 60
+
+
+def test_synthetic_cli_writes_noisy_tracklets(tmp_path, synthetic_assets):
+    import json
+
+    from phalp_lightning.datamodules.synthetic.__main__ import main
+
+    arguments = ["tracklets", "--out", str(tmp_path / "{}"), "--assets", str(synthetic_assets), "--num-train-tracks", "2",
+                 "--num-val-tracks", "1", "--track-length", "16", "--window", "16"]  # fmt: skip
+    main([part.format("clean") for part in arguments])
+    main([part.format("noisy") for part in arguments] + ["--noise-deg", "5"])
+    manifest = json.loads((tmp_path / "noisy" / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["noise_deg"] == [5.0] and "noise_deg" not in json.loads((tmp_path / "clean" / "manifest.json").read_text())["splits"]["train"]
+    from phalp_lightning.datamodules.shard_decoding import TrackletDecoder, iterate_shard
+
+    def first_window(folder):
+        (shard,) = sorted((tmp_path / folder).rglob("train-*.tar"))
+        return TrackletDecoder()(next(iter(iterate_shard(str(shard)))))
+
+    clean, noisy = first_window("clean"), first_window("noisy")
+    both = clean["valid"].bool() & noisy["valid"].bool()
+    angle = rotation_angle_deg(noisy["pose"][both], clean["pose"][both]).mean().item()
+    assert 5.0 < angle < 12.0  # per-axis std 5 deg -> mean angle about 8 deg (plus the odd flip)

@@ -114,9 +114,9 @@ def corrupt_poses(rng: np.random.Generator, pose: np.ndarray, valid: np.ndarray,
     on flipped frames the left and right body joints swap and are mirrored (M R M); betas get
     Gaussian noise; missed frames are marked invalid and zeroed. The camera is left as it is.
     """
-    from phalp_lightning.utils.geometry import axis_angle_to_rotmat
-
     import torch
+
+    from phalp_lightning.utils.geometry import axis_angle_to_rotmat
 
     pose = np.array(pose, dtype=np.float64)
     lead = pose.shape[:-1]

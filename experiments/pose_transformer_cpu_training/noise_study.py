@@ -57,6 +57,7 @@ def make_shards(data: Path, args: argparse.Namespace) -> None:
 
 def train(out: Path, data: Path, args: argparse.Namespace) -> tuple[Path, list[str], float]:
     from phalp_lightning.datamodules.tracklets import TrackletDataModule
+
     from phalp_lightning.models.pose_transformer_module import pose_statistics, write_mean_std
 
     mean_std = out / "mean_std.npy"
