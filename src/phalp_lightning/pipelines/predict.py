@@ -120,13 +120,20 @@ def check_box_only(tracker_cfg: DictConfig, pose_ckpt: str | None) -> None:
         )
 
 
-def build_pose_predictor(ckpt: str | None, config: str | None, trusted: bool = False) -> PoseTransformerPredictor | None:
-    """The tracker's pose predictor from a pose-transformer checkpoint, or None (newest pose is kept)."""
+def build_pose_predictor(
+    ckpt: str | None, config: str | None, trusted: bool = False, noise_deg: float | None = None
+) -> PoseTransformerPredictor | None:
+    """The tracker's pose predictor from a pose-transformer checkpoint, or None (newest pose is kept).
+
+    ``noise_deg``: with a checkpoint that carries a validation record, the loader uses the network
+    only where it beat the baselines at that pose noise, else the best baseline, and logs which.
+    """
     if not ckpt:
         return None
     from phalp_lightning.models.pose_transformer_module import load_pose_transformer
 
-    return PoseTransformerPredictor(load_pose_transformer(ckpt, config=config, map_location="cpu", trusted=trusted).eval())
+    network = load_pose_transformer(ckpt, config=config, map_location="cpu", trusted=trusted, noise_deg=noise_deg)
+    return PoseTransformerPredictor(network.eval())
 
 
 def build_writers(cfg: DictConfig) -> list[Any]:
@@ -260,7 +267,9 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         tracker_cfg = OmegaConf.merge(tracker_cfg, {"pose_predictor": None})
     if is_box_only(cfg):
         check_box_only(tracker_cfg, pose_ckpt)
-    pose_predictor = build_pose_predictor(pose_ckpt, cfg.get("pose_predictor_config"), trusted=trusted)
+    pose_predictor = build_pose_predictor(
+        pose_ckpt, cfg.get("pose_predictor_config"), trusted=trusted, noise_deg=cfg.get("pose_predictor_noise_deg")
+    )
     if pose_predictor is not None and hasattr(pose_predictor.module, "action_head_ava"):
         from phalp_lightning.sinks.actions import TrackActionsWriter
 
