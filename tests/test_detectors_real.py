@@ -32,7 +32,9 @@ FEW = ["detector.num_proposals=20", "detector.max_detections=5"]
 VITDET_FAST = ["detector.input_size=256", *FEW]
 MASKRCNN_FAST = ["detector.input_size=320", *FEW]
 TORCHVISION_FAST = ["detector.min_size=320", "detector.max_size=544", *FEW]
-PREDICT_FAST = ["+hmar.img_size=64", "progress_bar=false", "trainer.accelerator=cpu", "tracker.n_init=2", "ckpt=null"]
+# Random weights' top proposals are often smaller than PHALP's 50 x 100 px floor: lower it.
+PREDICT_FAST = ["+hmar.img_size=64", "progress_bar=false", "trainer.accelerator=cpu", "tracker.n_init=2", "ckpt=null",
+                "system.min_box_width=20", "system.min_box_height=20"]
 # A person-class logit this far above the others wins after the softmax over 81 (80 + background) classes.
 PERSON_LOGIT_BOOST = 12.0
 
@@ -63,11 +65,17 @@ def random_state(layout: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str,
     return state
 
 
-def make_person_win(state: dict, person: int, names_ending: str = "cls_score.bias") -> None:
-    """Raise the person logit of every class-score layer (``state`` is changed in place)."""
-    for name in [name for name in state if name.endswith(names_ending)]:
-        bias = state[name]
-        bias[person] = bias[person] + PERSON_LOGIT_BOOST
+def make_person_win(state: dict, person: int, layer: str = "cls_score") -> None:
+    """Every class-score layer answers "person" whatever it sees (``state`` is changed in place).
+
+    The layer's weights are zeroed, so its logits are its biases: the person's is raised above the
+    others whatever random features reach it.
+    """
+    for name in [name for name in state if name.endswith(f"{layer}.weight")]:
+        state[name][:] = 0
+        bias = state[name.removesuffix("weight") + "bias"]
+        bias[:] = 0
+        bias[person] = PERSON_LOGIT_BOOST
 
 
 def frame(seed: int = 0) -> torch.Tensor:
@@ -154,7 +162,7 @@ def torchvision_pth(tmp_path_factory) -> Path:
     from phalp_lightning.detection.torchvision_maskrcnn import PERSON_LABEL
 
     state = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
-    make_person_win(state, PERSON_LABEL, "box_predictor.cls_score.bias")
+    make_person_win(state, PERSON_LABEL, "box_predictor.cls_score")
     path = tmp_path_factory.mktemp("torchvision") / "maskrcnn_resnet50_fpn_random.pth"
     torch.save(state, path)
     return path
@@ -266,7 +274,9 @@ def test_missing_timm_is_one_line_saying_what_to_install(compose_cfg, monkeypatc
     require("detectron2")
     weights = tmp_path / "model_final_f05665.pkl"
     weights.write_bytes(b"never read: the build fails first")
-    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` raises ModuleNotFoundError
+    for name in [name for name in sys.modules if name == "timm" or name.startswith("timm.")]:
+        monkeypatch.delitem(sys.modules, name)  # a cached submodule would be found without its parent
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm...` raises ModuleNotFoundError
     cfg = compose_cfg("predict", ["video=x.mp4", "detector=vitdet", f"detector.weights={weights}", *VITDET_FAST])
     message = one_line_error(lambda: hydra.utils.instantiate(cfg.detector))
     assert "'timm' is not installed" in message and "pip install timm" in message
