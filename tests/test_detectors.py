@@ -148,12 +148,19 @@ def _write_pickle(path, content):
 def test_a_detectron2_pickle_of_arrays_is_read_by_the_restricted_unpickler(tmp_path):
     from phalp_lightning.detection.weights import as_tensors, read_weights
 
-    arrays = {"backbone.w": np.arange(6, dtype=np.float32).reshape(2, 3), "roi_heads.b": np.zeros(4, np.float32)}
+    arrays = {
+        "backbone.w": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "roi_heads.b": np.zeros(4, np.float32),
+        "backbone.bn.num_batches_tracked": np.array(7),  # 0-d stays 0-d
+        "backbone.t": np.arange(6, dtype=np.float32).reshape(2, 3).T,  # not C-contiguous
+    }
     path = _write_pickle(tmp_path / "model_final.pkl", {"model": arrays, "__author__": "someone"})
     content = read_weights(path)
     assert content["__author__"] == "someone"
     tensors = as_tensors(content["model"])
     torch.testing.assert_close(tensors["backbone.w"], torch.arange(6, dtype=torch.float32).reshape(2, 3))
+    assert tensors["backbone.bn.num_batches_tracked"].shape == () and tensors["backbone.bn.num_batches_tracked"].item() == 7
+    torch.testing.assert_close(tensors["backbone.t"], torch.arange(6, dtype=torch.float32).reshape(2, 3).T)
 
 
 def test_a_pickle_needing_other_classes_is_refused_unless_trusted(tmp_path, caplog):

@@ -225,6 +225,37 @@ def test_torchvision_maskrcnn_loads_a_state_dict_and_finds_people(compose_cfg, t
     assert_people_in_frame_coordinates(found, FRAME_HEIGHT, FRAME_WIDTH, network_side=544)
 
 
+class NotWeights:
+    """A class a weights file has no business pickling (unpickling it imports and builds it)."""
+
+
+def test_detectron2_pickles_never_reach_a_code_running_unpickler(compose_cfg, maskrcnn_pth, tmp_path, monkeypatch, caplog):
+    state = {name: value.numpy() for name, value in torch.load(maskrcnn_pth, weights_only=True)["model"].items()}
+    safe = tmp_path / "model_final.pkl"
+    with safe.open("wb") as handle:
+        pickle.dump({"model": state, "__author__": "x"}, handle, protocol=4)
+    unsafe = tmp_path / "model_final_unsafe.pkl"
+    with unsafe.open("wb") as handle:
+        pickle.dump({"model": state, "__author__": "x", "extra": NotWeights()}, handle, protocol=4)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a code-running unpickler was called")
+
+    with monkeypatch.context() as patch:
+        for module in (pickle, torch.serialization.pickle):
+            patch.setattr(module, "load", refuse)
+            patch.setattr(module, "loads", refuse)
+        cfg = compose_cfg("predict", ["video=x.mp4", "detector=maskrcnn", f"detector.weights={safe}", *MASKRCNN_FAST])
+        hydra.utils.instantiate(cfg.detector)  # read by the restricted unpickler: arrays only
+        cfg = compose_cfg("predict", ["video=x.mp4", "detector=maskrcnn", f"detector.weights={unsafe}", *MASKRCNN_FAST])
+        message = one_line_error(lambda: hydra.utils.instantiate(cfg.detector))
+    assert "test_detectors_real.NotWeights" in message and "ckpt_trusted=true" in message
+    cfg = compose_cfg("predict", ["video=x.mp4", "detector=maskrcnn", f"detector.weights={unsafe}", "ckpt_trusted=true", *MASKRCNN_FAST])
+    with caplog.at_level("WARNING"):
+        hydra.utils.instantiate(cfg.detector)
+    assert any("UNSAFE LOAD" in record.getMessage() for record in caplog.records)
+
+
 # --------------------------------------------------------------------------------------------------
 # predict.py end to end with each backend.
 

@@ -97,7 +97,11 @@ def _corrupt(key: str, path: Path, error: BaseException) -> DetectorWeightsError
 
 def as_tensors(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """A state dict with numpy arrays (detectron2 pickles) as tensors, sharing their memory."""
-    return {name: torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value for name, value in state.items()}
+    # Not np.ascontiguousarray: it turns 0-d arrays (BatchNorm's num_batches_tracked) into 1-d ones.
+    return {
+        name: torch.from_numpy(value if value.flags.c_contiguous else value.copy()) if isinstance(value, np.ndarray) else value
+        for name, value in state.items()
+    }
 
 
 def layout_mismatch(
