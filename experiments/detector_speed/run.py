@@ -131,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "python": sys.version.split()[0],
     }
-    result = {"frame": [HEIGHT, WIDTH], "timed_frames": args.frames, "people": args.people, "machine": machine, "rows": rows, "skipped": skipped}
+    result = {"command": ["python", "experiments/detector_speed/run.py", *(argv if argv is not None else sys.argv[1:])], "frame": [HEIGHT, WIDTH], "timed_frames": args.frames, "people": args.people, "machine": machine, "rows": rows, "skipped": skipped}
     lines = [
         f"# Detector seconds per frame on the CPU, {WIDTH}x{HEIGHT}",
         "",
-        f"`python experiments/detector_speed/run.py --frames {args.frames} --people {args.people}`; "
+        f"`python experiments/detector_speed/run.py {' '.join(argv if argv is not None else sys.argv[1:])}`; "
         f"{machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads, 1-min load average {machine['load_average_1min']:.1f} "
         f"at the end (other processes share the CPUs), torch {machine['torch']}. Random weights, released input sizes and "
         f"proposal counts, {args.people} detections with masks per frame; median of {args.frames} frames after one warm-up.",
