@@ -65,17 +65,20 @@ def random_state(layout: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str,
     return state
 
 
-def make_person_win(state: dict, person: int, layer: str = "cls_score") -> None:
-    """Every class-score layer answers "person" whatever it sees (``state`` is changed in place).
+def make_person_win(state: dict, person: int, head: str = "") -> None:
+    """Every box predictor answers "person", at its proposal's box, whatever it sees (in place).
 
-    The layer's weights are zeroed, so its logits are its biases: the person's is raised above the
-    others whatever random features reach it.
+    Class-score and box-delta weights (box heads and RPN) are zeroed, so the logits are the biases (the
+    person's raised above the others) and the boxes are the anchors themselves: a random backbone's
+    features are large, and random deltas collapse boxes to slivers.
     """
-    for name in [name for name in state if name.endswith(f"{layer}.weight")]:
+    for name in [name for name in state if name.endswith(f"{head}cls_score.weight")]:
         state[name][:] = 0
         bias = state[name.removesuffix("weight") + "bias"]
         bias[:] = 0
         bias[person] = PERSON_LOGIT_BOOST
+    for name in [name for name in state if ".bbox_pred." in name or ".anchor_deltas." in name]:
+        state[name][:] = 0
 
 
 def frame(seed: int = 0) -> torch.Tensor:
@@ -145,6 +148,7 @@ def maskrcnn_pth(tmp_path_factory) -> Path:
 
     from phalp_lightning.detection.detectron2 import PERSON_CLASS, build_model
 
+    torch.manual_seed(0)
     model = build_model(model_zoo.get_config_file("new_baselines/mask_rcnn_regnety_4gf_dds_FPN_400ep_LSJ.py"), 0.5, None)
     state = {name: value.clone() for name, value in model.state_dict().items()}
     make_person_win(state, PERSON_CLASS)
@@ -161,8 +165,9 @@ def torchvision_pth(tmp_path_factory) -> Path:
 
     from phalp_lightning.detection.torchvision_maskrcnn import PERSON_LABEL
 
+    torch.manual_seed(0)
     state = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
-    make_person_win(state, PERSON_LABEL, "box_predictor.cls_score")
+    make_person_win(state, PERSON_LABEL, "box_predictor.")
     path = tmp_path_factory.mktemp("torchvision") / "maskrcnn_resnet50_fpn_random.pth"
     torch.save(state, path)
     return path
@@ -277,7 +282,9 @@ def test_predict_tracks_renders_and_writes_results_with_each_backend(backend, re
         detector = [f"detector.weights={weights}", *(MASKRCNN_FAST if backend == "maskrcnn" else TORCHVISION_FAST)]
     monkeypatch.setenv("PHALP_ASSETS", str(assets))
     video = write_video(tmp_path / "clip.mp4")
-    cfg = compose_cfg("predict", [f"video={video}", f"detector={backend}", *detector, "render=boxes", *PREDICT_FAST])
+    # More proposals and people than the detection tests: random weights' top few can all be tiny boxes.
+    more = ["detector.num_proposals=100", "detector.max_detections=20"]
+    cfg = compose_cfg("predict", [f"video={video}", f"detector={backend}", *detector, *more, "render=boxes", *PREDICT_FAST])
     (report,) = run(cfg)
     assert report.error is None and report.frames == 3
     out = Path(cfg.output_dir)

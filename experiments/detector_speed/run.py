@@ -47,12 +47,14 @@ def frame(seed: int = 0) -> torch.Tensor:
 
 
 def boost_person(state: dict, person: int) -> None:
-    """Class-score layers answer "person" whatever they see: weights zeroed, the person's bias raised."""
+    """Box predictors answer "person" at the anchors' boxes: class and box-delta weights (heads and RPN) zeroed, the person's bias raised."""
     for name in [name for name in state if name.endswith("cls_score.weight")]:
         state[name][:] = 0
         bias = state[name.removesuffix("weight") + "bias"]
         bias[:] = 0
         bias[person] = PERSON_LOGIT_BOOST
+    for name in [name for name in state if ".bbox_pred." in name or ".anchor_deltas." in name]:
+        state[name][:] = 0
 
 
 def random_weights(backend: str, folder: Path) -> Path:
