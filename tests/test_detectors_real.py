@@ -43,7 +43,7 @@ def require(*modules: str) -> None:
     """Skip, naming what is missing and where it is installed, unless every module imports."""
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
-        pytest.skip(f"{', '.join(missing)} not installed: the real-backend CI stage (scripts/backends_ci.sh) installs it")
+        pytest.skip(f"{', '.join(missing)} not installed: the real-backend CI stage (scripts/backends_ci.sh) installs the backends")
     try:
         for name in modules:
             __import__(name)
