@@ -216,6 +216,7 @@ def test_layout_mismatch_names_missing_parameters_and_other_shapes():
 
     expected = {"a": (2, 3), "b": (4,), "pixel_mean": (3, 1, 1)}
     assert layout_mismatch({"a": np.zeros((2, 3)), "b": np.zeros(4), "extra": np.zeros(1)}, expected, ignore_missing=("pixel_mean",)) is None
+    assert layout_mismatch({"a": np.zeros((2, 3)), "b": np.zeros(4)}, {**expected, "bn.num_batches_tracked": ()}, ("pixel_mean", "num_batches_tracked")) is None
     problem = layout_mismatch({"a": np.zeros((3, 2))}, expected, ignore_missing=("pixel_mean",))
     assert problem == "1 of the network's 3 parameters are missing (e.g. b); 1 have another shape (e.g. a (3, 2) instead of (2, 3))"
 

@@ -31,8 +31,9 @@ _INSTALL_HINT = (
 PERSON_CLASS = 0
 # LazyConfigs shipped with this package, looked up by file name.
 SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
-# Buffers built from the config, not read from weights (older files lack them).
-_CONFIG_BUFFERS = ("pixel_mean", "pixel_std")
+# Buffers a weights file may lack: the pixel statistics come from the config (older files lack them),
+# BatchNorm's step counter is never used at inference (model-zoo pickles may lack it).
+_CONFIG_BUFFERS = ("pixel_mean", "pixel_std", "num_batches_tracked")
 # What to install when detectron2 or a config imports a module that is missing.
 _MISSING_MODULE_HINTS = {
     "timm": "ViTDet's backbone imports timm: pip install timm (in the environment that has detectron2)",

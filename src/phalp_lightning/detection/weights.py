@@ -110,9 +110,14 @@ def layout_mismatch(
     """Why ``state`` (name -> array/tensor) does not fit ``expected`` (name -> shape), or None when it does.
 
     Names present in the file but not in the network are tolerated (detectron2 skips them); missing
-    names (other than ``ignore_missing``) and any shape difference are not.
+    names and any shape difference are not, except names that are, or end in ``.`` + , an entry of
+    ``ignore_missing``.
     """
-    missing = [name for name in expected if name not in state and name not in ignore_missing]
+
+    def tolerated(name: str) -> bool:
+        return any(name == entry or name.endswith("." + entry) for entry in ignore_missing)
+
+    missing = [name for name in expected if name not in state and not tolerated(name)]
     shapes = [
         f"{name} {tuple(state[name].shape)} instead of {tuple(shape)}"
         for name, shape in expected.items()
