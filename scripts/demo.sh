@@ -6,6 +6,8 @@
 #   bash scripts/demo.sh                      # everything under outputs/demo
 #   SKIP_SETUP=1 OUT=/tmp/demo bash scripts/demo.sh
 #   CKPT=hmar.ckpt bash scripts/demo.sh       # with trained HMAR weights (real 3D outputs)
+#
+# Without CKPT, predict tracks the boxes alone (no HMAR: ids and boxes at the detector's speed, no 3D).
 #   PREDICT_ARGS="render=boxes" bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +29,12 @@ echo "== synthetic video ($FRAMES frames, $PEOPLE people) -> $OUT/video"
 "$PYTHON" -m phalp_lightning.datamodules.synthetic video --out "$OUT/video" --num-frames "$FRAMES" --num-people "$PEOPLE"
 VIDEO="$OUT/video/video.mp4"
 
-echo "== predict on $VIDEO"
+if [ -z "${CKPT:-}" ]; then
+    echo "== predict on $VIDEO: no CKPT, so boxes and ids only (the detector's speed). CKPT=<hmar checkpoint> adds HMAR:"
+    echo "   SMPL pose and shape, 3D positions, meshes (PREDICT_ARGS=render=mesh) and the tracker's 3D cues"
+else
+    echo "== predict on $VIDEO with HMAR $CKPT"
+fi
 # shellcheck disable=SC2086
 "$PYTHON" predict.py video="$VIDEO" ckpt="${CKPT:-null}" hydra.run.dir="$OUT/predict" overwrite=true ${PREDICT_ARGS:-render=boxes}
 

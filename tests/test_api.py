@@ -103,3 +103,76 @@ def test_tracking_run_paths_follow_the_writer_config(tmp_path):
     assert run.results_path("other", format="pkl") == tmp_path / "results" / "run_other.pkl"
     assert run.rendered_video() == tmp_path / "PHALP_clip.mp4" and run.mot_dir == tmp_path / "mot"
     assert api.TrackingRun(tmp_path, [VideoReport(name="clip", source="clip.mp4")]).results_path().name == "demo_clip.npz"
+
+
+TRICKY_VALUES = ["out dir/train-{000000..000001}.tar", "a=b,c", "it's here", r"C:\runs\x", "end\\", "[a,b]", ""]
+
+
+@pytest.mark.parametrize("value", TRICKY_VALUES)
+def test_override_quotes_any_path_so_hydra_reads_it_back_unchanged(value):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_override(api.override("data.train_shards", value))
+    assert parsed.key_or_group == "data.train_shards" and parsed.value() == value
+
+
+def test_compose_takes_a_mapping_of_paths_and_a_video_list_with_spaces(tmp_path):
+    pattern = str(tmp_path / "my data" / "train-{000000..000003}.tar")
+    cfg = api.compose("train", {"data.train_shards": pattern, "trainer.max_epochs": 2, "ckpt_path": None}, tmp_path / "run")
+    assert cfg.data.train_shards == pattern and cfg.trainer.max_epochs == 2 and cfg.ckpt_path is None
+    videos = [str(tmp_path / "a clip, take=1.mp4"), str(tmp_path / "it's.mp4")]
+    cfg = api.compose("predict", [api.override("video", videos)], tmp_path / "run")
+    assert list(cfg.video) == videos
+
+
+@pytest.mark.slow
+def test_train_reads_several_shards_by_brace_pattern_under_a_folder_with_spaces(tmp_path, assets_env):
+    # Notebook 02's and the README's path: make_tracklet_shards -> api.train(train_shards=..., val_shards=...).
+    out = tmp_path / "my runs, v=1"
+    shards = api.make_tracklet_shards(out / "data", num_train_tracks=4, num_val_tracks=4, track_length=16, window=16,
+                                      shard_size=2)
+    assert "{000000..000001}" in shards["train"] and "{000000..000001}" in shards["val"]
+    run = api.train(out / "train", train_shards=shards["train"], val_shards=shards["val"],
+                    overrides={"+trainer.fast_dev_run": True, "data.batch_size": 2})
+    assert run.config.data.train_shards == shards["train"]
+    assert "train/loss" in run.metrics
+
+
+def readme_api_example() -> str:
+    text = (PROJECT_ROOT / "README.md").read_text()
+    start = text.index("```python\nfrom phalp_lightning import api\n")
+    return text[start + len("```python\n"): text.index("```", start + 10)]
+
+
+@pytest.mark.slow
+def test_the_readme_api_example_runs_through_its_code_paths(tmp_path, monkeypatch, assets_env):
+    # The README's calls as written, from a folder whose path has a space; only sizes shrink (the shards
+    # still span several files named by a brace pattern) and training is one batch.
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    calls = {}
+    make_video, make_shards, train = api.make_demo_video, api.make_tracklet_shards, api.train
+
+    def small_video(out_dir, num_frames=48, **kwargs):
+        return make_video(out_dir, num_frames=12, **kwargs)
+
+    def small_shards(out_dir, **kwargs):
+        calls["shards"] = make_shards(out_dir, num_train_tracks=4, num_val_tracks=4, track_length=16, window=16, shard_size=2)
+        return calls["shards"]
+
+    def one_batch(output_dir, model="pose_transformer", overrides=(), **kwargs):
+        calls["train"] = train(output_dir, model, {"+trainer.fast_dev_run": True, "data.batch_size": 2}, **kwargs)
+        return calls["train"]
+
+    monkeypatch.setattr(api, "make_demo_video", small_video)
+    monkeypatch.setattr(api, "make_tracklet_shards", small_shards)
+    monkeypatch.setattr(api, "train", one_batch)
+    workdir = tmp_path / "my project"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    exec(compile(readme_api_example(), "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    assert "{000000..000001}" in calls["shards"]["train"]
+    assert calls["train"].config.data.train_shards == calls["shards"]["train"]
+    assert (workdir / "out" / "predict" / "mot" / "demo.txt").is_file()

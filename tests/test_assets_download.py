@@ -95,6 +95,24 @@ POSE_YAML = (
 )
 
 
+# The ViTDet-H weights served here hold three of the network's arrays: the content check compares them
+# with that part of the shipped layout (the full 2.7 GB file is checked in tests/test_detectors_real.py).
+VITDET_SAMPLE = {
+    "backbone.net.patch_embed.proj.weight": (1280, 3, 16, 16),
+    "proposal_generator.rpn_head.conv.conv0.weight": (256, 256, 3, 3),
+    "roi_heads.box_predictor.0.cls_score.weight": (81, 1024),
+}
+
+
+@pytest.fixture(autouse=True)
+def vitdet_layout_of_the_sample(monkeypatch):
+    from phalp_lightning.detection import detectron2
+
+    full = detectron2.shipped_layout()
+    assert all(full[name] == shape for name, shape in VITDET_SAMPLE.items())
+    monkeypatch.setattr(detectron2, "shipped_layout", lambda config_name="": {name: full[name] for name in VITDET_SAMPLE})
+
+
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> dict[str, bytes]:
     """Published path -> content, for every downloadable file (generated, official names and shapes)."""
@@ -102,11 +120,7 @@ def published(tmp_path_factory) -> dict[str, bytes]:
     write_synthetic_assets(root)
     files = {remote.mirror_path: asset_path(remote.asset, root).read_bytes() for remote in GROUPS["3d"]}
     vitdet = {
-        "model": {
-            "backbone.net.patch_embed.proj.weight": np.zeros((1280, 3, 16, 16), np.float16),
-            "proposal_generator.rpn_head.conv.weight": np.zeros((256, 256, 3, 3), np.float16),
-            "roi_heads.box_predictor.0.cls_score.weight": np.zeros((81, 1024), np.float16),
-        },
+        "model": {name: np.zeros(shape, np.float16) for name, shape in VITDET_SAMPLE.items()},
         "__author__": "generated for tests",
     }
     by_asset = {

@@ -29,9 +29,27 @@ def test_model_choice_carries_its_data(compose_cfg):
     assert explicit.data._target_.endswith("CropDataModule")
 
 
-def test_debug_fdr_sets_fast_dev_run(compose_cfg):
+def test_debug_fdr_runs_one_batch_without_logger_or_callbacks(compose_cfg):
     cfg = compose_cfg("train", ["debug=fdr"])
-    assert cfg.trainer.fast_dev_run is True and cfg.logger is None
+    assert cfg.trainer.limit_train_batches == 1 and cfg.trainer.limit_val_batches == 1 and cfg.trainer.max_steps == 1
+    assert not cfg.logger and not cfg.callbacks
+
+
+@pytest.mark.parametrize("preset", options("debug"))
+@pytest.mark.parametrize("order", ["logger first", "debug first"])
+def test_debug_presets_keep_an_explicit_logger_and_callbacks(compose_cfg, preset, order):
+    chosen = ["logger=wandb", "callbacks=default"]
+    cfg = compose_cfg("train", [*chosen, f"debug={preset}"] if order == "logger first" else [f"debug={preset}", *chosen])
+    assert list(cfg.logger) == ["wandb"] and "model_checkpoint" in cfg.callbacks
+    # and Lightning would not silence it: fast_dev_run replaces every logger with a dummy
+    assert not cfg.trainer.get("fast_dev_run", False)
+
+
+def test_predict_renders_a_boxes_video_by_default(compose_cfg):
+    # A user running predict.py video=... expects a video to look at, as the demo makes.
+    cfg = compose_cfg("predict", ["video=x.mp4"])
+    assert cfg.render.enabled and cfg.render.writer.mode == "boxes"
+    assert not compose_cfg("predict", ["video=x.mp4", "render=none"]).render.enabled
 
 
 @pytest.mark.parametrize("group", ["detector", "tracker", "render"])

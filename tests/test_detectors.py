@@ -21,7 +21,7 @@ def test_hog_and_given_boxes_configs_instantiate(compose_cfg):
     "option, overrides, message",
     [
         ("vitdet", ["detector.config_file=a.py", "detector.weights=w.pkl"], "detectron2 is not installed"),
-        ("torchvision_maskrcnn", ["detector.weights=w.pth"], "torchvision is not installed"),
+        ("torchvision_maskrcnn", ["detector.weights=w.pth"], "torchvision cannot be imported"),
     ],
 )
 def test_optional_backends_name_what_is_missing(compose_cfg, option, overrides, message):
@@ -87,7 +87,9 @@ def test_maskrcnn_model_zoo_name_resolves_and_missing_weights_say_where_to_get_t
     cfg = compose_cfg("predict", ["detector=maskrcnn", "video=x.mp4", "detector.config_file=nowhere/unknown.py", "detector.weights=w.pkl"])
     with pytest.raises(Exception) as info:
         hydra.utils.instantiate(cfg.detector)
-    assert "detector.config_file=nowhere/unknown.py: neither a file nor a config in detectron2's model zoo" in str(find_user_error(info.value))
+    message = str(find_user_error(info.value))
+    assert "detector.config_file=nowhere/unknown.py: neither a file, nor a config shipped here" in message
+    assert "nor a config in detectron2's model zoo" in message
 
 
 def test_hog_windows_map_to_the_person_box_inside_them():
@@ -125,3 +127,132 @@ def test_hog_on_frames_smaller_than_its_window_finds_nobody_instead_of_crashing(
     # OpenCV's detectMultiScale segfaults on images smaller than the 64 x 128 window.
     found = HOGDetector()(torch.zeros(2, 64, 64, 3, dtype=torch.uint8))
     assert [len(detections.boxes) for detections in found] == [0, 0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Detector weights are read without code-running unpicklers (detection/weights.py); no detectron2 needed.
+
+
+class _NotData:
+    """A class a weights file has no business pickling (the unpickler would import and build it)."""
+
+
+def _write_pickle(path, content):
+    import pickle
+
+    with path.open("wb") as handle:
+        pickle.dump(content, handle, protocol=4)
+    return path
+
+
+def test_a_detectron2_pickle_of_arrays_is_read_by_the_restricted_unpickler(tmp_path):
+    from phalp_lightning.detection.weights import as_tensors, read_weights
+
+    arrays = {
+        "backbone.w": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "roi_heads.b": np.zeros(4, np.float32),
+        "backbone.bn.num_batches_tracked": np.array(7),  # 0-d stays 0-d
+        "backbone.t": np.arange(6, dtype=np.float32).reshape(2, 3).T,  # not C-contiguous
+    }
+    path = _write_pickle(tmp_path / "model_final.pkl", {"model": arrays, "__author__": "someone"})
+    content = read_weights(path)
+    assert content["__author__"] == "someone"
+    tensors = as_tensors(content["model"])
+    torch.testing.assert_close(tensors["backbone.w"], torch.arange(6, dtype=torch.float32).reshape(2, 3))
+    assert tensors["backbone.bn.num_batches_tracked"].shape == () and tensors["backbone.bn.num_batches_tracked"].item() == 7
+    torch.testing.assert_close(tensors["backbone.t"], torch.arange(6, dtype=torch.float32).reshape(2, 3).T)
+
+
+def test_a_pickle_needing_other_classes_is_refused_unless_trusted(tmp_path, caplog):
+    from phalp_lightning.detection.weights import DetectorWeightsError, read_weights
+
+    path = _write_pickle(tmp_path / "model_final.pkl", {"model": {"w": np.zeros(2, np.float32)}, "extra": _NotData()})
+    with pytest.raises(DetectorWeightsError) as info:
+        read_weights(path)
+    message = str(info.value)
+    assert "\n" not in message and f"detector.weights={path}" in message
+    assert "test_detectors._NotData" in message and "ckpt_trusted=true" in message
+    with caplog.at_level("WARNING"):
+        content = read_weights(path, trusted=True)
+    assert isinstance(content["extra"], _NotData)
+    assert any("UNSAFE LOAD" in record.getMessage() for record in caplog.records)
+
+
+def test_a_torch_file_needing_other_classes_is_refused_unless_trusted(tmp_path):
+    from phalp_lightning.detection.weights import DetectorWeightsError, read_weights
+
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": {"w": torch.zeros(2)}, "trainer": _NotData()}, path)
+    with pytest.raises(DetectorWeightsError, match=r"safe reader refuses .*_NotData.*ckpt_trusted=true"):
+        read_weights(path)
+    assert isinstance(read_weights(path, trusted=True)["trainer"], _NotData)
+    plain = tmp_path / "state.pth"
+    torch.save({"w": torch.ones(3)}, plain)
+    torch.testing.assert_close(read_weights(plain)["w"], torch.ones(3))
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".pth"])
+def test_truncated_empty_and_missing_weights_files_are_one_line(tmp_path, suffix):
+    from phalp_lightning.detection.weights import DetectorWeightsError, read_weights
+
+    whole = tmp_path / f"whole{suffix}"
+    if suffix == ".pkl":
+        _write_pickle(whole, {"model": {"w": np.zeros(1000, np.float32)}})
+    else:
+        torch.save({"model": {"w": torch.zeros(1000)}}, whole)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[:-500])
+    with pytest.raises(DetectorWeightsError, match="truncated, corrupt or not a weights file"):
+        read_weights(cut, trusted=True)  # trust does not make a broken file readable
+    (tmp_path / f"empty{suffix}").write_bytes(b"")
+    with pytest.raises(DetectorWeightsError, match="the file is empty"):
+        read_weights(tmp_path / f"empty{suffix}")
+    with pytest.raises(DetectorWeightsError, match="no such file"):
+        read_weights(tmp_path / f"absent{suffix}")
+
+
+def test_layout_mismatch_names_missing_parameters_and_other_shapes():
+    from phalp_lightning.detection.weights import layout_mismatch
+
+    expected = {"a": (2, 3), "b": (4,), "pixel_mean": (3, 1, 1)}
+    assert layout_mismatch({"a": np.zeros((2, 3)), "b": np.zeros(4), "extra": np.zeros(1)}, expected, ignore_missing=("pixel_mean",)) is None
+    assert layout_mismatch({"a": np.zeros((2, 3)), "b": np.zeros(4)}, {**expected, "bn.num_batches_tracked": ()}, ("pixel_mean", "num_batches_tracked")) is None
+    problem = layout_mismatch({"a": np.zeros((3, 2))}, expected, ignore_missing=("pixel_mean",))
+    assert problem == "1 of the network's 3 parameters are missing (e.g. b); 1 have another shape (e.g. a (3, 2) instead of (2, 3))"
+
+
+def test_the_shipped_vitdet_layout_is_vit_h_with_a_three_stage_cascade():
+    from phalp_lightning.detection.detectron2 import SHIPPED_CONFIGS, shipped_layout
+
+    layout = shipped_layout("cascade_mask_rcnn_vitdet_h.py")
+    assert (SHIPPED_CONFIGS / "cascade_mask_rcnn_vitdet_h.py").is_file()
+    assert layout["backbone.net.patch_embed.proj.weight"] == (1280, 3, 16, 16)
+    assert max(int(name.split(".")[3]) for name in layout if name.startswith("backbone.net.blocks.")) == 31
+    assert [layout[f"roi_heads.box_predictor.{stage}.cls_score.weight"] for stage in range(3)] == [(81, 1024)] * 3
+    assert layout["roi_heads.mask_head.predictor.weight"] == (80, 256, 1, 1)
+    # Global-attention blocks see the whole 64 x 64 token grid, window blocks 14 x 14.
+    assert layout["backbone.net.blocks.7.attn.rel_pos_h"] == (127, 80) and layout["backbone.net.blocks.6.attn.rel_pos_h"] == (27, 80)
+
+
+def test_vitdet_config_reads_the_weights_from_the_assets_folder_and_follows_ckpt_trusted(compose_cfg, tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = compose_cfg("predict", ["detector=vitdet", "video=x.mp4", f"paths.assets_dir={tmp_path}", "ckpt_trusted=true"])
+    OmegaConf.resolve(cfg)
+    assert cfg.detector.weights is None and cfg.detector.weights_asset == "vitdet_weights"
+    assert cfg.detector.assets_dir == str(tmp_path) and cfg.detector.trusted is True
+    assert cfg.detector.config_file == "cascade_mask_rcnn_vitdet_h.py"
+    assert compose_cfg("predict", ["detector=vitdet", "video=x.mp4"]).detector.trusted is False
+
+
+def test_predict_names_the_detector_download_command_before_building_anything(compose_cfg, tmp_path):
+    from phalp_lightning.assets import AssetMissingError
+    from phalp_lightning.assets.for_run import prepare_run_assets
+
+    cfg = compose_cfg("predict", ["detector=vitdet", "video=x.mp4", f"paths.assets_dir={tmp_path}"])
+    with pytest.raises(AssetMissingError, match=r"detector\.weights=.*model_final_f05665\.pkl: no such file.*download detector"):
+        prepare_run_assets(cfg)
+    # Given weights are the user's choice: nothing implied from the assets folder.
+    weights = tmp_path / "mine.pkl"
+    weights.write_bytes(b"x")
+    prepare_run_assets(compose_cfg("predict", ["detector=vitdet", "video=x.mp4", f"paths.assets_dir={tmp_path}", f"detector.weights={weights}"]))

@@ -35,11 +35,12 @@ def write_mot_files(root: Path) -> tuple[Path, Path]:
     return root / "pred", root / "gt"
 
 
-def test_mot_folders_evaluate_to_hand_values(compose_cfg, tmp_path: Path):
+def test_mot_folders_evaluate_to_hand_values(compose_cfg, tmp_path: Path, caplog):
     from phalp_lightning.pipelines.evaluate import run
 
     pred, gt = write_mot_files(tmp_path / "data")
     cfg = compose_cfg("evaluate", [f"pred={pred}", f"gt={gt}", "format=mot"])
+    caplog.set_level("INFO", logger="phalp_lightning")
     overall = run(cfg)
     # GT boxes: walk 8 + solo 3 (the conf=0 row is dropped) = 11. Misses: 1 (walk, frame 4). FP: 1 (solo).
     # ID switches: 1 (walk, frame 3). MOTA = 1 - (1 + 1 + 1) / 11 = 8/11.
@@ -61,8 +62,11 @@ def test_mot_folders_evaluate_to_hand_values(compose_cfg, tmp_path: Path):
     assert [row.split(",")[0] for row in rows[1:]] == ["solo", "walk", "OVERALL"]
     payload = json.loads((output / "metrics.json").read_text())
     assert payload["per_sequence"]["walk"]["IDSW"] == 1 and payload["protocol"]["name"] == "standard"
-    logged = list(output.glob("csv/**/metrics.csv"))
-    assert logged and "eval/HOTA" in logged[0].read_text()
+    # One table file with the defaults (no logger's csv/version_0/metrics.csv beside it) ...
+    assert sorted(output.rglob("metrics.csv")) == [output / "metrics.csv"]
+    # ... and the benchmark's explanation printed once (under the table).
+    printed = "\n".join(record.getMessage() for record in caplog.records)
+    assert printed.count("without a class column") == 1, printed
 
 
 def write_posetrack_files(root: Path) -> tuple[Path, Path]:
@@ -211,3 +215,30 @@ def test_phalp_pickles_evaluate_detected_entries_against_given_boxes(compose_cfg
     assert overall["MOTA"] == pytest.approx(2 / 3)
     # IDTP = 3 (gt 1 <-> 5) + 1 (gt 2 <-> 6 or 7) = 4; IDFN = 6 - 4; IDFP = 5 - 4 -> IDF1 = 8 / (8 + 3) = 8/11.
     assert overall["IDF1"] == pytest.approx(8 / 11)
+
+
+def test_phalp_preset_selects_phalps_protocol_and_motmetrics(compose_cfg, tmp_path: Path):
+    from phalp_lightning.errors import UserError
+    from phalp_lightning.pipelines.evaluate import run
+
+    pred, gt = write_mot_files(tmp_path / "data")
+    cfg = compose_cfg("evaluate", [f"pred={pred}", f"gt={gt}", "benchmark=phalp"])
+    assert cfg.benchmark == "phalp" and cfg.eval_protocol.name == "phalp" and cfg.eval_protocol.iou_threshold == 0.01
+    run(cfg)
+    written = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert written["benchmark"]["name"] == "phalp" and written["benchmark"]["clear_engine"] == "motmetrics"
+    assert written["protocol"]["name"] == "phalp"
+    # Another protocol under PHALP's name would be a number PHALP's script never gives.
+    with pytest.raises(UserError, match="benchmark=phalp is scored under the phalp protocol"):
+        run(compose_cfg("evaluate", [f"pred={pred}", f"gt={gt}", "benchmark=phalp", "eval_protocol=standard"]))
+
+
+@pytest.mark.parametrize(("old", "new"), [("posetrack18", "posetrack18_boxes"), ("posetrack21", "posetrack21_boxes")])
+def test_old_posetrack_preset_names_warn_and_mean_the_box_presets(compose_cfg, tmp_path: Path, old: str, new: str):
+    from phalp_lightning.evaluation.benchmarks import get_benchmark
+
+    cfg = compose_cfg("evaluate", ["pred=a", "gt=b", f"benchmark={old}"])
+    assert cfg.benchmark == old
+    with pytest.warns(DeprecationWarning, match=f"benchmark={old} is deprecated.*benchmark={new}"):
+        preset = get_benchmark(cfg.benchmark)
+    assert preset.name == new and "deprecated" in preset.reason

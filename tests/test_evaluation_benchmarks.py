@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.reference_evaluators import require_trackeval
 
 from phalp_lightning.errors import UserError
 from phalp_lightning.evaluation.benchmarks import get_benchmark, resolve_benchmark
@@ -74,7 +75,7 @@ def write_mot17_layout(root: Path, names: list[str], frames: int = 12) -> tuple[
 
 
 def trackeval_figures(root: Path, benchmark: str) -> dict[str, dict[str, float]]:
-    trackeval = pytest.importorskip("trackeval")
+    trackeval = require_trackeval()
     config = trackeval.Evaluator.get_default_eval_config()
     config.update({"USE_PARALLEL": False, "PRINT_RESULTS": False, "PRINT_CONFIG": False, "TIME_PROGRESS": False,
                    "OUTPUT_SUMMARY": False, "OUTPUT_DETAILED": False, "PLOT_CURVES": False, "DISPLAY_LESS_PROGRESS": True})
@@ -114,7 +115,8 @@ def test_mot_presets_equal_trackeval(tmp_path: Path, mode: str):
     removed = 3 + (mode == "MOT20")
     assert result.per_sequence[names[0]]["Ignored"] == 12 * removed + 3
     footer = result.format_table().splitlines()
-    assert footer[-2].startswith(f"benchmark: {mode.lower()} (auto: sequences named {mode}-*)")
+    assert footer[-3].startswith(f"benchmark: {mode.lower()} (auto: sequences named {mode}-*)")
+    assert "MOTA, MOTP, IDSW, FP, FN, Frag, MT/PT/ML, IDF1, IDP, IDR, ... by TrackEval 1.3.0's" in footer[-1]
 
 
 def test_plain_scores_distractors_as_the_issue_describes(tmp_path: Path):
@@ -170,8 +172,8 @@ def test_benchmark_chosen_for_each_file_layout(tmp_path: Path):
     pt18.write_text(json.dumps(video))
     annotation["person_id"] = 7
     pt21.write_text(json.dumps(video))
-    assert resolve_benchmark("auto", [pt18], "posetrack").name == "posetrack18"
-    assert resolve_benchmark("auto", [pt21], "posetrack").name == "posetrack21"
+    assert resolve_benchmark("auto", [pt18], "posetrack").name == "posetrack18_boxes"
+    assert resolve_benchmark("auto", [pt21], "posetrack").name == "posetrack21_boxes"
     assert resolve_benchmark("auto", [tmp_path / "x.pkl"], "phalp_pkl").name == "plain"
     with pytest.raises(UserError, match="not a preset"):
         get_benchmark("mot99")
@@ -239,7 +241,7 @@ def posetrack_files(root: Path, person_id: bool) -> tuple[Path, Path]:
 def test_posetrack18_rules_drop_people_without_visible_joints_outside_regions(tmp_path: Path):
     pred, gt = posetrack_files(tmp_path, person_id=False)
     result = evaluate_files(pred, gt, format="posetrack")
-    assert result.benchmark.name == "posetrack18"
+    assert result.benchmark.name == "posetrack18_boxes"
     metrics = result.overall
     # Scored frames 0 and 2 (frame 1 is unlabeled). Frame 0: person 2's joints are all in the region
     # -> removed, and so are its prediction (12) and the stray box 13 (its joints lie in the region
@@ -252,7 +254,7 @@ def test_posetrack18_rules_drop_people_without_visible_joints_outside_regions(tm
 def test_posetrack21_rules_remove_unmatched_predictions_overlapping_regions(tmp_path: Path):
     pred, gt = posetrack_files(tmp_path, person_id=True)
     result = evaluate_files(pred, gt, format="posetrack")
-    assert result.benchmark.name == "posetrack21"
+    assert result.benchmark.name == "posetrack21_boxes"
     metrics = result.overall
     # Labeled frames 0 and 2. Ground truth keeps every annotation with a box: 2 + 3 = 5. Frame 0:
     # prediction 12 matches person 2 (kept); the stray box 13 (30x30 inside the region, IoU with the
@@ -289,7 +291,7 @@ def test_posetrack21_mot_layout_uses_image_info_regions(tmp_path: Path):
     pred.write_text("1,5,10,10,20,40,1,-1,-1,-1\n2,5,12,10,20,40,1,-1,-1,-1\n2,6,320,20,50,50,1,-1,-1,-1\n"
                     "3,6,320,20,50,50,1,-1,-1,-1\n")
     result = evaluate_files(pred, tmp_path / "gt")
-    assert result.benchmark.name == "posetrack21" and "image_info.json" in result.benchmark.reason
+    assert result.benchmark.name == "posetrack21_boxes" and "image_info.json" in result.benchmark.reason
     metrics = result.overall
     assert (metrics["Frames"], metrics["GT_Dets"], metrics["Ignored"], metrics["FP"]) == (3, 2, 1, 1)
     pred.write_text("4,5,10,10,20,40,1,-1,-1,-1\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.reference_evaluators import require_trackeval
 from phalp_lightning.datamodules.synthetic.sequences import random_tracking_scene as random_scene
 
 from phalp_lightning.evaluation.evaluator import evaluate_sequences
@@ -202,7 +203,7 @@ def test_results_are_written_as_csv_and_json(tmp_path: Path):
 
 
 def test_own_hota_equals_trackeval_on_several_sequences():
-    trackeval = pytest.importorskip("trackeval")
+    trackeval = require_trackeval()
     reference = trackeval.metrics.HOTA()
     own_results, reference_results = [], {}
     for seed in range(6):
@@ -230,7 +231,7 @@ def test_own_hota_equals_trackeval_on_several_sequences():
 
 
 def test_empty_sides_equal_trackeval():
-    trackeval = pytest.importorskip("trackeval")
+    trackeval = require_trackeval()
     gt = seq("s", [[0, 1, *BOX_A], [1, 1, *BOX_A]])
     empty = seq("s", [])
     for ground_truth, prediction in ((gt, empty), (empty, gt), (empty, empty)):
@@ -271,7 +272,7 @@ def test_tud_sequences_match_motmetrics_reference_values():
         actual = result.overall if name == "OVERALL" else result.per_sequence[name]
         for key, value in values.items():
             assert actual[key] == pytest.approx(value, abs=1e-3), f"{name} {key}"
-    trackeval = pytest.importorskip("trackeval")
+    trackeval = require_trackeval()
     for name in names:
         data = result.sequences[name]
         expected_hota = trackeval.metrics.HOTA().eval_sequence(data.to_trackeval_dict())["HOTA"].mean()

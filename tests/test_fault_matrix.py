@@ -25,6 +25,8 @@ NUM_FRAMES = 8
 SIZE = 64
 # Tiny HMAR crops and a box filter that 64-px frames can pass.
 FAST = ["+hmar.img_size=64", "progress_bar=false", "system.min_box_width=20", "system.min_box_height=20"]
+# The untrained HMAR without a checkpoint (else predict takes the box-only path, which needs no body model).
+HMAR = ["untrained_hmar=true"]
 
 
 def run_cli(script: str, args: list[str], assets: Path, run_dir: Path, file_size_limit: int | None = None) -> subprocess.CompletedProcess:
@@ -132,7 +134,7 @@ def test_corrupt_and_unsafe_checkpoints_are_named_before_any_compute(assets, inp
 
     unsafe = tmp_path / "pose.ckpt"
     torch.save({"state_dict": {}, "extra": _Opaque()}, unsafe)
-    result = run_cli("predict.py", [f"video={inputs['clip']}", f"pose_predictor_ckpt={unsafe}", f"output_dir={out}", *FAST], assets, tmp_path / "run2")
+    result = run_cli("predict.py", [f"video={inputs['clip']}", f"pose_predictor_ckpt={unsafe}", f"output_dir={out}", *FAST, *HMAR], assets, tmp_path / "run2")
     assert_one_line_error(result, f"pose predictor checkpoint {unsafe}", "refuses", "ckpt_trusted=true")
 
 
@@ -143,7 +145,7 @@ class _Opaque:
 def test_missing_body_model_is_said_once_and_a_truncated_one_is_named(assets, inputs, tmp_path):
     empty = tmp_path / "no_assets"
     empty.mkdir()
-    result = run_cli("predict.py", [f"video={inputs['clip']}", f"output_dir={tmp_path / 'out'}", *FAST], empty, tmp_path / "run")
+    result = run_cli("predict.py", [f"video={inputs['clip']}", f"output_dir={tmp_path / 'out'}", *FAST, *HMAR], empty, tmp_path / "run")
     # The asset registry words its own message: where the file is looked for — how to get it.
     line = assert_one_line_error(result, "smpl_neutral", "python -m phalp_lightning.assets generate")
     assert result.stderr.lower().count("missing asset") == 1 and line.count("assets generate") == 1
@@ -152,7 +154,7 @@ def test_missing_body_model_is_said_once_and_a_truncated_one_is_named(assets, in
     subprocess.run(["cp", "-r", str(assets), str(broken)], check=True)
     smpl = broken / "3D" / "models" / "smpl" / "SMPL_NEUTRAL.pkl"
     smpl.write_bytes(smpl.read_bytes()[:5000])
-    result = run_cli("predict.py", [f"video={inputs['clip']}", f"output_dir={tmp_path / 'out'}", *FAST], broken, tmp_path / "run2")
+    result = run_cli("predict.py", [f"video={inputs['clip']}", f"output_dir={tmp_path / 'out'}", *FAST, *HMAR], broken, tmp_path / "run2")
     assert_one_line_error(result, f"body-model file {smpl}", "truncated or corrupt")
 
 

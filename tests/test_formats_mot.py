@@ -31,7 +31,7 @@ def test_seven_columns_get_the_results_padding_and_empty_files_read(tmp_path):
     [
         ("1,1,0,0,10,10,1\n1,2,0,0,-3,10,1\n", "gt.txt:2: box width and height must be > 0"),
         ("1,1,0,0,10\n", "gt.txt:1: expected at least 7 columns"),
-        ("1,1,a,0,10,10,1\n", "gt.txt:1: not a list of numbers"),
+        ("1,1,a,0,10,10,1\n", "gt.txt:1: 'a' is not a number"),
         ("0,1,0,0,10,10,1\n", "gt.txt:1: frame must be an integer >= 1"),
         ("1,1,0,0,10,10,1\n2,1,0,0,10,10,1,1\n", "gt.txt:2: 8 columns where earlier lines have 7"),
     ],

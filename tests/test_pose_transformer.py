@@ -366,3 +366,39 @@ def test_official_experiment_config_has_the_official_key_layout(compose_cfg, ass
     assert {key: tuple(value.shape) for key, value in network.state_dict().items()} == expected
     # The SMPL head starts from the smpl_mean_params asset (global orient: pi about x).
     assert torch.allclose(network.smpl_head[0].init_cam, torch.tensor([[0.9, 0.0, 0.0]]))
+
+
+# Outputs of a converted official-layout checkpoint (weights 0.05 * randn with the official names),
+# computed with the code before the anchored read-out existed (commit c260771^) and unchanged since.
+PINNED_ORIENT = [
+    [0.0513525, -0.9862899, -0.1568289, 0.9423791, 0.0998382, -0.3193027, 0.3305825, -0.1313953, 0.9345859],
+    [-0.2786674, -0.9029917, -0.3270328, 0.8874101, -0.1119009, -0.447193, 0.3672163, -0.4148303, 0.8325071],
+    [-0.0873997, -0.9574206, -0.2751489, 0.996007, -0.0789392, -0.0416965, 0.018201, -0.2776945, 0.9604968],
+]
+PINNED_BETAS_CAMERA = [
+    [-1.040176, 0.3012541, 0.8336545, -0.2333663, 0.4652909, 1.9366263, 0.9162661, 0.6301276, -1.0892891, 0.3720076, -0.024589, -0.0281209, 0.0825042],
+    [-1.2609675, 0.1018685, 0.8423789, -0.3046021, 0.9981062, 1.6181397, 0.1764499, 1.0599236, -0.2315137, 0.0149797, -0.0116194, -0.0441433, 0.0812342],
+    [-1.247574, -0.0556902, 1.0740725, -0.1391856, 0.9087573, 1.5166352, 0.6832695, 0.8478967, -0.5799786, 0.2343492, -0.013159, -0.0396996, 0.0727533],
+]  # fmt: skip
+PINNED_SQUARED_NORMS = [80.4589255, 79.2344715, 79.4426906]
+
+
+def test_converted_official_checkpoint_keeps_the_pre_anchor_outputs(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    state = {
+        "encoder." + key: 0.05 * torch.randn(ast.literal_eval(shape), generator=generator)
+        for key, shape in (line.split("\t")[:2] for line in KEY_TABLE.read_text().splitlines())
+    }
+    torch.save({"state_dict": state}, tmp_path / "pose_predictor.pth")
+    mean_std = write_mean_std(tmp_path / "ms.npy")
+    out = convert(tmp_path / "pose_predictor.pth", tmp_path / "converted.ckpt", config=OFFICIAL_SPLITS, mean_std=mean_std)
+    network = load_pose_transformer(out)
+    assert network.output_anchor == "none" and "output_anchor" not in network.config
+    generator = torch.Generator().manual_seed(1)
+    history = torch.randn(3, 7, 229, generator=generator)
+    times = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [0, 2, 3, 5, 6, 8, 9], [10, 11, 12, 13, 14, 15, 16]])
+    predicted = network.predict_next(history, times, torch.tensor([0, 2, 5])).double()
+    # 1e-6: the pins are rounded to 7 decimals; float32 sums may differ in the last bits across BLAS builds.
+    torch.testing.assert_close(predicted[:, :9], torch.tensor(PINNED_ORIENT, dtype=torch.float64), rtol=0, atol=2e-6)
+    torch.testing.assert_close(predicted[:, 216:], torch.tensor(PINNED_BETAS_CAMERA, dtype=torch.float64), rtol=0, atol=2e-6)
+    torch.testing.assert_close(predicted.pow(2).sum(dim=1), torch.tensor(PINNED_SQUARED_NORMS, dtype=torch.float64), rtol=1e-6, atol=0)

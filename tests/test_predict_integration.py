@@ -15,7 +15,7 @@ synthetic_video = synthetic_data.synthetic_video
 def run_predict(compose_cfg, overrides):
     from phalp_lightning.pipelines.predict import run
 
-    cfg = compose_cfg("predict", [*overrides, "ckpt=null", "progress_bar=false", "trainer.accelerator=cpu", "source.batch_size=3"])
+    cfg = compose_cfg("predict", [*overrides, "ckpt=null", "untrained_hmar=true", "progress_bar=false", "trainer.accelerator=cpu", "source.batch_size=3"])
     return cfg, run(cfg)
 
 
@@ -105,7 +105,7 @@ def test_pose_transformer_checkpoint_drives_the_tracker(compose_cfg, synthetic_v
 
     cfg = compose_cfg("predict", [f"video={synthetic_video.mot_gt_path}", f"source.boxes_base_path={synthetic_video.frames_dir}",
                                   "detector=given_boxes", "progress_bar=false", "trainer.accelerator=cpu", "tracker.n_init=2",
-                                  f"tracker.pose_predictor={path}"])
+                                  f"tracker.pose_predictor={path}", "untrained_hmar=true"])
     with open_dict(cfg):
         cfg.hmar = {"_target_": "helpers.fakes.FakeHMAR"}
     (report,) = run(cfg)

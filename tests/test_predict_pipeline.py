@@ -33,7 +33,8 @@ def given_boxes(video) -> list[str]:
 def run_predict(compose_cfg, overrides, fake_detector: bool = False):
     from phalp_lightning.pipelines.predict import run
 
-    cfg = compose_cfg("predict", [*overrides, "ckpt=null", "system.crop_size=32", "source.batch_size=4", "progress_bar=false", "trainer.accelerator=cpu"])
+    # The HMAR path (a fake HMAR); without untrained_hmar=true, ckpt=null is the box-only path.
+    cfg = compose_cfg("predict", [*overrides, "ckpt=null", "untrained_hmar=true", "system.crop_size=32", "source.batch_size=4", "progress_bar=false", "trainer.accelerator=cpu"])
     with open_dict(cfg):
         cfg.tracker = {"_target_": "helpers.fakes.FakeTracker"}
         cfg.hmar = {"_target_": "helpers.fakes.FakeHMAR"}
@@ -181,7 +182,7 @@ def test_two_processes_split_the_videos_and_each_writes_its_own(compose_cfg, syn
 def test_the_real_tracker_runs_in_the_loop_with_its_back_fill_delay(compose_cfg, synthetic_video):
     from phalp_lightning.pipelines.predict import run
 
-    cfg = compose_cfg("predict", [*given_boxes(synthetic_video), "ckpt=null", "progress_bar=false", "trainer.accelerator=cpu", "source.batch_size=4", "tracker.n_init=3"])
+    cfg = compose_cfg("predict", [*given_boxes(synthetic_video), "ckpt=null", "untrained_hmar=true", "progress_bar=false", "trainer.accelerator=cpu", "source.batch_size=4", "tracker.n_init=3"])
     with open_dict(cfg):
         cfg.hmar = {"_target_": "helpers.fakes.FakeHMAR", "img_size": 32}
     (report,) = run(cfg)
@@ -201,10 +202,35 @@ def test_a_single_unreadable_video_fails_the_run_with_its_reason(compose_cfg, tm
 
     empty = tmp_path / "clip.mp4"
     empty.write_bytes(b"")
-    with pytest.raises(PredictError, match=r"clip\.mp4: the file is empty"):
+    with pytest.raises(PredictError, match=r"clip\.mp4: the file is empty — no video was written; fix") as caught:
         run_predict(compose_cfg, [f"video={empty}"])
-    with pytest.raises(PredictError, match=r"missing\.mp4: no such file"):
-        run_predict(compose_cfg, [f"video={tmp_path / 'missing.mp4'}"])
+    assert "other" not in str(caught.value)
+
+
+def test_a_missing_video_stops_before_anything_is_built_and_leaves_no_run_folder(tmp_path, monkeypatch):
+    from phalp_lightning import api
+    from phalp_lightning.errors import UserError
+    from phalp_lightning.pipelines import predict
+
+    def never(*args, **kwargs):
+        raise AssertionError("HMAR was built for a video that does not exist")
+
+    monkeypatch.setattr(predict, "build_hmar", never)
+    cfg = api.compose("predict", {"video": str(tmp_path / "missing.mp4")}, tmp_path / "run")
+    run_dir = Path(cfg.output_dir)
+    # What Hydra writes before the task starts.
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text("video: missing.mp4\n")
+    (run_dir / "predict.log").write_text("")
+    with pytest.raises(UserError, match=r"video=.*missing\.mp4: no such file or folder .* pass an existing video") as caught:
+        predict.run(cfg)
+    assert not isinstance(caught.value, predict.PredictError) and not run_dir.exists()
+    # A folder holding an earlier run's outputs stays.
+    (run_dir / "mot").mkdir(parents=True)
+    (run_dir / "mot" / "clip.txt").write_text("1,1,0,0,1,1,1,-1,-1,-1\n")
+    with pytest.raises(UserError):
+        predict.run(cfg)
+    assert (run_dir / "mot" / "clip.txt").is_file()
 
 
 def test_evaluate_true_scores_the_run_against_the_ground_truth(compose_cfg, synthetic_video):

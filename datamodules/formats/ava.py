@@ -162,3 +162,118 @@ def read_action_list(path: str | os.PathLike[str]) -> dict[int, str]:
     if not result:
         raise AVAFormatError(f"{path}: no 'item {{ name: ... id: ... }}' entries found")
     return result
+
+
+@dataclass(frozen=True)
+class AVAClassMapping:
+    """AVA's evaluated classes: which of the 80 action ids are scored, in order, with their names.
+
+    AVA v2.2 is evaluated on 60 of its 80 action ids (the label map of the evaluated classes lists
+    them with their original ids); column i of a 60-class vector is action id ``ids[i]``.
+    """
+
+    ids: tuple[int, ...]
+    names: tuple[str, ...]
+
+    @classmethod
+    def from_label_map(cls, path: str | os.PathLike[str]) -> AVAClassMapping:
+        """From a label-map ``.pbtxt`` of the evaluated classes (``item { name: "..." id: 1 }``), ids ascending."""
+        labels = read_action_list(path)
+        bad = sorted(ident for ident in labels if not 1 <= ident <= NUM_AVA_ACTIONS)
+        if bad:
+            raise AVAFormatError(f"{path}: action ids must be in 1..{NUM_AVA_ACTIONS}, got {bad[:5]}")
+        ids = tuple(sorted(labels))
+        return cls(ids, tuple(labels[ident] for ident in ids))
+
+    @property
+    def columns(self) -> np.ndarray:
+        """0-based columns of the evaluated classes in an 80-wide multi-hot vector."""
+        return np.asarray(self.ids, np.int64) - 1
+
+    def map_multi_hot(self, labels: np.ndarray) -> np.ndarray:
+        """(..., 80) multi-hot over all AVA ids -> (..., len(ids)) over the evaluated classes."""
+        if labels.shape[-1] != NUM_AVA_ACTIONS:
+            raise ValueError(f"expected (..., {NUM_AVA_ACTIONS}) AVA labels, got {labels.shape}")
+        return labels[..., self.columns]
+
+
+def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """IoU matrix (N, M) of boxes ``x1, y1, x2, y2`` (N, 4) and (M, 4)."""
+    top_left = np.maximum(first[:, None, :2], second[None, :, :2])
+    bottom_right = np.minimum(first[:, None, 2:], second[None, :, 2:])
+    intersection = np.clip(bottom_right - top_left, 0.0, None).prod(axis=-1)
+    area_first = (first[:, 2:] - first[:, :2]).prod(axis=-1)
+    area_second = (second[:, 2:] - second[:, :2]).prod(axis=-1)
+    return intersection / np.maximum(area_first[:, None] + area_second[None, :] - intersection, 1e-12)
+
+
+def average_precision(scores: np.ndarray, true_positive: np.ndarray, num_ground_truth: int) -> float:
+    """PASCAL VOC (2010+) AP: area under the precision-recall curve made monotone (as AVA's evaluator)."""
+    if num_ground_truth == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    hits = true_positive[order].astype(np.float64)
+    true_cumulative = np.cumsum(hits)
+    precision = true_cumulative / np.arange(1, len(hits) + 1)
+    recall = true_cumulative / num_ground_truth
+    precision = np.concatenate([[0.0], precision, [0.0]])
+    recall = np.concatenate([[0.0], recall, [1.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    changed = np.nonzero(recall[1:] != recall[:-1])[0] + 1
+    return float(np.sum((recall[changed] - recall[changed - 1]) * precision[changed]))
+
+
+def frame_level_ap(
+    ground_truth: AVAAnnotations, predictions: AVAAnnotations, mapping: AVAClassMapping, iou_threshold: float = 0.5
+) -> dict[str, float]:
+    """AVA's frame-level metric: per evaluated class, AP of the scored person boxes at the keyframes.
+
+    Per class, every predicted (keyframe, box, score) is a true positive when its IoU with a
+    not-yet-matched ground-truth box of that class at the same keyframe is >= ``iou_threshold``
+    (boxes matched greedily in score order, as PASCAL VOC does); AP as :func:`average_precision`.
+    Predictions at keyframes absent from ``ground_truth`` are dropped, as are action ids outside the
+    mapping. Classes without a ground-truth box give NaN and are left out of ``"mAP"``.
+
+    Returns:
+        {class name: AP} for every class of ``mapping``, plus ``"mAP"``.
+    """
+    keyframes = set(ground_truth.keyframes)
+    result: dict[str, float] = {}
+    for ident, name in zip(mapping.ids, mapping.names, strict=True):
+        truth: dict[tuple[str, int], list[np.ndarray]] = {}
+        for person in ground_truth.people:
+            if ident in person.actions:
+                truth.setdefault((person.video_id, person.timestamp), []).append(person.box_xyxy)
+        scored: dict[tuple[str, int], tuple[list[np.ndarray], list[float]]] = {}
+        for person in predictions.people:
+            key = (person.video_id, person.timestamp)
+            if key not in keyframes:
+                continue
+            for action, score in zip(person.actions, person.scores or [1.0] * len(person.actions), strict=True):
+                if action == ident:
+                    boxes, scores = scored.setdefault(key, ([], []))
+                    boxes.append(person.box_xyxy)
+                    scores.append(score)
+        all_scores, all_hits = [], []
+        for key, (boxes, scores) in scored.items():
+            scores = np.asarray(scores)
+            hits = np.zeros(len(scores), bool)
+            if key in truth:
+                overlap = box_iou(np.stack(boxes)[np.argsort(-scores, kind="stable")], np.stack(truth[key]))
+                taken = np.zeros(overlap.shape[1], bool)
+                for row in range(len(overlap)):  # greedy in score order: one ground-truth box per prediction
+                    candidates = np.where(~taken & (overlap[row] >= iou_threshold), overlap[row], -1.0)
+                    best = int(candidates.argmax())
+                    if candidates[best] >= 0:
+                        taken[best] = True
+                        hits[row] = True
+                scores = np.sort(scores)[::-1]
+            all_scores.append(scores)
+            all_hits.append(hits)
+        count = sum(len(boxes) for boxes in truth.values())
+        result[name] = average_precision(
+            np.concatenate(all_scores) if all_scores else np.zeros(0), np.concatenate(all_hits) if all_hits else np.zeros(0, bool), count
+        )
+    values = np.asarray(list(result.values()))
+    result["mAP"] = float(np.nanmean(values)) if (~np.isnan(values)).any() else float("nan")
+    return result

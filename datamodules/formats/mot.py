@@ -20,7 +20,19 @@ from phalp_lightning.utils.io import atomic_write_text
 
 
 class MOTFormatError(UserError, ValueError):
-    """A MOT file has a malformed line; the message names the file and the line."""
+    """A MOT file has a malformed line; the message names the file and the line.
+
+    Attributes:
+        starts_as_mot: the file's first non-empty line is a well-formed MOT row, so the file is MOT
+            text with a broken line further down (not some other text file, e.g. a README).
+    """
+
+    def __init__(self, what: str, todo: str | None = None, starts_as_mot: bool = False) -> None:
+        super().__init__(what, todo)
+        self.starts_as_mot = starts_as_mot
+
+
+_FIX_ROW = "fix or remove that line (MOT rows: frame,id,x,y,w,h,conf[,...], frame >= 1, w and h > 0)"
 
 
 @dataclass
@@ -77,18 +89,25 @@ def _validate_rows(rows: np.ndarray, source: str, line_numbers: np.ndarray | Non
     def where(index: int) -> str:
         return f"{source}:{line_numbers[index]}" if line_numbers is not None else f"{source} row {index}"
 
-    bad = np.flatnonzero(~np.isfinite(rows[:, :7]).all(axis=1))
-    if len(bad):
-        raise MOTFormatError(f"{where(bad[0])}: non-finite value in {rows[bad[0], :7].tolist()}")
-    bad = np.flatnonzero((rows[:, 0] < 1) | (rows[:, 0] != np.round(rows[:, 0])))
-    if len(bad):
-        raise MOTFormatError(f"{where(bad[0])}: frame must be an integer >= 1 (MOT frames are 1-based), got {rows[bad[0], 0]}")
-    bad = np.flatnonzero(rows[:, 1] != np.round(rows[:, 1]))
-    if len(bad):
-        raise MOTFormatError(f"{where(bad[0])}: track id must be an integer, got {rows[bad[0], 1]}")
-    bad = np.flatnonzero((rows[:, 4] <= 0) | (rows[:, 5] <= 0))
-    if len(bad):
-        raise MOTFormatError(f"{where(bad[0])}: box width and height must be > 0, got {rows[bad[0], 4:6].tolist()}")
+    problems = (
+        (~np.isfinite(rows).all(axis=1),
+         lambda row: f"NaN or infinite value in column {int(np.argmax(~np.isfinite(row))) + 1} ({_COLUMN_NAMES.get(int(np.argmax(~np.isfinite(row))), 'extra')})"),
+        ((rows[:, 0] < 1) | (rows[:, 0] != np.round(rows[:, 0])),
+         lambda row: f"frame must be an integer >= 1 (MOT frames are 1-based), got {row[0]:g}"),
+        (rows[:, 1] != np.round(rows[:, 1]), lambda row: f"track id must be an integer, got {row[1]:g}"),
+        ((rows[:, 4] <= 0) | (rows[:, 5] <= 0), lambda row: f"box width and height must be > 0, got w={row[4]:g}, h={row[5]:g}"),
+    )
+    first_bad = None
+    for mask, describe in problems:
+        bad = np.flatnonzero(mask)
+        if len(bad) and (first_bad is None or bad[0] < first_bad[0]):
+            first_bad = (int(bad[0]), describe)
+    if first_bad is not None:
+        index, describe = first_bad
+        raise MOTFormatError(f"{where(index)}: {describe(rows[index])}", _FIX_ROW, starts_as_mot=index > 0)
+
+
+_COLUMN_NAMES = {0: "frame", 1: "id", 2: "x", 3: "y", 4: "width", 5: "height", 6: "conf"}
 
 
 def _from_rows(rows: np.ndarray, path: Path | None) -> MOTSequence:
@@ -120,6 +139,14 @@ def _decode_text(path: Path) -> str:
                              "pass the MOT .txt file (frame,id,x,y,w,h,conf,...)") from None
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_lines(text: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Line-by-line parse: slower, but every malformed line is named (``file:line``)."""
     rows, line_numbers = [], []
@@ -129,14 +156,19 @@ def _parse_lines(text: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
         if not stripped:
             continue
         fields = [item for item in stripped.replace(" ", ",").split(",") if item != ""]
+        starts_as_mot = bool(rows)
         try:
             values = [float(item) for item in fields]
         except ValueError:
-            raise MOTFormatError(f"{path}:{number}: not a list of numbers: {stripped[:80]!r}") from None
+            bad = next(item for item in fields if not _is_number(item))
+            raise MOTFormatError(f"{path}:{number}: {bad[:20]!r} is not a number in {stripped[:80]!r}", _FIX_ROW,
+                                 starts_as_mot=starts_as_mot) from None
         if len(values) < 7:
-            raise MOTFormatError(f"{path}:{number}: expected at least 7 columns (frame, id, x, y, w, h, conf), got {len(values)}")
+            raise MOTFormatError(f"{path}:{number}: expected at least 7 columns (frame, id, x, y, w, h, conf), got {len(values)}",
+                                 _FIX_ROW, starts_as_mot=starts_as_mot)
         if width is not None and len(values) != width:
-            raise MOTFormatError(f"{path}:{number}: {len(values)} columns where earlier lines have {width}")
+            raise MOTFormatError(f"{path}:{number}: {len(values)} columns where earlier lines have {width}",
+                                 "give every row the same columns", starts_as_mot=True)
         width = len(values)
         rows.append(values)
         line_numbers.append(number)
@@ -151,9 +183,13 @@ def read_mot(path: str | os.PathLike[str]) -> MOTSequence:
     Well-formed comma-separated files are parsed in one call to NumPy's C reader; anything else
     (spaces as separators, a bad line) goes through a line-by-line parse that names the line.
 
+    Every row must hold at least 7 numbers, as many as the other rows, all finite; the frame an
+    integer >= 1, the id an integer, width and height > 0.
+
     Raises:
         FileNotFoundError: the file does not exist.
-        MOTFormatError: binary content, or a malformed line (the message gives ``file:line``).
+        MOTFormatError: binary content, or a malformed line (the message gives ``file:line`` and
+            what to do; ``starts_as_mot`` tells a broken MOT file from another kind of text file).
     """
     path = Path(path)
     if not path.is_file():

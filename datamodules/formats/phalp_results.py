@@ -6,6 +6,9 @@ Results (``<output_dir>/results/demo_<video>.pkl``): a dict frame key -> per-fra
 body_pose (23,3,3), betas (10,)), ``camera`` (pred_cam_t), ``camera_bbox``, ``3d_joints`` (45,3),
 ``2d_joints`` (90,), ``center``, ``scale``, ``size``, ``conf`` and, when rendering was on, ``pose``
 (229), ``loca`` (99) and ``appe`` (4096). ``tracked_ids`` / ``tracked_bbox`` list the detected tracks.
+Results tracked without an HMAR checkpoint (predict's box-only path) keep every key and shape but
+their 3D values (``pose``, ``loca``, ``appe``, ``smpl``, ``camera``, ``camera_bbox``, ``3d_joints``,
+``2d_joints``) are NaN: such a frame reads with ``has_3d`` False and those arrays None, its boxes as usual.
 
 Given boxes (PHALP's ``video.source=<file>.pkl``): a dict frame basename ->
 ``{"gt_bbox": (N,4) [x, y, w, h], "extra_data": {"gt_class": [...], "gt_track_id": [...]}}``.
@@ -44,6 +47,7 @@ class PHALPFrame:
     appearance: np.ndarray | None  # (N, 4096)
     joints_3d: np.ndarray | None  # (N, 45, 3)
     size: np.ndarray | None  # (N, 2) H, W
+    has_3d: bool = True  # False: the file's 3D fields are NaN (tracked without HMAR); pose etc. are None
 
     @property
     def detected(self) -> np.ndarray:
@@ -128,11 +132,15 @@ def _frame(key: Any, frame: Mapping[str, Any], path: Path) -> PHALPFrame:
     appearance = _stack(frame["appe"], "appe", (4096,), where) if len(frame.get("appe", [])) == count and count else None
     joints = _stack(frame["3d_joints"], "3d_joints", (45, 3), where) if len(frame.get("3d_joints", [])) == count and count else None
     size = _stack(frame["size"], "size", (2,), where) if len(frame.get("size", [])) == count and count else None
+    # NaN poses mark 3D outputs that were not computed (predict without an HMAR checkpoint).
+    has_3d = pose is None or not bool(np.isnan(pose).all(axis=1).any())
+    if not has_3d:
+        pose = location = appearance = joints = None
     return PHALPFrame(
         key=key, time=int(frame.get("time", -1)), shot=int(frame.get("shot", 0)),
         track_ids=np.asarray(frame["tid"], np.int64).reshape(count), boxes_xywh=boxes.reshape(count, 4),
         tracked_time=np.asarray(frame["tracked_time"], np.int64).reshape(count),
-        pose=pose, location=location, appearance=appearance, joints_3d=joints, size=size,
+        pose=pose, location=location, appearance=appearance, joints_3d=joints, size=size, has_3d=has_3d,
     )
 
 
@@ -164,6 +172,12 @@ class PHALPResults:
             frames = [self.frames[i] for i in indices[span]]
             rows = rows[span]
             valid = detected_flags[span]
+            boxes_only = [f.key for f in frames if not f.has_3d]
+            if boxes_only:
+                raise PHALPResultsError(
+                    f"{self.path}: frame {boxes_only[0]!r} has no 3D outputs (NaN pose: tracked without an HMAR checkpoint)",
+                    "tracklets need poses: rerun predict.py with ckpt=<hmar checkpoint> (the frames' boxes read as usual)",
+                )
             missing = [f.key for f in frames if f.pose is None or f.location is None]
             if missing:
                 raise PHALPResultsError(f"{self.path}: frame {missing[0]!r} has neither 'pose'/'loca' nor 'smpl'/'camera'/'2d_joints' for track {track_id}")

@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     tracklets.add_argument("--shard-size", type=int, default=128)
     tracklets.add_argument("--motions", nargs="+", default=None, metavar="MOTION",
                            help="labelled motions to draw tracks from (walk run stand turn wave); writes action labels")
+    tracklets.add_argument("--noise-deg", nargs="+", type=float, default=(), metavar="DEG",
+                           help="per-joint pose noise levels (degrees); each track gets one (docs/pose_transformer.md, Noise)")
 
     commands.add_parser("all", parents=[common], help="crops, tracklets and a video with the defaults, under OUT/{crops,tracklets,video}")
     return parser
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         options = {} if args.command == "all" else dict(
             num_train_tracks=args.num_train_tracks, num_val_tracks=args.num_val_tracks,
             track_length=args.track_length, window=args.window, shard_size=args.shard_size,
-            motions=tuple(args.motions) if args.motions else None,
+            motions=tuple(args.motions) if args.motions else None, noise_deg=tuple(args.noise_deg),
         )
         out = args.out / "tracklets" if args.command == "all" else args.out
         entries = write_synthetic_tracklets(out, seed=args.seed, body_model=body, **options)

@@ -16,6 +16,7 @@ trained and scored on.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,72 @@ def motion_track(
             pose[:, _R_ELBOW] = rot_y(rng.uniform(0.9, 1.3) + rng.uniform(0.4, 0.7) * wave)
         return pose, heading, 0.0
     raise ValueError(f"unknown motion {motion!r}; known: {MOTIONS}")
+
+
+# SMPL body_pose indices (SMPL joint - 1) of the left/right pairs: hips, knees, ankles, feet,
+# collars, shoulders, elbows, wrists, hands.
+_LEFT_RIGHT = ((0, 1), (3, 4), (6, 7), (9, 10), (12, 13), (15, 16), (17, 18), (19, 20), (21, 22))
+_MIRROR = np.diag([-1.0, 1.0, 1.0])  # reflection through the body's sagittal (y-z) plane
+
+
+@dataclass(frozen=True)
+class PoseNoise:
+    """Per-frame errors of a single-frame 3D pose estimator at one level (docs/pose_transformer.md, Noise).
+
+    Attributes:
+        rotation_deg: std (degrees) of each axis-angle component of a random rotation applied to
+            each of the 24 joint rotations, independently per frame.
+        flip_prob: per-frame probability that the left and right limbs are swapped (mirrored).
+        miss_prob: per-frame probability of a missed detection, on top of the tracks' dropout.
+        betas_std: std of per-frame Gaussian noise on the 10 betas.
+    """
+
+    rotation_deg: float
+    flip_prob: float = 0.0
+    miss_prob: float = 0.0
+    betas_std: float = 0.0
+
+    @classmethod
+    def at_level(cls, rotation_deg: float) -> PoseNoise:
+        """The level used for training and validation: flips, misses and shape jitter grow with it (assumed rates)."""
+        if rotation_deg <= 0:
+            return cls(0.0)
+        return cls(rotation_deg, flip_prob=0.01, miss_prob=0.05, betas_std=0.05 * rotation_deg)
+
+
+def corrupt_poses(rng: np.random.Generator, pose: np.ndarray, valid: np.ndarray, noise: PoseNoise) -> tuple[np.ndarray, np.ndarray]:
+    """Add a single-frame estimator's errors to pose vectors (..., 229); returns (noisy pose, valid).
+
+    Each joint rotation R becomes exp(n) R with n ~ N(0, rotation_deg^2) per axis-angle component;
+    on flipped frames the left and right body joints swap and are mirrored (M R M); betas get
+    Gaussian noise; missed frames are marked invalid and zeroed. The camera is left as it is.
+    """
+    import torch
+
+    from phalp_lightning.utils.geometry import axis_angle_to_rotmat
+
+    pose = np.array(pose, dtype=np.float64)
+    lead = pose.shape[:-1]
+    rotations = pose[..., :216].reshape(*lead, 24, 3, 3)
+    if noise.flip_prob > 0:
+        flipped = rng.uniform(size=lead) < noise.flip_prob
+        body = rotations[..., 1:, :, :]
+        left, right = (np.array(side) for side in zip(*_LEFT_RIGHT, strict=True))
+        swapped = body.copy()
+        swapped[..., left, :, :], swapped[..., right, :, :] = body[..., right, :, :], body[..., left, :, :]
+        swapped = _MIRROR @ swapped @ _MIRROR
+        body[flipped] = swapped[flipped]
+    if noise.rotation_deg > 0:
+        axis_angle = rng.normal(0.0, np.deg2rad(noise.rotation_deg), size=(*lead, 24, 3))
+        jitter = axis_angle_to_rotmat(torch.from_numpy(axis_angle)).numpy()
+        rotations = jitter @ rotations
+    pose[..., :216] = rotations.reshape(*lead, 216)
+    if noise.betas_std > 0:
+        pose[..., 216:226] += rng.normal(0.0, noise.betas_std, size=(*lead, 10))
+    valid = np.asarray(valid, bool)
+    if noise.miss_prob > 0:
+        valid = valid & (rng.uniform(size=lead) >= noise.miss_prob)
+    return (pose * valid[..., None]).astype(np.float32), valid
 
 
 def simulate_tracks(
@@ -167,12 +234,15 @@ def write_synthetic_tracklets(
     body_model: BodyModelHandle | None = None,
     dataset: str = "synthetic",
     motions: tuple[str, ...] | None = None,
+    noise_deg: tuple[float, ...] = (),
 ) -> dict[str, dict]:
     """Write ``train-*.tar`` / ``val-*.tar`` tracklet shards (windows of ``window`` frames) + manifest.
 
     Training windows overlap by half a window; validation windows do not overlap. With ``motions``
     (names from :data:`MOTIONS`) every sample also has ``actions`` (T, len(motions)) one-hot, and
-    the manifest entries list ``action_names``.
+    the manifest entries list ``action_names``. With ``noise_deg`` every track gets one level drawn
+    uniformly from it, and its poses the errors of :meth:`PoseNoise.at_level` (the shards then hold
+    noisy poses only, as real tracklets would).
 
     Returns:
         split -> {"shards", "pattern", "num_samples", "window"}.
@@ -197,6 +267,12 @@ def write_synthetic_tracklets(
         with ShardWriter(out_dir / split, max_count=shard_size) as writer:
             for first in range(0, count, 32):
                 tracks = simulate_tracks(rng, min(32, count - first), track_length, body, image_size, fps, dropout, motions)
+                if noise_deg:
+                    levels = rng.choice(np.asarray(noise_deg, float), size=len(tracks["pose"]))
+                    for index, level in enumerate(levels):
+                        tracks["pose"][index], tracks["valid"][index] = corrupt_poses(
+                            rng, tracks["pose"][index], tracks["valid"][index], PoseNoise.at_level(float(level))
+                        )
                 for offset in range(len(tracks["pose"])):
                     track_id = first + offset
                     actions = None
@@ -217,5 +293,7 @@ def write_synthetic_tracklets(
                           "num_samples": writer.count, "window": window}
         if motions is not None:
             entries[split]["action_names"] = list(motions)
+        if noise_deg:
+            entries[split]["noise_deg"] = [float(level) for level in noise_deg]
     write_manifest(out_dir, entries)
     return entries

@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> dict:
     video = make_synthetic_video(work / "video", num_frames=args.frames, num_people=args.people, height=args.height,
                                  width=args.width, seed=0, assets_root=os.environ["PHALP_ASSETS"])
     accelerator = "gpu" if args.device.startswith("cuda") else "cpu"
-    common = ["progress_bar=false", f"trainer.accelerator={accelerator}", "overwrite=true"]
+    # The HMAR path without a checkpoint (else predict takes the box-only path: no HMAR to time).
+    common = ["progress_bar=false", f"trainer.accelerator={accelerator}", "overwrite=true", "untrained_hmar=true"]
     inputs = {
         "given_boxes": [f"video={video.mot_gt_path}", f"source.boxes_base_path={video.frames_dir}", "detector=given_boxes"],
         "hog": [f"video={video.video_path}", "detector=hog"],

@@ -14,14 +14,17 @@ the plotting modules)::
 
 Every function composes the same Hydra configs as the entry points (``configs/`` of the project),
 so any command-line override (``"tracker.max_age=10"``, ``"detector=given_boxes"``) works as an
-``overrides`` entry.
+``overrides`` entry. Paths and patterns are values, not override grammar: pass them as a mapping
+(``overrides={"data.train_shards": "out/train-{000000..000003}.tar"}``) or through :func:`override`,
+which quote them, so brace patterns, spaces, ``=`` and commas arrive unchanged.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +50,44 @@ class ConfigDirNotFoundError(UserError, FileNotFoundError):
 
 
 # ----------------------------------------------------------------------------------------- configs
+Overrides = Sequence[str] | Mapping[str, Any]
+
+
+def quote_value(value: Any) -> str:
+    """``value`` as a Hydra override value that parses back to exactly it.
+
+    Strings and paths are single-quoted (Hydra's quoted strings take ``{ } = , [ ]`` and spaces
+    literally; a quote, and backslashes before a quote or at the end, are escaped). None -> ``null``,
+    bools -> ``true``/``false``, numbers as they print, lists and tuples item by item.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(quote_value(item) for item in value) + "]"
+    text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+    # Hydra reads a backslash as an escape only before a quote or at the end of the string.
+    text = re.sub(r"(\\+)(?='|$)", lambda match: match.group(1) * 2, text)
+    return "'" + text.replace("'", "\\'") + "'"
+
+
+def override(key: str, value: Any) -> str:
+    """The override ``key=<value>`` with ``value`` quoted (:func:`quote_value`): safe for any path or pattern."""
+    return f"{key}={quote_value(value)}"
+
+
+def as_overrides(overrides: Overrides) -> list[str]:
+    """Override strings from a list of strings (used as given) or a mapping of key -> value (quoted)."""
+    if isinstance(overrides, Mapping):
+        return [override(str(key), value) for key, value in overrides.items()]
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides must be a list of strings or a mapping, got the string {overrides!r}")
+    return [str(item) for item in overrides]
+
+
 def project_config_dir(config_dir: str | os.PathLike[str] | None = None) -> Path:
     """The project's Hydra ``configs/`` folder.
 
@@ -72,13 +113,14 @@ def project_config_dir(config_dir: str | os.PathLike[str] | None = None) -> Path
     )
 
 
-def compose(config_name: str, overrides: Sequence[str] = (), output_dir: str | os.PathLike[str] = ".",
+def compose(config_name: str, overrides: Overrides = (), output_dir: str | os.PathLike[str] = ".",
             config_dir: str | os.PathLike[str] | None = None) -> DictConfig:
     """The config ``python <config_name>.py <overrides> hydra.run.dir=<output_dir>`` would run with.
 
     Args:
         config_name: "predict", "train" or "evaluate".
-        overrides: command-line style overrides, e.g. ``["render=boxes", "tracker.n_init=3"]``.
+        overrides: command-line style overrides, e.g. ``["render=boxes", "tracker.n_init=3"]``, or a
+            mapping key -> value whose values are quoted (:func:`as_overrides`).
         output_dir: the run folder (``paths.output_dir``).
         config_dir: the ``configs/`` folder (default: :func:`project_config_dir`).
     """
@@ -87,7 +129,7 @@ def compose(config_name: str, overrides: Sequence[str] = (), output_dir: str | o
     directory = project_config_dir(config_dir)
     output_dir = Path(output_dir).expanduser().resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    return compose_run_config(directory, config_name, list(overrides), output_dir, working_dir=directory.parent)
+    return compose_run_config(directory, config_name, as_overrides(overrides), output_dir, working_dir=directory.parent)
 
 
 # ------------------------------------------------------------------------------------ body model, data
@@ -141,12 +183,17 @@ def make_demo_video(out_dir: str | os.PathLike[str], num_frames: int = 48, num_p
 
 def make_tracklet_shards(out_dir: str | os.PathLike[str], num_train_tracks: int = 96, num_val_tracks: int = 24,
                          track_length: int = 64, window: int = 32, seed: int = 0,
-                         assets_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """Synthetic pose-transformer training data (walking tracklets); returns split -> shard glob."""
+                         assets_dir: str | os.PathLike[str] | None = None, shard_size: int = 128) -> dict[str, str]:
+    """Synthetic pose-transformer training data (walking tracklets); returns split -> shard pattern.
+
+    A split of more than ``shard_size`` windows spans several shards, named by a brace pattern
+    (``train-{000000..000001}.tar``); pass it to :func:`train` as ``train_shards=`` (quoted for you).
+    """
     from phalp_lightning.datamodules.synthetic.tracklets import write_synthetic_tracklets
 
     entries = write_synthetic_tracklets(out_dir, num_train_tracks=num_train_tracks, num_val_tracks=num_val_tracks,
-                                        track_length=track_length, window=window, seed=seed, assets_root=assets_dir)
+                                        track_length=track_length, window=window, seed=seed, assets_root=assets_dir,
+                                        shard_size=shard_size)
     return {split: str(entry["pattern"]) for split, entry in entries.items()}
 
 
@@ -192,7 +239,7 @@ class TrackingRun:
 
 
 def track(video: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], output_dir: str | os.PathLike[str],
-          ckpt: str | os.PathLike[str] | None = None, render: str = "none", overrides: Sequence[str] = (),
+          ckpt: str | os.PathLike[str] | None = None, render: str | None = None, overrides: Overrides = (),
           overwrite: bool = False, progress_bar: bool = False) -> TrackingRun:
     """Track the people in ``video`` (a file, an image folder, a boxes file, or a list of them).
 
@@ -201,19 +248,23 @@ def track(video: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], outp
     Args:
         video: one source or a list of sources.
         output_dir: the run folder (results/, mot/, PHALP_<name>.mp4).
-        ckpt: HMAR checkpoint; None runs an untrained HMAR (predict warns: 3D outputs are meaningless).
-        render: "none", "boxes" or "mesh" (a rendered video; "mesh" is slow on a CPU).
-        overrides: further predict overrides, e.g. ``["detector=given_boxes", "tracker.n_init=3"]``.
+        ckpt: HMAR checkpoint; None tracks the boxes alone (predict's box-only path, at the detector's
+            speed): ids and boxes, no 3D (pose, camera, meshes are NaN; ``Tracks.has_3d`` is False).
+            ``overrides=["untrained_hmar=true"]`` runs the untrained HMAR instead (meaningless 3D).
+        render: "none", "boxes" or "mesh" (a rendered video; "mesh" is slow on a CPU); None: predict's
+            default (``configs/predict.yaml``: boxes).
+        overrides: further predict overrides, e.g. ``["detector=given_boxes", "tracker.n_init=3"]``, or a
+            mapping key -> value (values quoted, for paths).
         overwrite: redo videos whose outputs already exist (else they are skipped).
         progress_bar: show Lightning's progress bar.
     """
     from phalp_lightning.pipelines.predict import run
 
-    videos = [str(v) for v in video] if isinstance(video, (list, tuple)) else [str(video)]
-    listed = "[" + ",".join(f"'{v}'" for v in videos) + "]"
+    videos = [os.fspath(v) for v in video] if isinstance(video, (list, tuple)) else [os.fspath(video)]
     cfg = compose("predict", [
-        f"video={listed}", f"ckpt={'null' if ckpt is None else repr(str(ckpt))}", f"render={render}",
-        f"overwrite={str(bool(overwrite)).lower()}", f"progress_bar={str(bool(progress_bar)).lower()}", *overrides,
+        override("video", videos), override("ckpt", None if ckpt is None else os.fspath(ckpt)),
+        *([] if render is None else [f"render={render}"]),
+        override("overwrite", bool(overwrite)), override("progress_bar", bool(progress_bar)), *as_overrides(overrides),
     ], output_dir)  # fmt: skip
     reports = run(cfg)
     return TrackingRun(Path(cfg.output_dir), list(reports), cfg)
@@ -234,6 +285,7 @@ class Tracks:
             in PHALP's camera frame: x right, y down, z forward).
         pose: (N, 229) pose vectors (SMPL rotations, betas, camera) of the rows.
         location: (N, 99) location vectors (2-D joints and camera) of the rows.
+        (Tracked without an HMAR checkpoint, pose, location and ``cam_*`` are NaN: see ``has_3d``.)
         image_size: (H, W) of the video.
         path: the file it was read from.
     """
@@ -243,6 +295,13 @@ class Tracks:
     location: np.ndarray
     image_size: tuple[int, int]
     path: Path
+
+    @property
+    def has_3d(self) -> bool:
+        """False when the 3D columns are NaN (tracked without an HMAR checkpoint): boxes and ids only."""
+        from phalp_lightning.structures import has_3d
+
+        return has_3d(self.pose)
 
     @property
     def track_ids(self) -> list[int]:
@@ -340,11 +399,16 @@ def draw_frame(image: np.ndarray, tracks: Tracks, frame: int, meshes: bool = Fal
                assets_dir: str | os.PathLike[str] | None = None, joints: bool = False) -> np.ndarray:
     """``image`` with the tracks of ``frame`` drawn on it: boxes and ids, and the body meshes.
 
-    Meshes are posed from each entry's pose vector and drawn with the CPU rasteriser (no GL needed).
+    Meshes are posed from each entry's pose vector and drawn with the CPU rasteriser (no GL needed);
+    tracks without 3D (no HMAR checkpoint) have none: a warning says so and boxes and ids are drawn.
     """
     from phalp_lightning.rendering.overlay import draw_tracks
 
     frame_tracks = tracks.frame_tracks(frame)
+    if meshes and not tracks.has_3d:
+        warnings.warn(f"{tracks.path} has no 3D outputs (tracked without an HMAR checkpoint): drawing boxes and ids, no meshes",
+                      stacklevel=2)
+        meshes = False
     if meshes:
         image = _mesh_renderer(None if assets_dir is None else str(assets_dir)).render(image, frame_tracks)
     return draw_tracks(image, frame_tracks, draw_joints=joints)
@@ -391,17 +455,24 @@ class TrainingRun:
         return pd.read_csv(self.metrics_csv)
 
 
-def train(output_dir: str | os.PathLike[str], model: str = "pose_transformer", overrides: Sequence[str] = ()) -> TrainingRun:
+def train(output_dir: str | os.PathLike[str], model: str = "pose_transformer", overrides: Overrides = (),
+          train_shards: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+          val_shards: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None) -> TrainingRun:
     """Train a model: the run of ``python train.py model=<model> trainer=cpu logger=csv <overrides>``.
 
     Args:
         output_dir: the run folder (config, checkpoints/, csv/).
         model: "pose_transformer" or "hmar".
-        overrides: e.g. ``["data.train_shards=...", "trainer.max_epochs=3"]``; ``trainer=gpu`` for a GPU.
+        overrides: e.g. ``["trainer.max_epochs=3"]`` (``trainer=gpu`` for a GPU), or a mapping key -> value
+            whose values are quoted (``{"data.train_shards": path}``).
+        train_shards, val_shards: shard specs (path, brace pattern, glob, or a list of them, e.g. from
+            :func:`make_tracklet_shards`), passed quoted; None keeps the data config's.
     """
     from phalp_lightning.pipelines.train import run
 
-    cfg = compose("train", [f"model={model}", "trainer=cpu", "logger=csv", *overrides], output_dir)
+    data = [override(f"data.{key}", value if isinstance(value, (str, os.PathLike)) else [os.fspath(v) for v in value])
+            for key, value in (("train_shards", train_shards), ("val_shards", val_shards)) if value is not None]
+    cfg = compose("train", [f"model={model}", "trainer=cpu", "logger=csv", *data, *as_overrides(overrides)], output_dir)
     metrics = run(cfg)
     return TrainingRun(Path(cfg.paths.output_dir), dict(metrics), cfg)
 

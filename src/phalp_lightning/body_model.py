@@ -7,6 +7,8 @@ appended, giving 44. ``get_3d_parameters`` later appends the SMPL origin as join
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pickle
 from dataclasses import dataclass
@@ -70,7 +72,13 @@ class BodyModel(nn.Module):
         if not extra_file.is_file():
             raise FileNotFoundError(f"extra joint regressor (SMPL_to_J19.pkl) not found: {extra_file}")
         try:
-            self.smpl = smplx.SMPLLayer(model_path=str(model_file), gender="neutral", num_betas=10)
+            # smplx prints "WARNING: ... only 10 shape coefficients" for every SMPL model, though 10 is what
+            # is asked for: that line is dropped (once per body model it read as trouble); any other is kept.
+            with contextlib.redirect_stdout(io.StringIO()) as printed:
+                self.smpl = smplx.SMPLLayer(model_path=str(model_file), gender="neutral", num_betas=10)
+            for line in printed.getvalue().splitlines():
+                if "shape coefficients" not in line:
+                    print(line)
         except (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
             raise BodyModelFileError(model_file, error) from error
         try:

@@ -54,6 +54,7 @@ class FrameDetections:
 
     Only ``boxes``, ``scores``, ``appearance``, ``pose`` and ``location`` are required by the
     tracker; ``uv`` enables the texture distance. The remaining fields are carried for writers.
+    Without HMAR (predict's box-only path) the 3D fields are NaN (:func:`absent_3d`) and ``uv`` is None.
     """
 
     video: str
@@ -115,6 +116,25 @@ class FrameDetections:
     def to(self, device: torch.device | str) -> FrameDetections:
         moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), Tensor)}
         return replace(self, **moved)
+
+
+# Fields HMAR computes. Without HMAR (predict's box-only path) they keep their shapes and are filled
+# with NaN, the mark of "not computed" that writers store and readers recognise.
+FIELDS_3D = ("appearance", "pose", "location", "camera_bbox", "joints_3d")
+
+
+def absent_3d(count: int, appearance_dim: int = APPEARANCE_DIM) -> dict[str, Tensor]:
+    """The 3D fields of ``count`` detections, not computed: NaN at their usual shapes (float32)."""
+    shapes = {"appearance": (appearance_dim,), "pose": (POSE_DIM,), "location": (LOCATION_DIM,), "camera_bbox": (3,), "joints_3d": (45, 3)}
+    return {name: torch.full((count, *shapes[name]), float("nan")) for name in FIELDS_3D}
+
+
+def has_3d(values: Tensor | np.ndarray) -> bool:
+    """False when ``values`` (e.g. pose vectors) are the NaN of :func:`absent_3d` (any row all NaN)."""
+    array = values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
+    if array.size == 0:
+        return True
+    return not bool(np.isnan(array.reshape(array.shape[0], -1)).all(axis=1).any())
 
 
 _FRAME_FIELDS = {"video", "frame_index", "frame_name", "image_size", "shot", "extra"}

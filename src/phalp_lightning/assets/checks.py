@@ -10,7 +10,8 @@ wrong) or returns a short summary of what the file holds. The full check reads t
   entries (:mod:`phalp_lightning.models.convert_hmar`);
 - pose predictor: the ``encoder.`` key table, a network built from its shapes and loaded strictly
   (:mod:`phalp_lightning.models.convert_pose_transformer`), and its YAML's ``configs`` node;
-- detector weights: a detectron2 pickle of arrays with backbone, proposal and ROI-head entries.
+- detector weights: a detectron2 pickle of arrays holding every parameter of the shipped ViTDet-H
+  config with its shape (``detection/configs/cascade_mask_rcnn_vitdet_h.layout.tsv``).
 
 The quick check (``full=False``, used by ``list``) reads only headers and file ends, which is enough
 to tell a truncated download from a complete one without reading gigabytes.
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from phalp_lightning.assets.pickles import PickleRefusedError, safe_pickle_load
 from phalp_lightning.errors import UserError, one_line
 
 log = logging.getLogger(__name__)
@@ -45,55 +47,6 @@ class AssetContentError(UserError, ValueError):
 
 class _Invalid(Exception):
     """Internal: the reason a file fails its check (wrapped into AssetContentError with the path)."""
-
-
-# Globals a data pickle may name: array reconstruction, dtypes, sparse matrices, plain containers.
-_SAFE_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("collections", "OrderedDict"),
-    ("collections", "defaultdict"),
-    ("copyreg", "_reconstructor"),
-    ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
-    ("builtins", "object"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-    ("builtins", "slice"),
-    ("builtins", "complex"),
-    ("builtins", "bytearray"),
-    ("builtins", "dict"),
-    ("builtins", "list"),
-    ("builtins", "tuple"),
-}
-_SAFE_NUMPY = {"_reconstruct", "scalar", "_frombuffer"}
-_SAFE_SPARSE = {"csc_matrix", "csr_matrix", "coo_matrix"}
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """Unpickler that builds numpy arrays, scipy sparse matrices and containers, and nothing else."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        top = module.split(".")[0]
-        allowed = (
-            (module, name) in _SAFE_GLOBALS
-            # numpy 1 and 2 spell the array-rebuilding helpers' modules differently (core/_core).
-            or (top == "numpy" and (name in _SAFE_NUMPY or module == "numpy.dtypes"))
-            or (module.startswith("scipy.sparse") and name in _SAFE_SPARSE)
-        )
-        if not allowed:
-            if top == "chumpy":
-                raise _Invalid(
-                    "an official SMPL pickle with chumpy objects; convert it once with "
-                    "`python -m phalp_lightning.assets convert-smpl <that file>`"
-                )
-            raise _Invalid(f"the pickle refers to {module}.{name}, which a data file should not need (not loaded: it could run code)")
-        return super().find_class(module, name)
-
-
-def safe_pickle_load(path: str | os.PathLike[str]) -> Any:
-    """Load a data pickle (Python 2 ones too) without running code from it."""
-    with Path(path).open("rb") as handle:
-        return SafeUnpickler(handle, encoding="latin1").load()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,8 +99,8 @@ def _pickle_complete(path: Path) -> None:
 def _load_pickle(path: Path) -> Any:
     try:
         return safe_pickle_load(path)
-    except _Invalid:
-        raise
+    except PickleRefusedError as error:
+        raise _Invalid(str(error)) from None
     except Exception as error:  # noqa: BLE001 - any unpickling failure means a damaged file
         raise _Invalid(f"does not unpickle ({type(error).__name__}: {error})") from error
 
@@ -247,6 +200,9 @@ def _check_vitdet(path: Path, full: bool) -> str:
     _pickle_complete(path)
     if not full:
         return "pickle"
+    from phalp_lightning.detection.detectron2 import shipped_layout
+    from phalp_lightning.detection.weights import layout_mismatch
+
     data = _load_pickle(path)
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict) or not model:
@@ -255,10 +211,11 @@ def _check_vitdet(path: Path, full: bool) -> str:
     not_arrays = [key for key, value in model.items() if not isinstance(value, np.ndarray)]
     if not_arrays:
         raise _Invalid(f"'model' entries that are not arrays: {not_arrays[:5]}")
-    lacking = [prefix for prefix in ("backbone.", "proposal_generator.", "roi_heads.") if not any(k.startswith(prefix) for k in model)]
-    if lacking:
-        raise _Invalid(f"no '{', '.join(lacking)}' entries: not a cascade Mask R-CNN checkpoint")
-    return f"detectron2 checkpoint, {len(model)} arrays"
+    # The layout of the shipped ViTDet-H config (detection/configs): every parameter with its shape.
+    problem = layout_mismatch(model, shipped_layout("cascade_mask_rcnn_vitdet_h.py"))
+    if problem is not None:
+        raise _Invalid(f"does not fit the ViTDet-H cascade Mask R-CNN config: {problem}")
+    return f"detectron2 checkpoint, {len(model)} arrays, fits ViTDet-H cascade Mask R-CNN"
 
 
 def _torch_load(path: Path) -> Any:

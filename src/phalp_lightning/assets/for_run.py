@@ -2,8 +2,9 @@
 
 A configured file that carries the name of a released file (``ckpt=.../hmar_v2_weights.pth``,
 ``pose_predictor_ckpt=.../pose_predictor.pth``, ``detector.weights=.../model_final_f05665.pkl``,
-``model.net.mean_std=.../mean_std.npy``, ...) and does not exist stops the run with one line naming
-the download command. With ``assets.download=true`` (off by default) such files, and the groups the
+``model.net.mean_std=.../mean_std.npy``, ...), or a released file a detector reads from the assets
+folder (``detector=vitdet`` with ``detector.weights=null``), and does not exist stops the run with
+one line naming the download command. With ``assets.download=true`` (off by default) such files, and the groups the
 run always needs (the ``3d`` side files), are fetched first instead; nothing is fetched otherwise.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from phalp_lightning.assets import ASSETS, AssetMissingError, asset_path
-from phalp_lightning.assets.remote import REMOTE_FILES, RemoteFile, download_command, select
+from phalp_lightning.assets.remote import REMOTE_FILES, RemoteFile, download_command, remote_for, select
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,13 @@ def referenced_released_files(cfg: DictConfig) -> list[tuple[str, Path, RemoteFi
         remote = names.get(Path(value).name)
         if remote is not None:
             found.append((key, Path(value).expanduser(), remote))
+    # A detector whose weights are null reads a released file from the assets folder (detector=vitdet).
+    detector = cfg.get("detector")
+    if isinstance(detector, DictConfig) and detector.get("weights_asset") and not detector.get("weights"):
+        remote = remote_for(str(detector.weights_asset))
+        if remote is not None:
+            root = (cfg.get("paths") or {}).get("assets_dir")
+            found.append(("detector.weights", asset_path(remote.asset, root), remote))
     return found
 
 

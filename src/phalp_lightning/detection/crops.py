@@ -10,6 +10,7 @@ from phalp_lightning.utils.crops import (
     crop_people,
     crop_sampling_axes,
     crop_sampling_grid,
+    crop_squares,
     expand_to_aspect,
 )
 from phalp_lightning.utils.image import IMAGENET_MEAN, IMAGENET_STD
@@ -22,5 +23,6 @@ __all__ = [
     "crop_people",
     "crop_sampling_axes",
     "crop_sampling_grid",
+    "crop_squares",
     "expand_to_aspect",
 ]

@@ -14,17 +14,23 @@ and which frames count. Matching thresholds and HOTA aggregation stay with the
   pedestrians (class 1) with a non-zero mark are scored. Visibility is not used (neither does the
   official evaluation).
 - ``mot20``: as MOT17, and non-motorised vehicles (class 6) are distractors too.
-- ``posetrack21``: PoseTrack21's box (MOT) evaluation: labelled frames are scored (in its MOT layout,
+- ``posetrack21_boxes`` (was ``posetrack21``): PoseTrack21's box (MOT) evaluation: labelled frames are scored (in its MOT layout,
   every image of ``image_info.json``, with every ``gt.txt`` row); a prediction that TrackEval's
   match leaves unmatched is removed when its IoU with an ignore region exceeds 0.1, in frames that
   hold ground truth.
-- ``posetrack18``: PoseTrack18's evaluation (poseval) data rules applied to boxes: frames with at least
+- ``posetrack18_boxes`` (was ``posetrack18``): PoseTrack18's evaluation (poseval) data rules applied to boxes: frames with at least
   one annotated person are scored; a person's points are its 15 scored joints that are annotated
   (not ``x = y = v = 0``); a ground-truth person without any point is not scored (poseval has no
   joint of it to score); in frames with ignore regions, points inside a region are dropped and people
   (ground truth and predictions) left without a point are removed. A prediction without keypoints (a
   box-only tracker) is represented by its box centre. poseval's own score is keypoint MOTA (PCKh
   matching), which this box evaluation does not compute.
+- ``phalp``: PHALP's own ``evaluate_PHALP.py``: ground truth as given, motmetrics' CLEAR/Identity,
+  and the ``phalp`` protocol (IoU >= 0.01, HOTA averaged per video).
+
+The official presets (``mot15`` ... ``mot20``, ``posetrack21_boxes``) compute CLEAR and Identity by
+TrackEval's rules (``clear_trackeval``); ``plain``, ``posetrack18_boxes`` and ``phalp`` use
+motmetrics. Every output says which engine computed which column.
 
 ``resolve_benchmark`` picks the preset from the files when the layout leaves one answer, and says why.
 """
@@ -32,6 +38,8 @@ and which frames count. Matching thresholds and HOTA aggregation stay with the
 from __future__ import annotations
 
 import configparser
+import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +49,8 @@ import numpy as np
 
 from phalp_lightning.errors import UserError
 
+log = logging.getLogger(__name__)
+
 IgnoreRule = Literal["protocol", "posetrack21", "posetrack18"]
 
 # MOTChallenge class ids (TrackEval's MotChallenge2DBox).
@@ -49,8 +59,19 @@ MOT_CLASSES = {"pedestrian": 1, "person_on_vehicle": 2, "car": 3, "bicycle": 4, 
                "reflection": 12, "crowd": 13}
 _MOT17_DISTRACTORS = frozenset({2, 7, 8, 12})
 MOT_PRESETS = ("mot15", "mot16", "mot17", "mot20")
-POSETRACK_PRESETS = ("posetrack18", "posetrack21")
-BENCHMARKS = ("plain", *MOT_PRESETS, *POSETRACK_PRESETS)
+POSETRACK_PRESETS = ("posetrack18_boxes", "posetrack21_boxes")
+BENCHMARKS = ("plain", *MOT_PRESETS, *POSETRACK_PRESETS, "phalp")
+# Names before the PoseTrack presets said what they compute: accepted with a warning.
+DEPRECATED_NAMES = {"posetrack18": "posetrack18_boxes", "posetrack21": "posetrack21_boxes"}
+ClearEngine = Literal["trackeval", "motmetrics"]
+# What each CLEAR/Identity engine is, for the table footer and metrics.json.
+ENGINE_LABELS = {
+    "trackeval": "TrackEval 1.3.0's CLEAR/Identity rules (phalp_lightning.evaluation.clear_trackeval)",
+    "motmetrics": "motmetrics 1.4.0 (phalp_lightning.evaluation.clear)",
+}
+HOTA_ENGINE_LABEL = "TrackEval's HOTA definition (phalp_lightning.evaluation.hota)"
+HOTA_COLUMNS_LABEL = "HOTA, DetA, AssA, LocA, ..."
+CLEAR_COLUMNS_LABEL = "MOTA, MOTP, IDSW, FP, FN, Frag, MT/PT/ML, IDF1, IDP, IDR, ..."
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,9 @@ class Benchmark:
             "posetrack21" or "posetrack18" (see the module docstring).
         scored_frames: "rows" (frames holding a row, or seqinfo.ini's length), "labeled" or
             "annotated" (labelled frames with at least one person).
+        clear_engine: who computes MOTA, MOTP, IDSW, FP, FN, Frag, MT/PT/ML and IDF1: "trackeval"
+            (TrackEval's rules, the official evaluator of the benchmarks) or "motmetrics".
+        protocol: the protocol name the preset implies (``phalp``), or None (any protocol).
     """
 
     name: str
@@ -79,21 +103,30 @@ class Benchmark:
     distractor_classes: frozenset[int] = frozenset()
     ignore_rule: IgnoreRule = "protocol"
     scored_frames: Literal["rows", "labeled", "annotated"] = "rows"
+    clear_engine: ClearEngine = "trackeval"
+    protocol: str | None = None
 
     @property
     def is_mot(self) -> bool:
         return self.name in MOT_PRESETS
 
+    @property
+    def engines(self) -> dict[str, str]:
+        """Which code computed which column group (footer and ``metrics.json``)."""
+        return {HOTA_COLUMNS_LABEL: HOTA_ENGINE_LABEL, CLEAR_COLUMNS_LABEL: ENGINE_LABELS[self.clear_engine]}
+
     def describe(self) -> str:
         """One line for the table footer: name, why it was chosen, what it drops."""
         return f"benchmark: {self.name} ({self.reason}) — {self.summary}"
 
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "reason": self.reason, "summary": self.summary}
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "reason": self.reason, "summary": self.summary, "clear_engine": self.clear_engine,
+                "engines": self.engines}
 
 
 PRESETS: dict[str, Benchmark] = {
-    "plain": Benchmark("plain", "ground-truth rows with conf 0 dropped; no class filter, no distractor removal"),
+    "plain": Benchmark("plain", "ground-truth rows with conf 0 dropped; no class filter, no distractor removal",
+                       clear_engine="motmetrics"),
     "mot15": Benchmark("mot15", "TrackEval MOT15: ground-truth rows with int(conf) 0 dropped; no class filter",
                        zero_marked_as_int=True),
     "mot16": Benchmark("mot16", "TrackEval MOT16: predictions matched to distractors (classes 2, 7, 8, 12) removed; "
@@ -105,17 +138,31 @@ PRESETS: dict[str, Benchmark] = {
     "mot20": Benchmark("mot20", "TrackEval MOT20: predictions matched to distractors (classes 2, 6, 7, 8, 12) removed; "
                                 "only pedestrians (class 1) not zero-marked (int(conf) != 0) scored",
                        zero_marked_as_int=True, class_column=True, distractor_classes=_MOT17_DISTRACTORS | {6}),
-    "posetrack18": Benchmark("posetrack18", "poseval rules: frames with an annotated person scored; people with no "
-                                            "annotated joint outside the ignore regions removed (ground truth and predictions)",
-                             ignore_rule="posetrack18", scored_frames="annotated"),
-    "posetrack21": Benchmark("posetrack21", "PoseTrack21 box evaluation: labelled frames scored; unmatched predictions "
-                                            "overlapping an ignore region (IoU > 0.1) removed",
-                             ignore_rule="posetrack21", scored_frames="labeled"),
+    "posetrack18_boxes": Benchmark(
+        "posetrack18_boxes", "box metrics on PoseTrack18 with poseval's data rules (not poseval's keypoint MOTA): frames "
+                             "with an annotated person scored; people with no annotated joint outside the ignore regions "
+                             "removed (ground truth and predictions)",
+        ignore_rule="posetrack18", scored_frames="annotated", clear_engine="motmetrics"),
+    "posetrack21_boxes": Benchmark(
+        "posetrack21_boxes", "PoseTrack21's box tracking (MOT) evaluation: labelled frames scored; unmatched predictions "
+                             "overlapping an ignore region (IoU > 0.1) removed",
+        ignore_rule="posetrack21", scored_frames="labeled"),
+    "phalp": Benchmark("phalp", "PHALP's evaluate_PHALP.py: ground-truth rows as given (conf 0 dropped), motmetrics "
+                                "CLEAR/Identity, protocol phalp (IoU >= 0.01, HOTA averaged per video)",
+                       clear_engine="motmetrics", protocol="phalp"),
 }
 
 
 def get_benchmark(name: str, reason: str = "set by benchmark=") -> Benchmark:
     """The preset called ``name``."""
+    if name in DEPRECATED_NAMES:
+        new_name = DEPRECATED_NAMES[name]
+        warnings.warn(f"benchmark={name} is deprecated: it computes box metrics, now named benchmark={new_name}",
+                      DeprecationWarning, stacklevel=2)
+        log.warning("benchmark=%s is deprecated and means benchmark=%s (box HOTA/MOTA/IDF1 with the benchmark's "
+                    "ignore rules, not the keypoint metrics); use the new name", name, new_name)
+        reason = f"set by benchmark={name}, deprecated name of {new_name}" if reason == "set by benchmark=" else reason
+        name = new_name
     if name not in PRESETS:
         raise UserError(f"benchmark={name!r} is not a preset", f"use one of auto, {', '.join(BENCHMARKS)}")
     return replace(PRESETS[name], reason=reason if reason != "set by benchmark=" else f"set by benchmark={name}")
@@ -168,12 +215,12 @@ def resolve_benchmark(name: str, gt_files: Sequence[Path], format: str,
                 continue  # the reader names the broken file
             annotations = data.get("annotations", []) if isinstance(data, dict) else []
             if any(isinstance(item, dict) and "person_id" in item for item in annotations):
-                return get_benchmark("posetrack21", f"auto: {path.name} has PoseTrack21's person_id")
-        return get_benchmark("posetrack18", "auto: PoseTrack JSON without person_id")
+                return get_benchmark("posetrack21_boxes", f"auto: {path.name} has PoseTrack21's person_id")
+        return get_benchmark("posetrack18_boxes", "auto: PoseTrack JSON without person_id")
     if format == "mot":
         with_info = [path for path in gt_files if image_info_path(path) is not None]
         if with_info and len(with_info) == len(gt_files):
-            return get_benchmark("posetrack21", "auto: <seq>/image_info.json next to gt/ (PoseTrack21's MOT layout)")
+            return get_benchmark("posetrack21_boxes", "auto: <seq>/image_info.json next to gt/ (PoseTrack21's MOT layout)")
         names = [folder.name if (folder := _sequence_folder(path)) else path.stem for path in gt_files]
         by_name = _mot_name_benchmark(names)
         if by_name:

@@ -1,5 +1,9 @@
 """CLEAR-MOT (MOTA, ID switches) and Identity (IDF1) metrics from motmetrics 1.4.0.
 
+This engine serves the ``plain`` preset, PHALP's protocol (PHALP scores with motmetrics) and the
+Lightning metric. The official presets use TrackEval's rules instead (``clear_trackeval.py``); the
+two differ on ambiguous frames (see there).
+
 motmetrics 1.4.0 is used only through the paths that work with NumPy 2 and pandas 3:
 
 - ``MOTAccumulator.update`` fed with our own distance matrices (``1 - IoU``, NaN where the pair
@@ -251,6 +255,18 @@ def num_fragmentations(df, obj_frequencies) -> int:  # noqa: ARG001 - motmetrics
     return int((run_start & (np.arange(objects.shape[0]) < last_tracked)).sum())
 
 
+# Columns TrackEval's CLEAR adds, derived here from motmetrics' counts with TrackEval's formulas.
+DERIVED_COLUMNS = ("TP", "MODA", "sMOTA", "MOTAL")
+
+
+def _derived(values: dict[str, float], num_objects: float) -> dict[str, float]:
+    tp = num_objects - values["FN"]
+    fp, idsw, gt = values["FP"], values["IDSW"], max(1.0, num_objects)
+    motp_sum = tp * values["MOTP"] if tp > 0 else 0.0
+    return {"TP": tp, "MODA": (tp - fp) / gt, "sMOTA": (motp_sum - fp - idsw) / gt,
+            "MOTAL": (tp - fp - (math.log10(idsw) if idsw > 0 else 0.0)) / gt}
+
+
 def clear_identity_metrics(sequences: Sequence[SequenceData], protocol: EvaluationProtocol
                            ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """MOTA, MOTP (mean IoU of matches, MOTChallenge's definition), MOTP_distance (motmetrics' 1 - IoU), IDF1, IDP, IDR, IDSW, precision, recall, FP, FN, MT/PT/ML, Frag.
@@ -270,7 +286,8 @@ def clear_identity_metrics(sequences: Sequence[SequenceData], protocol: Evaluati
     if len(set(names)) != len(names):
         raise ValueError(f"clear_identity_metrics: duplicate sequence names in {names}")
     if not sequences:
-        return {}, {column: float("nan") for column in ("MOTA", "MOTP", *list(CLEAR_IDENTITY_METRICS.values())[1:])}
+        return {}, {column: float("nan") for column in ("MOTA", "MOTP", *list(CLEAR_IDENTITY_METRICS.values())[1:],
+                                                        *DERIVED_COLUMNS)}
     events = [clear_events(data, protocol) for data in sequences]
     host = motmetrics.metrics.create()
     host.register(num_fragmentations, deps=["obj_frequencies"], name="num_fragmentations")
@@ -278,7 +295,7 @@ def clear_identity_metrics(sequences: Sequence[SequenceData], protocol: Evaluati
     previous = logging.root.manager.disable
     logging.disable(max(previous, logging.INFO))
     try:
-        summary = host.compute_many(events, metrics=list(CLEAR_IDENTITY_METRICS), names=names,
+        summary = host.compute_many(events, metrics=[*CLEAR_IDENTITY_METRICS, "num_objects"], names=names,
                                     generate_overall=True)
     finally:
         logging.disable(previous)
@@ -292,6 +309,6 @@ def clear_identity_metrics(sequences: Sequence[SequenceData], protocol: Evaluati
                 # reports the mean distance 1 - IoU, kept as MOTP_distance.
                 values["MOTP"] = 1.0 - value
             values[column] = value
-        return values
+        return {**values, **_derived(values, float(summary.loc[label, "num_objects"]))}
 
     return {name: row(name) for name in names}, row("OVERALL")

@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from phalp_lightning.evaluation.benchmarks import Benchmark, get_benchmark
+from phalp_lightning.evaluation.benchmarks import HOTA_COLUMNS_LABEL, Benchmark, get_benchmark
 from phalp_lightning.evaluation.clear import clear_identity_metrics
+from phalp_lightning.evaluation.clear_trackeval import clear_identity_metrics_trackeval
 from phalp_lightning.evaluation.hota import ALPHAS, HotaResult, combine_hota, hota_sequence
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
 from phalp_lightning.evaluation.sequences import SequenceData, TrackSequence, build_sequence_data
@@ -53,6 +54,16 @@ class EvaluationResult:
     hota_curves: dict[str, HotaResult] = field(default_factory=dict, repr=False)
     sequences: dict[str, SequenceData] = field(default_factory=dict, repr=False)
     benchmark: Benchmark | None = None
+    missing_predictions: list[str] = field(default_factory=list)
+    hota_backend: HotaBackend = "own"
+
+    @property
+    def engines(self) -> dict[str, str]:
+        """Which code computed which columns (the preset's engines, and the HOTA backend actually used)."""
+        engines = dict(self.benchmark_or_plain.engines)
+        if self.hota_backend == "trackeval":
+            engines[HOTA_COLUMNS_LABEL] = "trackeval.metrics.HOTA (hota_backend=trackeval)"
+        return engines
 
     @property
     def columns(self) -> list[str]:
@@ -87,8 +98,15 @@ class EvaluationResult:
                            for index, (value, width) in enumerate(zip(line, widths, strict=True))) for line in [header, *body]]
         lines.insert(1, "-" * len(lines[0]))
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
-        footer = [self.benchmark_or_plain.describe(),
-                  f"protocol: {self.protocol.name} (IoU >= {self.protocol.iou_threshold} for CLEAR/Identity, HOTA {self.protocol.hota_aggregation})"]
+        benchmark = self.benchmark_or_plain
+        footer = [benchmark.describe(),
+                  f"protocol: {self.protocol.name} (IoU >= {self.protocol.iou_threshold} for CLEAR/Identity, HOTA {self.protocol.hota_aggregation})",
+                  "engines: " + "; ".join(f"{columns} by {engine}" for columns, engine in self.engines.items())]
+        if self.missing_predictions:
+            # The line read last: a sequence scored without any result is usually a file left out by mistake.
+            footer.append(f"WARNING: {len(self.missing_predictions)} ground-truth sequence(s) had no result file and "
+                          f"were scored as all misses: {', '.join(self.missing_predictions[:10])}"
+                          f"{' ...' if len(self.missing_predictions) > 10 else ''} (missing_prediction=error makes this an error)")
         return "\n".join(lines + footer)
 
     @property
@@ -102,8 +120,9 @@ class EvaluationResult:
                    "AssA": curve.ass_a.tolist(), "LocA": curve.loc_a.tolist()}
             for name, curve in self.hota_curves.items()
         }
-        return {"benchmark": self.benchmark_or_plain.to_dict(), "protocol": self.protocol.to_dict(), "overall": self.overall, "per_sequence": self.per_sequence,
-                "hota_curves": curves}
+        return {"benchmark": {**self.benchmark_or_plain.to_dict(), "engines": self.engines}, "protocol": self.protocol.to_dict(),
+                "missing_predictions": list(self.missing_predictions), "overall": self.overall,
+                "per_sequence": self.per_sequence, "hota_curves": curves}
 
     def write(self, output_dir: str | os.PathLike[str], stem: str = "metrics") -> dict[str, Path]:
         """Write ``<stem>.csv`` (one row per sequence + OVERALL) and ``<stem>.json`` atomically.
@@ -162,7 +181,11 @@ def evaluate_sequence_data(sequences: Mapping[str, SequenceData], protocol: Eval
     compute_hota = hota_sequence if hota_backend == "own" else _trackeval_hota
     data_list = list(sequences.values())
     curves = {data.name: compute_hota(data) for data in data_list}
-    clear_per_sequence, clear_overall = clear_identity_metrics(data_list, protocol)
+    engine = (benchmark or get_benchmark("plain", "no preset given")).clear_engine
+    if engine == "trackeval":
+        clear_per_sequence, clear_overall = clear_identity_metrics_trackeval(data_list, protocol.iou_threshold)
+    else:
+        clear_per_sequence, clear_overall = clear_identity_metrics(data_list, protocol)
 
     per_sequence = {
         data.name: {**curves[data.name].summary(), **clear_per_sequence[data.name], **_count_columns(data)}
@@ -178,7 +201,8 @@ def evaluate_sequence_data(sequences: Mapping[str, SequenceData], protocol: Eval
               for name in ("GT_Dets", "Pred_Dets", "GT_IDs", "Pred_IDs", "Frames", "Ignored")}
     curves[OVERALL] = combined
     return EvaluationResult(per_sequence=per_sequence, overall={**hota_overall, **clear_overall, **counts},
-                            protocol=protocol, hota_curves=curves, sequences=dict(sequences), benchmark=benchmark)
+                            protocol=protocol, hota_curves=curves, sequences=dict(sequences), benchmark=benchmark,
+                            hota_backend=hota_backend)
 
 
 def evaluate_sequences(predictions: Mapping[str, TrackSequence], ground_truth: Mapping[str, TrackSequence],
@@ -235,4 +259,6 @@ def evaluate_sequences(predictions: Mapping[str, TrackSequence], ground_truth: M
         log.warning("%d sequence(s) have no ground-truth box to score (every prediction there is a false positive, "
                     "HOTA/MOTA of the sequence are 0 or undefined): %s%s", len(empty), ", ".join(empty[:10]),
                     " ..." if len(empty) > 10 else "")
-    return evaluate_sequence_data(sequences, protocol=protocol, hota_backend=hota_backend, benchmark=benchmark)
+    result = evaluate_sequence_data(sequences, protocol=protocol, hota_backend=hota_backend, benchmark=benchmark)
+    result.missing_predictions = missing
+    return result

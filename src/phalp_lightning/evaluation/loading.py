@@ -145,7 +145,7 @@ def load_mot(path: Path, role: Role, benchmark: Benchmark | None = None, table: 
                 f"{path}: class {sequence.extra[row, 0]:g} in column 8 (frame {sequence.frames[row]}); MOTChallenge "
                 "evaluates pedestrians only", "write -1 or 1 in column 8 of the results")
         return TrackSequence(name, sequence.frames - 1, sequence.track_ids, sequence.boxes_xywh)
-    if benchmark is not None and benchmark.name == "posetrack21":
+    if benchmark is not None and benchmark.name == "posetrack21_boxes":
         return _posetrack21_mot_ground_truth(path, name, sequence)
     evaluated = None
     if benchmark is not None and benchmark.is_mot:
@@ -175,7 +175,7 @@ def _posetrack21_mot_ground_truth(path: Path, name: str, sequence: MOTSequence) 
 
     info = image_info_path(path)
     if info is None:
-        raise EvaluationInputError(f"{path}: benchmark=posetrack21 on MOT text needs PoseTrack21's <seq>/image_info.json",
+        raise EvaluationInputError(f"{path}: benchmark=posetrack21_boxes on MOT text needs PoseTrack21's <seq>/image_info.json",
                                    "use the PoseTrack21 MOT layout, PoseTrack JSON (format=posetrack), or another preset")
     images = read_image_info(info)
     if sequence.frames.size and int(sequence.frames.max()) > len(images):
@@ -295,26 +295,48 @@ def _read_files(files: list[tuple[Path, bool]], format: str, role: Role, benchma
     return sequences
 
 
-def _read_mot_tables(files: list[tuple[Path, bool]]) -> dict[Path, Any]:
-    """Read MOT files once; a file found by searching a folder that is not MOT text is skipped, with a warning."""
+def _read_mot_tables(files: list[tuple[Path, bool]], role: Role = "pred",
+                     sequence_names: Iterable[str] = ()) -> dict[Path, Any]:
+    """Read MOT files once. A file that does not parse is an error naming its line, except a stray file.
+
+    Stray (skipped with a warning that names it): found by searching a folder, its first line is not
+    a MOT row (a README, a seqmap), it is not ground truth in the MOTChallenge layout, and (results)
+    its name is not a ground-truth sequence. A MOT file broken further down is always an error:
+    skipping it would score its sequence as all misses.
+    """
     from phalp_lightning.datamodules.formats.mot import MOTFormatError, read_mot
 
+    expected = set(sequence_names)
     tables = {}
     for file, from_folder in files:
         try:
             tables[file] = read_mot(file)
         except MOTFormatError as error:
-            if not from_folder:
+            if not from_folder or error.starts_as_mot or _is_mot_ground_truth(file) or role == "pred" and _mot_name(file) in expected:
                 raise
-            log.warning("skipped %s, found in the folder but not MOT text: %s", file, error)
+            if role == "gt" and not _looks_stray(file):
+                raise EvaluationInputError(
+                    error.what, "in a ground-truth folder outside the MOTChallenge layout every .txt is a sequence: fix "
+                    "the file or move it out (README*, seqmap* files are skipped)") from None
+            log.warning("skipped %s: found in the folder, not MOT text and not named after a sequence (%s)", file, error.what)
     if files and not tables:
         raise EvaluationFileNotFoundError(f"no MOT text among {len(files)} .txt files ({files[0][0]}, ...)",
                                           "point to the folder of the MOT files (see the warnings above)")
     return tables
 
 
+# Names of the text files that sit next to MOTChallenge data without being sequences.
+_STRAY_STEMS = ("readme", "seqmap", "license", "notes", "changelog", "info")
+
+
+def _looks_stray(path: Path) -> bool:
+    """A ground-truth .txt that is a known companion file (README, seqmap, ...), never a sequence."""
+    stem = path.stem.lower()
+    return any(stem.startswith(prefix) or stem.endswith(prefix) for prefix in _STRAY_STEMS) or path.parent.name == "seqmaps"
+
+
 def load_sequences(paths: Iterable[str | os.PathLike[str]], format: str, role: Role,
-                   benchmark: Benchmark | None = None) -> dict[str, TrackSequence]:
+                   benchmark: Benchmark | None = None, sequence_names: Iterable[str] = ()) -> dict[str, TrackSequence]:
     """Read every sequence named by ``paths`` (files or folders).
 
     Args:
@@ -324,6 +346,8 @@ def load_sequences(paths: Iterable[str | os.PathLike[str]], format: str, role: R
         format: "mot" | "posetrack" | "phalp_pkl".
         role: "gt" (ground truth: ignore flags, scored frames, ignore regions) or "pred".
         benchmark: the preprocessing preset (``evaluation.benchmarks``); None = plain.
+        sequence_names: the ground-truth sequences (results): a results file named after one of
+            them is never skipped as stray, it must parse.
 
     Returns:
         sequence name -> sequence.
@@ -338,7 +362,7 @@ def load_sequences(paths: Iterable[str | os.PathLike[str]], format: str, role: R
     if role not in ("gt", "pred"):
         raise ValueError(f"role must be 'gt' or 'pred', got {role!r}")
     files = _expand(paths, format, role)
-    tables = _read_mot_tables(files) if format == "mot" else None
+    tables = _read_mot_tables(files, role, sequence_names) if format == "mot" else None
     return _read_files(files, format, role, benchmark, tables)
 
 
@@ -352,11 +376,11 @@ def load_ground_truth(paths: Iterable[str | os.PathLike[str]], format: str, benc
     if format not in FORMATS:
         raise EvaluationInputError(f"format={format!r} is not one of {FORMATS}", "set format= (and gt_format=) to one of them")
     files = _expand(paths, format, "gt")
-    tables = _read_mot_tables(files) if format == "mot" else None
+    tables = _read_mot_tables(files, "gt") if format == "mot" else None
     classes = {file: (table.extra[:, 0] if table.extra.shape[1] in (1, 2) else None) for file, table in tables.items()} \
         if tables is not None else None
     chosen = resolve_benchmark(benchmark, [file for file, _ in files if tables is None or file in tables], format, classes)
-    if format == "mot" and chosen.name == "posetrack18" or format == "posetrack" and chosen.is_mot:
+    if format == "mot" and chosen.name == "posetrack18_boxes" or format == "posetrack" and chosen.is_mot:
         raise EvaluationInputError(f"benchmark={chosen.name} does not apply to format={format} ground truth",
                                    "use benchmark=auto or a preset of that format")
     return _read_files(files, format, "gt", chosen, tables), chosen

@@ -49,6 +49,8 @@ CHECKPOINT_PREFIX = "encoder."
 # Heads that some training modules carry but PHALP's network does not have.
 DROPPABLE_PREFIXES = ("action_head_kinetics.",)
 CONFIG_KEY = "pose_transformer_config"
+# Per noise level: did the network beat the best baseline (and which baseline that was); read by the loader.
+VALIDATION_KEY = "pose_predictor_validation"
 NORMALISATION_KEY = "pose_normalisation"
 DEFAULT_DIM_HEAD = 64
 DEFAULT_CONV_PAD = 1
@@ -298,6 +300,7 @@ def load_pose_transformer(
     reference_quirks: bool = False,
     skip_pose_encoder: bool = False,
     trusted: bool = False,
+    noise_deg: float | None = None,
 ) -> PoseTransformer:
     """Load our checkpoint or the official ``pose_predictor.pth`` (+ its YAML) as an eval-mode network.
 
@@ -311,6 +314,9 @@ def load_pose_transformer(
         reference_quirks: see :meth:`PoseTransformer.predict_next`.
         skip_pose_encoder: reproduce PHALP master's loader bug (random pose encoder); never for real use.
         trusted: allow the code-running unpickler for a file the safe reader refuses (warns).
+        noise_deg: per-joint pose noise (degrees) of the poses the tracker will feed; with the
+            checkpoint's validation record (``VALIDATION_KEY``) this decides whether ``predict_next``
+            runs the network or the best baseline (logged). Default: the record's operating level.
 
     Returns:
         The network in eval mode.
@@ -346,6 +352,22 @@ def load_pose_transformer(
         from phalp_lightning.assets import resolve
 
         network.set_normalisation(*read_mean_std(resolve("mean_std")))
+    record = checkpoint.get(VALIDATION_KEY)
+    if record:
+        network.validation_record = dict(record)
+        line = network.use_for_tracking(record, noise_deg)
+        (log.info if network.tracking_fallback is None else log.warning)("%s: %s", path, line)
+    elif noise_deg is not None:
+        raise PoseCheckpointError(
+            f"{path}: noise_deg={noise_deg} given, but the checkpoint has no validation record ({VALIDATION_KEY!r}) "
+            "to say whether the network beats the baselines at that noise; write one with "
+            "experiments/pose_transformer_cpu_training/noise_study.py or leave noise_deg unset"
+        )
+    else:
+        log.warning(
+            "%s: no validation record: the pose predictor is used without evidence that it beats the "
+            "constant-pose / constant-velocity baselines on noisy poses (docs/pose_transformer.md, Noise)", path
+        )
     return network.to(map_location).eval()
 
 
@@ -355,14 +377,30 @@ def convert(
     config: str | os.PathLike[str] | None = None,
     mean_std: str | os.PathLike[str] | None = None,
     trusted: bool = False,
+    action_label_map: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write the official checkpoint as our checkpoint (``encoder.*`` + config + normalisation), atomically."""
+    """Write the official checkpoint as our checkpoint (``encoder.*`` + config + normalisation), atomically.
+
+    ``action_label_map``: AVA label map (``.pbtxt``) of the evaluated classes; its names, in id
+    order, become the action head's class names (what predict writes in actions.json).
+    """
     network = load_pose_transformer(official, config=config, mean_std=mean_std, trusted=trusted)
+    if action_label_map is not None:
+        from phalp_lightning.datamodules.formats.ava import AVAClassMapping
+
+        names = list(AVAClassMapping.from_label_map(action_label_map).names)
+        classes = int(network.config.get("num_action_classes", 0))
+        if len(names) != classes:
+            raise PoseCheckpointError(f"{action_label_map}: {len(names)} classes, the checkpoint's action head has {classes}")
+        network.action_names = names
+        network.config["action_names"] = names
     checkpoint = {
         "state_dict": {CHECKPOINT_PREFIX + key: value for key, value in network.state_dict().items()},
         CONFIG_KEY: dict(network.config),
         NORMALISATION_KEY: {"mean": network.mean.clone(), "std": network.std.clone()},
     }
+    if getattr(network, "validation_record", None):
+        checkpoint[VALIDATION_KEY] = network.validation_record
     out = Path(out)
     with atomic_output(out) as temporary:
         torch.save(checkpoint, temporary)
@@ -376,13 +414,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", help="output checkpoint path")
     parser.add_argument("--config", default=None, help="official pose_predictor.yaml (config_40006.yaml)")
     parser.add_argument("--mean-std", default=None, help="mean_std.npy (default: the registered asset)")
+    parser.add_argument("--action-label-map", default=None, help="AVA label map .pbtxt of the evaluated classes: names the action head's classes")
     parser.add_argument(
         "--trusted", action="store_true", help="allow the full (code-running) unpickler for a file the safe reader refuses"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     with exit_on_user_error():
-        written = convert(args.official, args.out, args.config, args.mean_std, trusted=args.trusted)
+        written = convert(args.official, args.out, args.config, args.mean_std, trusted=args.trusted, action_label_map=args.action_label_map)
     log.info("wrote %s", written)
 
 

@@ -17,9 +17,10 @@ then:
 
 Validation (and test) runs the tracker's exact inference path, :meth:`PoseTransformer.predict_next`,
 on each window's first ``history_length`` valid steps and scores the prediction ``h`` steps later
-(h in ``future_horizons``) against two baselines that need no network: the constant pose (newest
-history entry) and the constant velocity (rotations continue their last relative rotation, betas
-and camera extrapolate linearly). Logged: ``val/future{h}/{model,constant_pose,constant_velocity}/
+(h in ``future_horizons``) against three baselines that need no network: the constant pose (newest
+history entry), the constant velocity (rotations continue their last relative rotation for a
+fractional number of steps, betas and camera extrapolate linearly) and a damped/capped constant
+velocity. Logged: ``val/future{h}/{model,constant_pose,constant_velocity,damped_velocity}/
 {pose_l2,rot_deg}`` and ``val/future{h}/model_vs_constant_pose`` (ratio of pose_l2; < 1 means the
 model wins). ``pose_l2`` is the tracker's pose distance (squared L2 over the first 226 dims);
 ``rot_deg`` is the mean geodesic angle over the 24 SMPL joints.
@@ -42,7 +43,13 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MultilabelAveragePrecision
 
 from phalp_lightning.errors import UserError
-from phalp_lightning.models.components.pose_transformer import PoseTransformer, scatter_to_slots
+from phalp_lightning.models.components.pose_transformer import (
+    BASELINE_PREDICTORS,
+    PoseTransformer,
+    baseline_prediction,
+    extrapolate_pose,
+    scatter_to_slots,
+)
 from phalp_lightning.models.convert_pose_transformer import CONFIG_KEY, NORMALISATION_KEY
 from phalp_lightning.models.convert_pose_transformer import load_pose_transformer as _load_pose_transformer
 from phalp_lightning.utils.distributed import global_sum
@@ -52,7 +59,7 @@ from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAME
 log = logging.getLogger(__name__)
 
 ROTATIONS = slice(0, 9 * (NUM_BODY_JOINTS + 1))  # global orient + body pose rotation matrices
-BASELINES = ("model", "constant_pose", "constant_velocity")
+BASELINES = ("model", *BASELINE_PREDICTORS)
 NONFINITE_POLICIES = ("fail", "skip")
 
 
@@ -150,23 +157,13 @@ def pose_distance(predicted: Tensor, target: Tensor) -> Tensor:
 
 
 def constant_velocity(previous: Tensor, newest: Tensor, steps: Tensor) -> Tensor:
-    """Extrapolate two pose vectors (N,229) ``steps`` (N,) times the last step ahead.
+    """Extrapolate two pose vectors (N,229) ``steps`` (N,) times the last step ahead (fractional steps).
 
-    Rotations continue their last relative rotation (applied ``round(steps)`` times via matrix
-    powers); betas and camera continue linearly.
+    Rotations continue their last relative rotation raised to the power ``steps`` (through
+    axis-angle, so a missed detection between the two entries gives a fractional step, not a
+    rounded one); betas and camera continue linearly.
     """
-    count = previous.shape[0]
-    prev_rot = previous[:, ROTATIONS].reshape(count, NUM_BODY_JOINTS + 1, 3, 3)
-    new_rot = newest[:, ROTATIONS].reshape(count, NUM_BODY_JOINTS + 1, 3, 3)
-    delta = new_rot @ prev_rot.transpose(-1, -2)  # R_new = delta @ R_prev
-    repeats = steps.round().long().clamp(min=1)
-    step_rot = new_rot
-    for repeat in range(int(repeats.max())):
-        applies = (repeats > repeat)[:, None, None, None]
-        step_rot = torch.where(applies, delta @ step_rot, step_rot)
-    out = newest + (newest - previous) * steps[:, None]
-    out[:, ROTATIONS] = step_rot.reshape(count, -1)
-    return out
+    return extrapolate_pose(previous, newest, steps)
 
 
 def pose_statistics(batches: Iterable[Mapping[str, Tensor]], min_std: float = 0.05) -> tuple[Tensor, Tensor]:
@@ -237,6 +234,12 @@ class PoseTransformerModule(L.LightningModule):
         horizon_weight_power: p; a slot d slots after the newest visible slot before it weighs
             ``d ** -p`` in the pose losses (visible slots: 1). Far slots have errors orders of
             magnitude larger than the next frame's; p > 0 keeps them from drowning it.
+        damped_velocity_max_steps, damped_velocity_decay: the third validation baseline, a
+            constant velocity whose i-th step moves decay^(i-1) of the last motion, capped at
+            max_steps steps (``components.pose_transformer.damped_steps``).
+        action_label_map: AVA label map (``.pbtxt``) of the evaluated classes: the batch's 80-wide
+            AVA labels are mapped to these classes (column i = the i-th id in ascending order), and
+            the network's action names are set from it when it has none.
     """
 
     def __init__(
@@ -260,6 +263,9 @@ class PoseTransformerModule(L.LightningModule):
         nonfinite: str = "fail",
         mask_seed: int = 0,
         horizon_weight_power: float = 0.0,
+        damped_velocity_max_steps: float = 3.0,
+        damped_velocity_decay: float = 1.0,
+        action_label_map: str | None = None,
     ) -> None:
         super().__init__()
         if nonfinite not in NONFINITE_POLICIES:
@@ -288,6 +294,20 @@ class PoseTransformerModule(L.LightningModule):
             }
         )
         num_actions = getattr(net, "config", {}).get("num_action_classes", 0)
+        self.action_columns: Tensor | None = None
+        if action_label_map is not None:
+            from phalp_lightning.datamodules.formats.ava import AVAClassMapping
+
+            mapping = AVAClassMapping.from_label_map(action_label_map)
+            if len(mapping.ids) != num_actions:
+                raise UserError(
+                    f"{action_label_map}: {len(mapping.ids)} evaluated classes, the action head has {num_actions}",
+                    "set model.net.num_action_classes to the label map's class count",
+                )
+            self.action_columns = torch.as_tensor(mapping.columns)
+            if net.action_names is None:  # names travel with the checkpoint (config), so predict writes them
+                net.action_names = list(mapping.names)
+                net.config["action_names"] = list(mapping.names)
         # Per-class AP over the slots of windows that carry labels (LART's AVA metric is mAP).
         self.action_ap = (
             MultilabelAveragePrecision(num_labels=num_actions, average=None) if num_actions > 0 else None
@@ -393,8 +413,8 @@ class PoseTransformerModule(L.LightningModule):
         actions = self.action_targets(batch)
         if actions is not None and "action_logits" in decoded:
             labels, labelled = actions
-            # Every observed slot of a labelled window: the action is read from the whole track.
-            slots = observed & labelled[:, None]
+            # Only annotated slots (AVA: the 1 Hz keyframes) are supervised; the others are unknown, not negatives.
+            slots = observed & labelled
             logits = decoded["action_logits"][slots]
             if logits.numel():
                 losses["action"] = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[slots])
@@ -405,23 +425,41 @@ class PoseTransformerModule(L.LightningModule):
         return losses
 
     def action_targets(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor] | None:
-        """Per-slot action labels (B, T, A) laid out like the poses, and which windows carry them (B,)."""
+        """Per-slot action labels (B, T, A) laid out like the poses, and which slots are annotated (B, T).
+
+        A slot is annotated when its window carries labels (``has_actions``) and its stored label
+        row has a positive: every person box AVA annotates has at least one of the 80 actions (its
+        pose class), and frames between the 1 Hz keyframes are stored as zeros. The 80 AVA ids are
+        mapped to the evaluated classes with ``action_label_map``; otherwise the stored width must
+        equal the head's classes.
+        """
         if "actions" not in batch or self.action_ap is None:
             return None
         num_classes = self.action_ap.num_labels
         actions = batch["actions"].float()
-        if actions.shape[-1] < num_classes:
+        if self.action_columns is not None:
+            if actions.shape[-1] <= int(self.action_columns.max()):
+                raise UserError(
+                    f"tracklet batch has {actions.shape[-1]} action columns, the label map needs AVA's 80",
+                    "set data.num_actions=80 for AVA shards",
+                )
+            annotated = actions.amax(dim=-1) > 0
+            actions = actions[..., self.action_columns.to(actions.device)]
+        elif actions.shape[-1] != num_classes:
             raise UserError(
                 f"tracklet batch has {actions.shape[-1]} action classes, the action head {num_classes}",
-                "set data.num_actions to the head's model.net.num_action_classes",
+                "set data.num_actions to the head's model.net.num_action_classes, or for AVA labels "
+                "model.action_label_map=<label map of the evaluated classes> (maps the 80 ids to them)",
             )
-        actions = actions[..., :num_classes]
+        else:
+            annotated = actions.amax(dim=-1) > 0
         time, valid = batch["time"].long(), batch["valid"].bool()
         slots = time - time[:, :1]
         keep = valid & (slots >= 0) & (slots < self.encoder.frame_length)
-        labels, _ = scatter_to_slots(actions, slots.clamp(min=0), keep, self.encoder.frame_length)
+        both = torch.cat([actions, annotated[..., None].float()], dim=-1)
+        laid_out, _ = scatter_to_slots(both, slots.clamp(min=0), keep, self.encoder.frame_length)
         labelled = batch.get("has_actions", torch.ones(len(actions), dtype=torch.bool)).bool().to(actions.device)
-        return labels, labelled
+        return laid_out[..., :-1], (laid_out[..., -1] > 0) & labelled[:, None]
 
     def check_finite_batch(self, batch: Mapping[str, Tensor], batch_idx: int) -> str | None:
         """Which windows of a batch hold a NaN/inf pose at a valid step, as a message, else None."""
@@ -499,15 +537,17 @@ class PoseTransformerModule(L.LightningModule):
         rows, order, target_position = rows[usable], order[usable], target_position[usable]
         pose_history, time_history = pose[rows[:, None], order], time[rows[:, None], order]
         target_time = time[rows, target_position]
+        # Noisy tracks may carry their noise-free poses: the error is then measured against the truth.
+        truth = batch["clean_pose"].float() if "clean_pose" in batch else pose
         time_since_update = target_time - time_history[:, -1] - 1
         last_gap = (time_history[:, -1] - time_history[:, -2]).clamp(min=1).float()
         steps = (target_time - time_history[:, -1]).float() / last_gap
-        return {
-            "target": pose[rows, target_position],
-            "model": self.encoder.predict_next(pose_history, time_history, time_since_update),
-            "constant_pose": pose_history[:, -1],
-            "constant_velocity": constant_velocity(pose_history[:, -2], pose_history[:, -1], steps),
-        }
+        previous, newest = pose_history[:, -2], pose_history[:, -1]
+        cap, decay = float(self.hparams.damped_velocity_max_steps), float(self.hparams.damped_velocity_decay)
+        out = {"target": truth[rows, target_position], "model": self.encoder.predict_next(pose_history, time_history, time_since_update)}
+        for name in BASELINE_PREDICTORS:
+            out[name] = baseline_prediction(name, previous, newest, steps, cap, decay)
+        return out
 
     def _evaluation_step(self, batch: Mapping[str, Tensor], stage: str) -> None:
         _, observed = self.layout_windows(batch)
@@ -515,8 +555,7 @@ class PoseTransformerModule(L.LightningModule):
         masked = observed & (observed.long().cumsum(dim=1) > self.hparams.history_length)
         losses = self.masked_step(batch, masked=masked)
         self.log(f"{stage}/loss", losses["total"], prog_bar=True, batch_size=batch["pose"].shape[0])
-        if "_action_logits" in losses and len(losses["_action_logits"]):
-            self.action_ap.update(losses["_action_logits"].sigmoid(), losses["_action_labels"].round().long())
+        self.update_action_ap(batch)
         for horizon in self.hparams.future_horizons:
             predictions = self.future_predictions(batch, horizon)
             if predictions is None:
@@ -526,6 +565,19 @@ class PoseTransformerModule(L.LightningModule):
                 angle = rotation_angle_deg(predictions[name], predictions["target"])
                 self.future_metrics[f"{horizon}__{name}__pose_l2"].update(error)
                 self.future_metrics[f"{horizon}__{name}__rot_deg"].update(angle)
+
+    def update_action_ap(self, batch: Mapping[str, Tensor]) -> None:
+        """Score the annotated slots (keyframes) of labelled windows as predict does: every detection visible."""
+        actions = self.action_targets(batch)
+        if actions is None:
+            return
+        labels, annotated = actions
+        target, observed = self.layout_windows(batch)
+        annotated = annotated & observed
+        if not annotated.any():
+            return
+        logits = self.encoder.decode(target, observed)["action_logits"]
+        self.action_ap.update(logits[annotated].sigmoid(), labels[annotated].round().long())
 
     def _log_action_metrics(self, stage: str) -> None:
         if self.action_ap is None or not self.action_ap.update_count:

@@ -9,6 +9,11 @@ appearance code and the UV map. It does no tracking: the stateful, non-different
 The system is never checkpointed; it is assembled at predict time from the HMAR checkpoint, the
 detector config and the tracker config.
 
+Without HMAR (``hmar=None``, predict's box-only path when no checkpoint is given) nothing is cropped or
+lifted: each frame carries its boxes, scores, masks and the padded-box centre and scale, and every 3D
+field (pose, location, appearance code, camera, 3-D joints) at its usual shape filled with NaN, the
+mark of "not computed" (:func:`~phalp_lightning.structures.absent_3d`); there is no UV map.
+
 Speed knobs (docs/predict.md, "Speed"): all crops of a batch of frames go through HMAR together
 (``source.batch_size`` frames, in chunks of ``max_people_per_forward`` crops); ``precision="bf16"``
 runs HMAR's convolutional parts (backbone, texture head, appearance encoder) with bfloat16 weights
@@ -27,8 +32,8 @@ import torch
 from torch import Tensor
 
 from phalp_lightning.detection.base import MIN_BOX_HEIGHT, MIN_BOX_WIDTH, Detector, small_box_filter
-from phalp_lightning.detection.crops import crop_people
-from phalp_lightning.structures import Detections, FrameDetections
+from phalp_lightning.detection.crops import crop_people, crop_squares
+from phalp_lightning.structures import Detections, FrameDetections, absent_3d
 from phalp_lightning.utils.geometry import IMG_SIZE, box_center_scale_in_padded_frame
 from phalp_lightning.utils.vectors import location_vector, pose_vector
 
@@ -96,7 +101,8 @@ class TrackingSystem(L.LightningModule):
     Args:
         detector: a :class:`~phalp_lightning.detection.base.Detector`; an ``nn.Module`` detector is
             registered as a submodule so Lightning places it on the device.
-        hmar: the HMAR network (``forward``, ``get_3d_parameters``, ``encode_appearance``).
+        hmar: the HMAR network (``forward``, ``get_3d_parameters``, ``encode_appearance``), or None
+            for the box-only path (no crops, no HMAR; 3D fields absent, see the module docstring).
         crop_size: HMAR input side; None takes ``hmar.img_size`` (256 for the official weights).
         aspect_ratio: optional (w, h) box expansion before cropping (4D-Humans: [192, 256]).
         min_box_width, min_box_height: the small-box filter, original-frame pixels (PHALP 50 x 100).
@@ -114,7 +120,7 @@ class TrackingSystem(L.LightningModule):
     def __init__(
         self,
         detector: Detector,
-        hmar: torch.nn.Module,
+        hmar: torch.nn.Module | None,
         crop_size: int | None = None,
         aspect_ratio: tuple[float, float] | None = None,
         min_box_width: float = MIN_BOX_WIDTH,
@@ -127,7 +133,7 @@ class TrackingSystem(L.LightningModule):
     ) -> None:
         super().__init__()
         self.detector = detector
-        self.hmar = hmar.eval().requires_grad_(False)
+        self.hmar = hmar.eval().requires_grad_(False) if hmar is not None else None
         network_size = getattr(hmar, "img_size", None)
         if crop_size is None:
             crop_size = int(network_size) if network_size is not None else 256
@@ -145,10 +151,15 @@ class TrackingSystem(L.LightningModule):
             raise ValueError(f"system.precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
         self.channels_last = bool(channels_last)
-        if precision == "bf16":
+        if self.hmar is not None and precision == "bf16":
             _convert_to_bfloat16(self.hmar)
-        if self.channels_last:
+        if self.hmar is not None and self.channels_last:
             self.hmar.to(memory_format=torch.channels_last)
+
+    @property
+    def box_only(self) -> bool:
+        """True when there is no HMAR: frames carry boxes and absent (NaN) 3D fields."""
+        return self.hmar is None
 
     def _network_input(self, images: Tensor) -> Tensor:
         """(K, C, S, S) float32 in the memory format HMAR's convolutions hold (their dtype is cast per layer)."""
@@ -159,6 +170,8 @@ class TrackingSystem(L.LightningModule):
 
         The tracker encodes its blended UV maps with this, so both encoders run alike.
         """
+        if self.hmar is None:
+            raise RuntimeError("encode_appearance: this TrackingSystem has no HMAR (box-only path)")
         return self.hmar.encode_appearance(self._network_input(uv_vector)).float()
 
     def detect(self, images: Tensor, given: list[Detections | None]) -> list[Detections]:
@@ -209,6 +222,8 @@ class TrackingSystem(L.LightningModule):
         images: Tensor = batch["images"]
         height, width = int(images.shape[1]), int(images.shape[2])
         detections = self.detect(images, batch["given"])
+        if self.box_only:
+            return self._box_only_frames(batch, detections, (height, width))
         kept, crops, padded, centers, sides = [], [], [], [], []
         for frame, found in enumerate(detections):
             found, index = small_box_filter(_cpu(found), self.min_box_width, self.min_box_height)
@@ -237,6 +252,16 @@ class TrackingSystem(L.LightningModule):
             frames.append(self._frame_detections(batch, frame, found, index, {k: v[rows] for k, v in features.items()}, centers[frame], sides[frame], (height, width)))
         return frames
 
+    def _box_only_frames(self, batch: dict[str, Any], detections: list[Detections], image_size: tuple[int, int]) -> list[FrameDetections]:
+        """Frames without HMAR: the filtered boxes, the padded-box centre and side HMAR's crop would
+        have had (the same numbers the writers report), and absent 3D fields; no pixel is cropped."""
+        frames = []
+        for frame, found in enumerate(detections):
+            found, index = small_box_filter(_cpu(found), self.min_box_width, self.min_box_height)
+            _, center, side = crop_squares(found.boxes.float(), self.aspect_ratio)  # type: ignore[arg-type]
+            frames.append(self._frame_detections(batch, frame, found, index, absent_3d(len(found)), center, side, image_size))
+        return frames
+
     def _frame_detections(
         self,
         batch: dict[str, Any],
@@ -249,7 +274,7 @@ class TrackingSystem(L.LightningModule):
         image_size: tuple[int, int],
     ) -> FrameDetections:
         n = len(found)
-        if n == 0:
+        if n == 0 and self.hmar is not None:
             features = {
                 "pose": torch.zeros(0, 229),
                 "location": torch.zeros(0, 99),
@@ -268,7 +293,7 @@ class TrackingSystem(L.LightningModule):
             appearance=features["appearance"],
             pose=features["pose"],
             location=features["location"],
-            uv=features["uv"] if self.keep_uv else None,
+            uv=features.get("uv") if self.keep_uv else None,
             masks=found.masks,
             camera_bbox=features["camera_bbox"],
             joints_3d=features["joints_3d"],

@@ -47,6 +47,11 @@ def report(result: EvaluationResult, output_dir: str | os.PathLike[str], loggers
         log_evaluation(result, loggers, prefix=prefix)
     if len(sample_frames):
         log_frames(sample_frames, loggers, key=f"{prefix}frames", output_dir=output_dir)
+    if result.missing_predictions:
+        # Last line of the run: a sequence scored without any result is usually a file left out by mistake.
+        log.warning("%d ground-truth sequence(s) had no result file and were scored as all misses: %s%s "
+                    "(missing_prediction=error makes this an error)", len(result.missing_predictions),
+                    ", ".join(result.missing_predictions[:10]), " ..." if len(result.missing_predictions) > 10 else "")
     return paths
 
 
@@ -78,13 +83,14 @@ def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         sequences: score only these ground-truth sequences.
         hota_backend: "own" | "trackeval".
         missing_prediction: "empty" | "error".
-        benchmark: "auto" or a preset of ``evaluation.benchmarks.BENCHMARKS`` (ground-truth preprocessing).
+        benchmark: "auto" or a preset of ``evaluation.benchmarks.BENCHMARKS`` (ground-truth preprocessing
+            and CLEAR/Identity engine); "phalp" also selects the phalp protocol when ``protocol`` is None.
 
     Returns:
         The evaluation result; ``result.benchmark`` says which preset was applied and why.
     """
     ground_truth, chosen = load_ground_truth(_paths(gt), gt_format or format, benchmark=benchmark)
-    predictions = load_sequences(_paths(pred), format, role="pred", benchmark=chosen)
+    predictions = load_sequences(_paths(pred), format, role="pred", benchmark=chosen, sequence_names=ground_truth)
     if sequences:
         wanted = [str(name) for name in sequences]
         unknown = sorted(set(wanted) - set(ground_truth))
@@ -100,9 +106,16 @@ def evaluate_files(pred: str | os.PathLike[str] | Sequence[str | os.PathLike[str
                 raise EvaluationInputError(
                     f"results of {name!r}: frame {int(prediction.frames.max()) + 1} is past the sequence's "
                     f"seqLength {scored.shape[0]} (seqinfo.ini / image_info.json)", "check that the results belong to this sequence")
+    if chosen.protocol == "phalp" and protocol is None:
+        protocol = EvaluationProtocol.phalp()
     protocol = protocol or EvaluationProtocol()
-    log.info("Evaluating %d predicted against %d ground-truth sequences, %s, protocol %s",
-             len(predictions), len(ground_truth), chosen.describe(), protocol)
+    if chosen.protocol is not None and protocol.name != chosen.protocol:
+        raise EvaluationInputError(
+            f"benchmark={chosen.name} is scored under the {chosen.protocol} protocol, not eval_protocol={protocol.name}",
+            f"drop eval_protocol= (benchmark={chosen.name} selects it), or use benchmark=plain for other protocols")
+    # Short: the benchmark's explanation (why chosen, what it drops) is printed once, under the table.
+    log.info("Evaluating %d predicted against %d ground-truth sequences (benchmark %s, protocol %s)",
+             len(predictions), len(ground_truth), chosen.name, protocol.name)
     return evaluate_sequences(predictions, ground_truth, protocol=protocol, hota_backend=hota_backend,  # type: ignore[arg-type]
                               missing_prediction=missing_prediction, benchmark=chosen)  # type: ignore[arg-type]
 

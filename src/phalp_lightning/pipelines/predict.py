@@ -1,7 +1,7 @@
 """``python predict.py video=<file|folder|boxes> [ckpt=<hmar checkpoint>]``: track people, write results.
 
 Builds the frozen :class:`~phalp_lightning.models.tracking_system.TrackingSystem` (detector + crops +
-HMAR), the :class:`~phalp_lightning.datamodules.video.VideoDataModule`, the tracker (with HMAR's
+HMAR; without ``ckpt`` the box-only system: detector alone, no 3D), the :class:`~phalp_lightning.datamodules.video.VideoDataModule`, the tracker (with HMAR's
 appearance encoder and the optional pose transformer injected) inside a
 :class:`~phalp_lightning.tracking.callback.TrackerCallback` with the writers, and runs
 ``trainer.predict`` once over every video. Finished videos are skipped unless ``overwrite=true``; a
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,26 @@ BODY_MODEL_ASSETS = ("smpl_neutral", "smpl_to_j19", "smpl_mean_params")
 
 
 class PredictError(UserError, RuntimeError):
-    """One or more videos could not be tracked (the others were written)."""
+    """One or more videos could not be tracked."""
+
+
+# What Hydra writes into a run folder before the task starts.
+HYDRA_BOOKKEEPING = {".hydra", "config.yaml", "hydra.yaml", "overrides.yaml"}
+
+
+def remove_unused_run_dir(output_dir: Path, log_name: str) -> None:
+    """Remove ``output_dir`` when it holds nothing but Hydra's bookkeeping (``.hydra/``, ``<log_name>``).
+
+    A run that stops on its inputs before any work then leaves no empty run folder behind; a folder
+    with anything else in it (an earlier run's outputs) is left as it is.
+    """
+    import shutil
+
+    if not output_dir.is_dir():
+        return
+    entries = list(output_dir.rglob("*"))
+    if all(entry.name in HYDRA_BOOKKEEPING or entry.name == log_name for entry in entries):
+        shutil.rmtree(output_dir, ignore_errors=True)
 
 
 def video_list(video: Any) -> list[str]:
@@ -56,12 +76,22 @@ def video_list(video: Any) -> list[str]:
     return [str(video)]
 
 
-def build_hmar(ckpt: str | None, hmar_config: DictConfig | None, trusted: bool = False) -> torch.nn.Module:
-    """HMAR from ``ckpt`` (our checkpoint or the official weights), else untrained from ``hmar_config``."""
+# Said once at the start of a run without a checkpoint.
+BOX_ONLY_MESSAGE = "no HMAR checkpoint: 3D outputs are not computed; pass ckpt=<hmar checkpoint> for 3D (untrained_hmar=true runs the untrained network)"
+
+
+def build_hmar(ckpt: str | None, hmar_config: DictConfig | None, trusted: bool = False, untrained: bool = False) -> torch.nn.Module | None:
+    """HMAR from ``ckpt`` (our checkpoint or the official weights); without one, None (the box-only
+    path) unless ``untrained``, which builds the untrained network from ``hmar_config``."""
     if ckpt:
+        if untrained:
+            raise UserError(f"ckpt={ckpt} and untrained_hmar=true", "drop untrained_hmar=true to use the checkpoint, or ckpt=null")
         from phalp_lightning.models.hmar_module import load_hmar
 
         return load_hmar(ckpt, map_location="cpu", trusted=trusted)
+    if not untrained:
+        log.warning(BOX_ONLY_MESSAGE)
+        return None
     log.warning(
         "no HMAR checkpoint given (ckpt=null): HMAR has untrained weights, so 3D outputs (SMPL pose, "
         "camera, meshes) are meaningless and tracking relies on boxes; pass ckpt=<hmar checkpoint> for real 3D"
@@ -76,23 +106,76 @@ def build_hmar(ckpt: str | None, hmar_config: DictConfig | None, trusted: bool =
     return hydra.utils.instantiate(hmar_config)
 
 
-def build_pose_predictor(ckpt: str | None, config: str | None, trusted: bool = False) -> PoseTransformerPredictor | None:
-    """The tracker's pose predictor from a pose-transformer checkpoint, or None (newest pose is kept)."""
+def rule_needs_3d(tracker_cfg: DictConfig) -> bool:
+    """Whether the configured association reads HMAR's 3D cues whatever a box-only run measures.
+
+    The gated rule with ``cues`` auto or motion runs on boxes alone without a checkpoint; the original
+    EQ_019 rule (also what ``reference_mode`` runs), ``cues=all`` or cues forced trained need 3D.
+    """
+    from phalp_lightning.tracking.rule_gated import GatedRule
+
+    if tracker_cfg.get("reference_mode") or tracker_cfg.get("hmar_trained") or tracker_cfg.get("appearance_trained"):
+        return True
+    association = tracker_cfg.get("association")
+    if association is None:
+        return False  # the tracker's default rule: gated, cues auto
+    rule_class = hydra.utils.get_class(association["_target_"])
+    return not issubclass(rule_class, GatedRule) or association.get("cues", "auto") not in ("auto", "motion")
+
+
+def check_box_only(tracker_cfg: DictConfig, pose_ckpt: str | None) -> None:
+    """Without HMAR only the boxes are known: refuse what would read the absent 3D fields."""
+    needs_3d = []
+    if pose_ckpt:
+        needs_3d.append(f"pose predictor {pose_ckpt} (it predicts HMAR poses)")
+    if rule_needs_3d(tracker_cfg):
+        needs_3d.append(
+            "a tracker rule with 3D cues (tracker/association=eq019, tracker.association.cues=all, "
+            "reference_mode, hmar_trained or appearance_trained)"
+        )
+    if needs_3d:
+        raise UserError(
+            "no HMAR checkpoint (box-only path) but " + " and ".join(needs_3d) + " needs 3D outputs",
+            "pass ckpt=<hmar checkpoint>, or untrained_hmar=true to run the untrained network, or drop them",
+        )
+
+
+def build_pose_predictor(
+    ckpt: str | None, config: str | None, trusted: bool = False, noise_deg: float | None = None
+) -> PoseTransformerPredictor | None:
+    """The tracker's pose predictor from a pose-transformer checkpoint, or None (newest pose is kept).
+
+    ``noise_deg``: with a checkpoint that carries a validation record, the loader uses the network
+    only where it beat the baselines at that pose noise, else the best baseline, and logs which.
+    """
     if not ckpt:
         return None
     from phalp_lightning.models.pose_transformer_module import load_pose_transformer
 
-    return PoseTransformerPredictor(load_pose_transformer(ckpt, config=config, map_location="cpu", trusted=trusted).eval())
+    network = load_pose_transformer(ckpt, config=config, map_location="cpu", trusted=trusted, noise_deg=noise_deg)
+    return PoseTransformerPredictor(network.eval())
 
 
 def build_writers(cfg: DictConfig) -> list[Any]:
-    """Every ``_target_`` entry of ``cfg.writers``, plus the video renderer when ``render.enabled``."""
+    """Every ``_target_`` entry of ``cfg.writers``, plus the video renderer when ``render.enabled``.
+
+    Without a checkpoint (box-only) a mesh render has no meshes to draw: it draws boxes and ids, and says so.
+    """
     writers = [hydra.utils.instantiate(entry) for entry in (cfg.get("writers") or {}).values() if entry is not None]
     if cfg.render.get("enabled", False):
-        writers.append(hydra.utils.instantiate(cfg.render.writer))
+        overrides = {}
+        if cfg.render.writer.get("mode") == "mesh" and is_box_only(cfg):
+            log.warning("render=mesh without an HMAR checkpoint: no meshes or keypoints to draw, rendering boxes and ids; pass ckpt=... for meshes")
+            overrides["mode"] = "boxes"
+        writers.append(hydra.utils.instantiate(cfg.render.writer, **overrides))
     if not writers:
         raise UserError("no writer configured (writers.* all null and render=none)", "set writers.results / writers.mot or render=boxes|mesh")
     return writers
+
+
+def is_box_only(cfg: DictConfig) -> bool:
+    """No checkpoint and no request for the untrained network: boxes only, no 3D."""
+    return not cfg.get("ckpt") and not cfg.get("untrained_hmar", False)
 
 
 def finished_videos(videos: list[str], writers: list[Any], output_dir: Path) -> list[str]:
@@ -147,20 +230,45 @@ def evaluate_outputs(reports: list[VideoReport], output_dir: Path, ground_truth:
     return dict(result.overall)
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` for the block (None: unchanged), restored after.
+
+    The box-only path runs on a few boxes per frame: waking a thread pool for (K, 8, 8) products
+    costs more than the products (on a busy 2-core CPU, 10-20 ms per call instead of 0.4 ms).
+    """
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @task_wrapper
 def run(cfg: DictConfig) -> list[VideoReport]:
     """Track every video of ``cfg.video``; returns one report per video (raises PredictError if any failed)."""
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
     if OmegaConf.is_missing(cfg, "video"):
         raise UserError("video is not set", "pass video=<video file | image folder | boxes file> or a list video=[a,b]")
     # A missing released file (ckpt, pose predictor, detector weights) stops here naming the
     # download command; assets.download=true fetches it and the 3d group instead.
     from phalp_lightning.assets.for_run import prepare_run_assets
 
-    prepare_run_assets(cfg, groups=("3d",))
     videos = video_list(cfg.video)
     output_dir = Path(cfg.output_dir)
+    # Inputs first: with no video to read, nothing (HMAR, tracker, Trainer, output folders) is built.
+    missing = [video for video in videos if not Path(video).expanduser().exists()]
+    if missing and len(missing) == len(videos):
+        remove_unused_run_dir(output_dir, f"{cfg.get('task_name', 'predict')}.log")
+        listed = ", ".join(missing)
+        raise UserError(f"video={listed}: no such file or folder (from {Path.cwd()})",
+                        "pass an existing video file, image folder or boxes file (video=<path> or video=[a,b])")
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    prepare_run_assets(cfg, groups=("3d",))
 
     writers = build_writers(cfg)
     check_output_dir(output_dir, writers)
@@ -177,7 +285,11 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     if isinstance(tracker_cfg.get("pose_predictor"), str):
         pose_ckpt = pose_ckpt or tracker_cfg.pose_predictor
         tracker_cfg = OmegaConf.merge(tracker_cfg, {"pose_predictor": None})
-    pose_predictor = build_pose_predictor(pose_ckpt, cfg.get("pose_predictor_config"), trusted=trusted)
+    if is_box_only(cfg):
+        check_box_only(tracker_cfg, pose_ckpt)
+    pose_predictor = build_pose_predictor(
+        pose_ckpt, cfg.get("pose_predictor_config"), trusted=trusted, noise_deg=cfg.get("pose_predictor_noise_deg")
+    )
     if pose_predictor is not None and hasattr(pose_predictor.module, "action_head_ava"):
         from phalp_lightning.sinks.actions import TrackActionsWriter
 
@@ -186,7 +298,7 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     exclude = [] if cfg.get("overwrite", False) else finished_videos(videos, writers, output_dir)
     datamodule = hydra.utils.instantiate(cfg.source, videos=videos, exclude=exclude)
 
-    hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"), trusted=trusted)
+    hmar = build_hmar(cfg.get("ckpt"), cfg.get("hmar"), trusted=trusted, untrained=bool(cfg.get("untrained_hmar", False)))
     detector = hydra.utils.instantiate(cfg.detector)
     system = hydra.utils.instantiate(cfg.system, detector=detector, hmar=hmar)
     from phalp_lightning.tracking.phalp_tracker import tracker_from_config
@@ -195,7 +307,8 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     tracker = tracker_from_config(
         tracker_cfg,
         hmar_checkpoint=bool(cfg.get("ckpt")),
-        appearance_encoder=OnModuleDevice(system, "encode_appearance"),  # at system.precision
+        # At system.precision; none without HMAR (no UV maps, the rule reads boxes only).
+        appearance_encoder=OnModuleDevice(system, "encode_appearance") if hmar is not None else None,
         pose_predictor=pose_predictor,
     )
     # Spawned DDP ranks cannot hand their reports back in memory: rank 0 gathers every rank's and
@@ -221,7 +334,7 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         source.close()
     if datamodule.sources:
         log.info("Tracking %d video(s) into %s", len(datamodule.sources), output_dir)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch_threads(1 if hmar is None else None):
             # Batches are built by the dataset (batch_size=None): there are no sampler indices to infer.
             warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
             trainer.predict(system, datamodule=datamodule, return_predictions=False)
@@ -243,8 +356,10 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     failed = [report for report in reports if report.error]
     if failed:
         problems = [report.error if report.source in report.error else f"{report.source}: {report.error}" for report in failed]
+        written = sum(1 for report in reports if not report.error and not report.skipped)
+        others = (f"{written} other video(s) were written" if written else "no video was written") + "; "
         raise PredictError(
             f"{len(failed)} of {len(reports)} video(s) failed: " + "; ".join(problems),  # type: ignore[arg-type]
-            "the others were written; fix these and rerun (finished videos are skipped)",
+            f"{others}fix these and rerun (finished videos are skipped)",
         )
     return reports

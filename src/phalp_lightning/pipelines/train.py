@@ -41,6 +41,20 @@ def _drop_unloggable_callbacks(callbacks: list[Any], loggers: list[Any]) -> list
     return kept
 
 
+def _logging_off_reason() -> str:
+    """Why this run has no logger: the debug preset's choice, or the user's ``logger=none``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "logger=none"
+    hydra_cfg = HydraConfig.get()
+    debug = hydra_cfg.runtime.choices.get("debug")
+    chose_logger = any(str(item).lstrip("+~").startswith("logger=") for item in hydra_cfg.overrides.task)
+    if debug not in (None, "null") and not chose_logger:
+        return f"the debug={debug} preset turned it off"
+    return "logger=none"
+
+
 @task_wrapper
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and optionally test) the configured model; returns the trainer's metrics as floats."""
@@ -55,6 +69,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     log.info("Instantiating model <%s>", cfg.model._target_)
     model: L.LightningModule = hydra.utils.instantiate(cfg.model)
     loggers = instantiate_loggers(cfg.get("logger"))
+    if not loggers:
+        log.info("Logging is off (%s): no metrics are written; add logger=csv or logger=wandb to keep them",
+                 _logging_off_reason())
     callbacks = _drop_unloggable_callbacks(instantiate_callbacks(cfg.get("callbacks")), loggers)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:

@@ -11,6 +11,7 @@ their detections). It writes ``results/<prefix><video>.actions.json``::
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ import torch
 
 from phalp_lightning.structures import FrameTracks, VideoInfo
 from phalp_lightning.utils.io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 class TrackActionsWriter:
@@ -37,6 +40,12 @@ class TrackActionsWriter:
             raise ValueError("TrackActionsWriter needs a pose transformer with an action head")
         count = int(network.config["num_action_classes"])
         self.network = network
+        if network.action_names is None:
+            log.warning(
+                "the pose transformer's action head has no class names: actions.json says class_0..class_%d; "
+                "for the official AVA head convert the checkpoint with --action-label-map <label map of the "
+                "evaluated classes (.pbtxt)> (docs/pose_transformer.md, Actions)", count - 1,
+            )
         self.names = list(network.action_names or [f"class_{index}" for index in range(count)])
         self.prefix = prefix
         self.windows_per_call = windows_per_call

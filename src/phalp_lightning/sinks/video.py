@@ -9,7 +9,7 @@ import numpy as np
 
 from phalp_lightning.errors import UserError
 from phalp_lightning.rendering.overlay import draw_tracks
-from phalp_lightning.structures import FrameTracks, VideoInfo
+from phalp_lightning.structures import FrameTracks, VideoInfo, has_3d
 from phalp_lightning.utils.io import AtomicFile
 from phalp_lightning.utils.logging import get_logger
 
@@ -70,6 +70,10 @@ class VideoRenderWriter:
                 self.mode = "boxes"
 
     def _render(self, tracks: FrameTracks, image: np.ndarray) -> np.ndarray:
+        if self.mode == "mesh" and not has_3d(tracks.detections.pose):
+            # Tracked without HMAR: no pose to mesh (nor joints to draw).
+            log.warning("render mode mesh: the tracks have no 3D outputs (no HMAR checkpoint): rendering boxes and ids")
+            self.mode = "boxes"
         if self.mode == "mesh":
             image = self._mesh.render(image, tracks)
         return draw_tracks(image, tracks, draw_joints=self.mode == "boxes")

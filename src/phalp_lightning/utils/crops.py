@@ -48,6 +48,18 @@ def expand_to_aspect(boxes: Tensor, aspect_ratio: tuple[float, float] | None) ->
     return torch.cat([centre - half, centre + half], dim=-1)
 
 
+def crop_squares(boxes: Tensor, aspect_ratio: tuple[float, float] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The square each person is cropped from: (padded boxes (N, 4), centres (N, 2), sides (N,)).
+
+    Boxes are (optionally) expanded to ``aspect_ratio`` first; the square of side ``max(w', h')``
+    is centred on the expanded box. Also what the box-only path reports as centre and scale.
+    """
+    padded = expand_to_aspect(boxes, aspect_ratio)
+    center = (padded[:, :2] + padded[:, 2:]) / 2
+    side = (padded[:, 2:] - padded[:, :2]).max(dim=-1).values
+    return padded, center, side
+
+
 def crop_sampling_axes(center: Tensor, side: Tensor, crop_size: int) -> tuple[Tensor, Tensor]:
     """Source x (N, S) of every crop column and source y (N, S) of every crop row (OpenCV pixel centres).
 
@@ -108,9 +120,7 @@ def crop_people(
     """
     height, width = image.shape[:2]
     boxes = boxes.to(device=image.device, dtype=torch.float32)
-    padded = expand_to_aspect(boxes, aspect_ratio)
-    center = (padded[:, :2] + padded[:, 2:]) / 2
-    side = (padded[:, 2:] - padded[:, :2]).max(dim=-1).values
+    padded, center, side = crop_squares(boxes, aspect_ratio)
     n = boxes.shape[0]
     if n == 0:
         empty = torch.zeros(0, 4, crop_size, crop_size, device=image.device)

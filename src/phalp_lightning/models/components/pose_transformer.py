@@ -252,6 +252,58 @@ def slot_anchors(
         return torch.where(any_visible, anchor, torch.zeros_like(anchor)), distance
 
 
+def damped_steps(steps: Tensor, max_steps: float = 0.0, decay: float = 1.0) -> Tensor:
+    """How far a damped, capped constant velocity moves after ``steps`` steps (in steps of the last motion).
+
+    Step i (i = 1, 2, ...) moves ``decay ** (i - 1)`` of the last motion, so n steps move
+    ``(1 - decay ** n) / (1 - decay)`` (n for ``decay`` 1, fractional n included); the result is
+    then capped at ``max_steps`` (0: no cap).
+    """
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"decay must be in (0, 1], got {decay}")
+    moved = steps if decay == 1.0 else (1.0 - torch.pow(torch.full_like(steps, decay), steps)) / (1.0 - decay)
+    return moved.clamp(max=float(max_steps)) if max_steps > 0 else moved
+
+
+def extrapolate_pose(previous: Tensor, newest: Tensor, steps: Tensor) -> Tensor:
+    """Continue the motion from ``previous`` to ``newest`` (..., 229) for ``steps`` (...) steps (fractional).
+
+    Rotations by a fractional power of their relative rotation (through axis-angle, in float64);
+    betas and camera linearly.
+    """
+    lead = newest.shape[:-1]
+    joints = NUM_BODY_JOINTS + 1
+    new_rot = newest[..., _ROTATIONS].reshape(*lead, joints, 3, 3).double()
+    old_rot = previous[..., _ROTATIONS].reshape(*lead, joints, 3, 3).double()
+    step_rot = rotmat_to_axis_angle(new_rot @ old_rot.transpose(-1, -2))
+    moved = axis_angle_to_rotmat(step_rot * steps.double()[..., None, None]) @ new_rot
+    out = newest + (newest - previous) * steps.to(newest.dtype)[..., None]
+    out[..., _ROTATIONS] = moved.reshape(*lead, -1).to(newest.dtype)
+    return out
+
+
+# Predictors without a network the tracker can use instead of the pose transformer.
+BASELINE_PREDICTORS = ("constant_pose", "constant_velocity", "damped_velocity")
+
+
+def baseline_prediction(
+    name: str, previous: Tensor, newest: Tensor, steps: Tensor, max_steps: float = 0.0, decay: float = 1.0
+) -> Tensor:
+    """One of BASELINE_PREDICTORS from the newest two history entries (N, 229); ``steps`` (N,) after newest.
+
+    ``steps`` is counted in units of the last gap between the two entries (fractional when a
+    detection was missed between them). "damped_velocity" uses ``max_steps`` and ``decay``
+    (:func:`damped_steps`).
+    """
+    if name == "constant_pose":
+        return newest.clone()
+    if name == "constant_velocity":
+        return extrapolate_pose(previous, newest, steps)
+    if name == "damped_velocity":
+        return extrapolate_pose(previous, newest, damped_steps(steps, max_steps, decay))
+    raise ValueError(f"unknown baseline {name!r}; known: {BASELINE_PREDICTORS}")
+
+
 def sinusoidal_table(length: int, dim: int) -> Tensor:
     """1-D sinusoidal position table (length, dim): sin on even, cos on odd channels."""
     position = torch.arange(length, dtype=torch.float32)[:, None]
@@ -402,6 +454,10 @@ class PoseTransformer(nn.Module):
         self.dim = dim
         self.frame_length = frame_length
         self.reference_quirks = reference_quirks
+        # Set by use_for_tracking: the baseline predict_next returns instead of the network's output
+        # (name, max_steps, decay) where validation found the network no better; None = the network.
+        self.tracking_fallback: dict | None = None
+        self.validation_record: dict | None = None  # the checkpoint's, kept when converting
 
         self.mask_token = nn.Parameter(torch.randn(dim))
         self.class_token = nn.Parameter(torch.randn(1, 1, dim))
@@ -617,6 +673,39 @@ class PoseTransformer(nn.Module):
         return (scores * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
 
     # ------------------------------------------------------------------ tracking
+    def use_for_tracking(self, record: dict, noise_deg: float | None = None) -> str:
+        """Decide from a validation record whether ``predict_next`` runs the network or a baseline.
+
+        ``record`` (written next to the weights by the noise study, see docs/pose_transformer.md):
+        ``{"operating_noise_deg": x, "levels": [{"noise_deg", "model_wins", "best_baseline":
+        {"name", "max_steps", "decay"}}, ...]}``. The level used is the smallest validated one at or
+        above ``noise_deg`` (default: the record's operating level); above every validated level,
+        the largest one (said in the returned line). Returns the line to log at start.
+        """
+        levels = sorted(record.get("levels") or [], key=lambda level: float(level["noise_deg"]))
+        if not levels:
+            raise ValueError("validation record has no levels")
+        wanted = float(record.get("operating_noise_deg", 0.0) if noise_deg is None else noise_deg)
+        chosen = next((level for level in levels if float(level["noise_deg"]) >= wanted), levels[-1])
+        beyond = wanted > float(levels[-1]["noise_deg"])
+        where = (
+            f"pose noise {wanted:g} deg per joint"
+            + (f" (above every validated level; judged at {float(chosen['noise_deg']):g} deg)" if beyond
+               else f" (validated level {float(chosen['noise_deg']):g} deg)")
+        )  # fmt: skip
+        baseline = dict(chosen["best_baseline"])
+        if chosen["model_wins"]:
+            self.tracking_fallback = None
+            return (
+                f"pose predictor: the network is used at {where}: it beat the best of the baselines at every "
+                f"validated horizon (the fallback there would be {baseline['name']})"
+            )
+        self.tracking_fallback = baseline
+        return (
+            f"pose predictor: the network is NOT used at {where}: it did not beat the best baseline there; "
+            f"the tracker uses {baseline['name']} (max_steps {baseline.get('max_steps', 0)}, decay {baseline.get('decay', 1.0)}) instead"
+        )
+
     def history_slots(self, time_history: Tensor) -> Tensor:
         """Slot of each history entry: ``min(t - t_oldest, T - 1)`` (clamped at 0 for unsorted input).
 
@@ -673,6 +762,15 @@ class PoseTransformer(nn.Module):
             return torch.zeros(0, POSE_DIM, device=device)
         time_history = time_history.to(device=device, dtype=torch.long)
         time_since_update = time_since_update.to(device=device, dtype=torch.long)
+        if self.tracking_fallback is not None:
+            pose_history = pose_history.to(device=device, dtype=torch.float32)
+            gap = (time_history[:, -1] - time_history[:, -2]).clamp(min=1).float() if history > 1 else None
+            steps = (time_since_update + 1).float() / gap if gap is not None else torch.zeros(num_tracks, device=device)
+            fallback = self.tracking_fallback
+            return baseline_prediction(
+                fallback["name"], pose_history[:, max(history - 2, 0)], pose_history[:, -1], steps,
+                float(fallback.get("max_steps", 0.0)), float(fallback.get("decay", 1.0)),
+            )  # fmt: skip
         slots = self.history_slots(time_history)
         sequence, observed = scatter_to_slots(
             pose_history.to(device=device, dtype=torch.float32),
