@@ -409,7 +409,9 @@ def test_predict_and_train_name_the_download_command_or_fetch_with_the_opt_in(co
 
     root = tmp_path / "assets"
     ckpt = root / "weights" / "hmar_v2_weights.pth"
-    overrides = ["video=clip.mp4", f"ckpt={ckpt}", f"paths.assets_dir={root}", "progress_bar=false"]
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")  # predict checks that the video exists before the assets
+    overrides = [f"video={video}", f"ckpt={ckpt}", f"paths.assets_dir={root}", "progress_bar=false"]
     cfg = compose_cfg("predict", overrides)
     assert cfg.assets.download is False  # off by default
     with pytest.raises(AssetMissingError, match=r"ckpt=.*hmar_v2_weights\.pth: no such file.*download weights`"):
