@@ -72,7 +72,7 @@ class GatedRule(AssociationRule):
     motion_beta: float = 0.25
     gate_iou: float = 0.1
     gate_iou_tentative: float = 0.3
-    gate_height_ratio: float = 1.25
+    gate_height_ratio: float = 1.5
     second_stage_score: float = 0.0
     recent_age: int = 30
     tentative_max_misses: int = 3  # type: ignore[assignment]  (a setting here, a property on the base)
