@@ -162,7 +162,7 @@ def test_the_rule_is_printed_completely_at_start(caplog):
     record = [r for r in caplog.records if "association gated" in r.getMessage()]
     assert len(record) == 1 and record[0].levelno == logging.INFO
     text = record[0].getMessage()
-    for needle in ("IoU >= 0.1", "tentative tracks >= 0.3", "height ratio <= 1.5", "recent_age=30",
+    for needle in ("IoU >= 0.1", "tentative tracks >= 0.3", "height ratio <= 1.25 x the track's largest height jump", "gate_height_ratio_max=1.5", "recent_age=30",
                    "(1) confirmed", "(2) longer-lost", "(3) tentative", "(4) low-score stage off",
                    "survives 3 misses", "ends after 30 missed frames", "emission delay 16 frames",
                    "filtered (Kalman posterior)", "texture off", "max_cost=100.0", "do not act"):

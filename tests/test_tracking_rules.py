@@ -145,6 +145,33 @@ def test_height_gate_alone_stops_a_much_taller_box_from_continuing_a_track():
     assert _ids_of_frame(lenient, 12) == [1]
 
 
+# A detector's scale pyramid: detected heights first step 1.1x apart, then jump 1.36x frame to frame
+# (HOG on the demo video does this).
+SCALE_JITTER = [1.0, 1.1, 1.0, 1.1] + [1.0, 1.36] * 7
+
+
+def test_a_person_whose_detected_height_jumps_between_detector_scales_keeps_one_id():
+    frames = [_frame(t, [_shifted(0.0, scale=s)]) for t, s in enumerate(SCALE_JITTER)]
+    out = _run(composed_tracker(), frames)
+    assert {track for _, track in _ids_by_person(out)[1]} == {1}
+    assert sum(len(f.track_ids[f.detected]) for f in out) == len(SCALE_JITTER)
+    # Without the per-track widening the shipped ratio (1.25) splits the person.
+    fixed = _run(composed_tracker("tracker.association.gate_height_ratio_max=1.25"), frames)
+    assert len({track for _, track in _ids_by_person(fixed)[1]}) > 1
+
+
+def test_the_widened_height_gate_still_stops_a_much_taller_person():
+    # After the jittery person, a person 2.2x as tall stands in the same place: a new id, though the
+    # track's gate has widened to its cap (1.5).
+    frames = [_frame(t, [_shifted(0.0, scale=s)]) for t, s in enumerate(SCALE_JITTER)]
+    frames += [_frame(t, [_shifted(0.0, scale=2.2)], ids=[2]) for t in range(len(SCALE_JITTER), len(SCALE_JITTER) + 7)]
+    out = _run(composed_tracker(), frames)
+    assert {track for _, track in _ids_by_person(out)[1]} == {1}
+    assert 1 not in {track for _, track in _ids_by_person(out)[2]}
+    lenient = _run(composed_tracker("tracker.association.gate_height_ratio=2.5"), frames)
+    assert {track for _, track in _ids_by_person(lenient)[2]} == {1}
+
+
 def test_tentative_gate_alone_stops_a_young_track_from_taking_a_box_that_overlaps_little():
     # A track seen once (no velocity yet) and a box at IoU 0.23 with it: a confirmed track could take
     # it (>= gate_iou 0.1), a tentative one must not (< gate_iou_tentative 0.3).

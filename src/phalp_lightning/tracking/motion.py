@@ -147,6 +147,8 @@ class MotionState:
         self.mean = torch.zeros(0, 8, dtype=torch.float64, device=self.device)
         self.covariance = torch.zeros(0, 8, 8, dtype=torch.float64, device=self.device)
         self.last_box = torch.zeros(0, 4, dtype=torch.float64, device=self.device)  # last detected xyxy box
+        # Largest |log height ratio| between consecutive detections of each track (a detector's scale jitter).
+        self.height_jump = torch.zeros(0, dtype=torch.float64, device=self.device)
 
     def _ensure(self, rows: Tensor) -> None:
         needed = int(rows.max()) + 1 if rows.numel() else 0
@@ -158,7 +160,9 @@ class MotionState:
             mean[: self.mean.shape[0]] = self.mean
             covariance[: self.covariance.shape[0]] = self.covariance
             last_box[: self.last_box.shape[0]] = self.last_box
-            self.mean, self.covariance, self.last_box = mean, covariance, last_box
+            height_jump = torch.zeros(capacity, dtype=torch.float64, device=self.device)
+            height_jump[: self.height_jump.shape[0]] = self.height_jump
+            self.mean, self.covariance, self.last_box, self.height_jump = mean, covariance, last_box, height_jump
 
     def start(self, rows: Tensor, boxes: Tensor) -> None:
         """New tracks in ``rows`` start at their xyxy ``boxes``."""
@@ -168,6 +172,7 @@ class MotionState:
         rows = rows.to(self.device)
         self.mean[rows], self.covariance[rows] = self.filter.initiate(boxes.to(self.device))
         self.last_box[rows] = boxes.to(self.device, torch.float64)
+        self.height_jump[rows] = 0.0
 
     def predict(self, rows: Tensor, steps: int = 1) -> None:
         """Advance the tracks in ``rows`` to the next frame (``steps`` frames later)."""
@@ -188,12 +193,21 @@ class MotionState:
         self.mean[rows], self.covariance[rows] = self.filter.update(
             torch.index_select(self.mean, 0, rows), torch.index_select(self.covariance, 0, rows), boxes.to(self.device)
         )
-        self.last_box[rows] = boxes.to(self.device, torch.float64)
+        new = boxes.to(self.device, torch.float64)
+        old = torch.index_select(self.last_box, 0, rows)
+        jump = torch.log((new[:, 3] - new[:, 1]).clamp_min(1e-6) / (old[:, 3] - old[:, 1]).clamp_min(1e-6)).abs()
+        self.height_jump[rows] = torch.maximum(torch.index_select(self.height_jump, 0, rows), jump)
+        self.last_box[rows] = new
 
     def boxes(self, rows: Tensor) -> Tensor:
         """(K, 4) xyxy boxes of the filters' current state."""
         self._ensure(rows)
         return cxcywh_to_xyxy(torch.index_select(self.mean, 0, rows.to(self.device)))
+
+    def height_jumps(self, rows: Tensor) -> Tensor:
+        """(K,) the largest |log height ratio| between consecutive detected boxes of each track so far."""
+        self._ensure(rows)
+        return torch.index_select(self.height_jump, 0, rows.to(self.device))
 
     def last_seen(self, rows: Tensor) -> Tensor:
         """(K, 4) xyxy: each track's last detected box (size frozen, nothing extrapolated)."""

@@ -6,7 +6,9 @@ Per frame (docs/tracker.md, "Association that cannot be hijacked"):
    3D cues, the EQ_019 factors of those cues times ``exp((1 - IoU) / motion_beta)``.
 2. **Gates.** A pair is impossible when the IoU is below ``gate_iou`` (``gate_iou_tentative`` for a
    tentative track, which has no velocity yet), or when the detection's height is not within
-   ``gate_height_ratio`` of the predicted box's.
+   ``gate_height_ratio`` of the predicted box's; with ``gate_height_ratio_max`` above it, each track's
+   ratio is widened by the largest height jump its own detections have made (``ratio x jump``, at most
+   ``gate_height_ratio_max``), so a detector's scale jitter does not split that track.
 3. **Stages**, each a margin-maximising assignment on what is still free (:func:`gated_assignment`):
    (1) confirmed tracks missed for at most ``recent_age`` frames, (2) longer-lost confirmed tracks,
    re-identified by appearance only (when the texture cue is informative) under their own gates,
@@ -53,6 +55,9 @@ class GatedRule(AssociationRule):
         gate_iou: least IoU of a confirmed track's predicted box and a detection.
         gate_iou_tentative: the same for tentative tracks.
         gate_height_ratio: largest ratio between a detection's height and the track's box height.
+        gate_height_ratio_max: per-track widening: a track whose consecutive detections jumped in height
+            by up to ``j`` allows ``min(gate_height_ratio * j, gate_height_ratio_max)`` (equal to
+            ``gate_height_ratio`` or below = off; the start-up line says which).
         second_stage_score: detections scoring below only continue tracks seen in the previous frame
             and never start tracks (0 = off).
         recent_age: confirmed tracks missed for up to this many frames compete in the first stage;
@@ -72,7 +77,8 @@ class GatedRule(AssociationRule):
     motion_beta: float = 0.25
     gate_iou: float = 0.1
     gate_iou_tentative: float = 0.3
-    gate_height_ratio: float = 1.5
+    gate_height_ratio: float = 1.25
+    gate_height_ratio_max: float = 1.5
     second_stage_score: float = 0.0
     recent_age: int = 30
     tentative_max_misses: int = 3  # type: ignore[assignment]  (a setting here, a property on the base)
@@ -150,7 +156,8 @@ class GatedRule(AssociationRule):
         iou = box_iou_numpy(predicted, boxes)
         # The gates are torch's default-dtype numbers (float32) widened to float64, as always compared.
         gate_tentative, gate = torch.tensor([self.gate_iou_tentative, self.gate_iou]).double().tolist()
-        allowed = (iou >= np.where(tentative, gate_tentative, gate)[:, None]) & self._height_ok(predicted, boxes)
+        jumps = inputs.motion.height_jumps(rows).cpu().numpy()
+        allowed = (iou >= np.where(tentative, gate_tentative, gate)[:, None]) & self._height_ok(predicted, boxes, jumps)
         motion_only = not cues.any_3d
         if motion_only or len(rows) == 0 or len(frame) == 0:
             cost = 1.0 - iou
@@ -177,12 +184,17 @@ class GatedRule(AssociationRule):
         ]
         return gated_assignment(cost, threshold, stages, may_start_track=first_stage), torch.from_numpy(cost)
 
-    def _height_ok(self, track_boxes: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """(T, D): a person's apparent height cannot jump between frames (log ratio within the gate)."""
+    def _height_ok(self, track_boxes: np.ndarray, boxes: np.ndarray, jumps: np.ndarray) -> np.ndarray:
+        """(T, D): a person's apparent height cannot jump between frames (log ratio within the gate).
+
+        ``jumps`` (T,): each track's largest |log height ratio| between its consecutive detections; the
+        gate of that track widens by it, up to ``gate_height_ratio_max``.
+        """
+        limit = np.minimum(math.log(self.gate_height_ratio) + jumps, math.log(self.gate_height_ratio_max))
         ratio = np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)[None, :] / np.maximum(
             track_boxes[:, 3] - track_boxes[:, 1], 1e-6
         )[:, None]
-        return torch.log(torch.from_numpy(ratio)).abs_().numpy() <= math.log(self.gate_height_ratio)
+        return torch.log(torch.from_numpy(ratio)).abs_().numpy() <= np.maximum(limit, math.log(self.gate_height_ratio))[:, None]
 
     def _reidentification_cost(
         self, inputs: AssociationInputs, lost: np.ndarray, boxes: np.ndarray, since: np.ndarray, threshold: float
@@ -201,7 +213,7 @@ class GatedRule(AssociationRule):
             (boxes[None, :, 1] + boxes[None, :, 3] - last[:, None, 1] - last[:, None, 3]) / 2,
         )
         plausible = shift <= (self.reid_max_speed * height * since[lost])[:, None]
-        allowed = plausible & self._height_ok(last, boxes)
+        allowed = plausible & self._height_ok(last, boxes, inputs.motion.height_jumps(lost_rows).cpu().numpy())
         if not allowed.any():
             return np.full(allowed.shape, float("inf"))
         sub = AssociationInputs(
@@ -232,6 +244,12 @@ class GatedRule(AssociationRule):
 
     # ------------------------------------------------------------------ start-up line
 
+    def _height_gate_text(self) -> str:
+        if self.gate_height_ratio_max <= self.gate_height_ratio:
+            return f"{self.gate_height_ratio} (gate_height_ratio_max={self.gate_height_ratio_max}: no per-track widening)"
+        return (f"{self.gate_height_ratio} x the track's largest height jump between its own detections, at most "
+                f"gate_height_ratio_max={self.gate_height_ratio_max}")
+
     def describe(self, n_init: int, max_age: int) -> str:
         cues = self._cues
         if cues is None:
@@ -251,9 +269,9 @@ class GatedRule(AssociationRule):
                   if self.second_stage_score > 0 else "(4) low-score stage off (second_stage_score=0)")
         return (
             f"association gated: {cost}. Gates: IoU >= {self.gate_iou} (tentative tracks >= {self.gate_iou_tentative}), "
-            f"height ratio <= {self.gate_height_ratio}. Stages in order: (1) confirmed tracks missed <= recent_age="
+            f"height ratio <= {self._height_gate_text()}. Stages in order: (1) confirmed tracks missed <= recent_age="
             f"{self.recent_age} frames, (2) longer-lost confirmed tracks: {reid}gates: height ratio <= "
-            f"{self.gate_height_ratio} and centre shift <= {self.reid_max_speed} x height x frames lost from the last "
+            f"{self._height_gate_text()} and centre shift <= {self.reid_max_speed} x height x frames lost from the last "
             f"detected box, (3) tentative tracks, {second}; each stage maximises the summed margin. Lifecycle: "
             f"confirmed after n_init={n_init} hits, a tentative track survives {self.tentative_max_misses} misses in a "
             f"row, a lost confirmed track ends after {horizon} missed frames (max_age={max_age}); emission delay "
