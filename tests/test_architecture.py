@@ -13,6 +13,10 @@ Layers, by the package right under ``phalp_lightning``:
 1. foundation: the package root, structures, utils, errors, assets (the asset registry). Foundation
    packages import each other and nothing above.
 
+No circles: the module import graph (lazy imports included, since a function-level import is how a
+circle is usually hidden, and it still ties the two modules together) has no strongly connected
+component of more than one module.
+
 ``KNOWN_VIOLATIONS_TO_REMOVE`` lists today's imports against these rules, each to be removed by a
 later step of the redesign. The test requires the set to be exact: an import against the rules that
 is not listed fails, and so does a listed one that is gone (delete it from the set), so the list only
@@ -135,6 +139,82 @@ def _violations() -> set[tuple[str, str]]:
                 continue
             violations.add((name, target))
     return violations
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports (anywhere in its file), self-imports left out."""
+    modules = _modules()
+    return {
+        name: {target for target in _imported(name, path, modules) if target in modules and target != name}
+        for name, path in modules.items()
+    }
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    lowlink: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = lowlink[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = lowlink[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    lowlink[node] = min(lowlink[node], index[child])
+                continue
+            work.pop()
+            if work:
+                lowlink[work[-1][0]] = min(lowlink[work[-1][0]], lowlink[node])
+            if lowlink[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    circles.append(sorted(component))
+    return circles
+
+
+def test_no_import_circles():
+    graph = _import_graph()
+    circles = _circles(graph)
+    described = [[f"{module} -> {sorted(graph[module] & set(circle))}" for module in circle] for circle in circles]
+    assert circles == [], (
+        "these modules import each other (directly or around a loop, lazy imports included); move the shared "
+        f"code into a module both import, or the dependency one way: {described}"
+    )
+
+
+def test_the_circle_finder_finds_loops_and_only_loops():
+    graph = {
+        "a": {"b"},
+        "b": {"c"},
+        "c": {"a", "d"},  # a -> b -> c -> a
+        "d": {"e"},
+        "e": set(),
+        "f": {"g"},
+        "g": {"f"},  # f <-> g
+        "h": {"a", "f"},  # imports into both loops, in neither
+    }
+    assert sorted(_circles(graph)) == [["a", "b", "c"], ["f", "g"]]
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
 
 
 def test_every_package_has_a_layer():

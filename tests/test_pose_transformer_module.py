@@ -9,7 +9,6 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from phalp_lightning.models.pose_transformer_module import (
-    WarmupCosine,
     constant_velocity,
     future_token_mask,
     load_pose_transformer,
@@ -17,6 +16,7 @@ from phalp_lightning.models.pose_transformer_module import (
     random_token_mask,
     rotation_angle_deg,
 )
+from phalp_lightning.models.schedules import WarmupCosine
 from phalp_lightning.utils.geometry import axis_angle_to_rotmat
 from phalp_lightning.utils.vectors import pose_vector
 

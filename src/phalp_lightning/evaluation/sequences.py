@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from phalp_lightning.evaluation.benchmarks import DISTRACTOR, SCORED, UNSCORED, Benchmark  # noqa: F401 - UNSCORED: the kinds, re-exported
 from phalp_lightning.evaluation.ignore_regions import box_region_overlap
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
 from phalp_lightning.utils.boxes import box_iou
 
 if TYPE_CHECKING:
-    from phalp_lightning.evaluation.benchmarks import Benchmark
     from phalp_lightning.structures import FrameTracks
 
 
@@ -135,10 +135,6 @@ class TrackSequence:
         if not frames:
             return cls(name, np.zeros(0), np.zeros(0), np.zeros((0, 4)))
         return cls(name, np.concatenate(frames), np.concatenate(ids), np.concatenate(boxes))
-
-
-# Roles of ground-truth rows (``TrackSequence.kinds``).
-SCORED, UNSCORED, DISTRACTOR = 0, 1, 2
 
 
 @dataclass

@@ -29,7 +29,6 @@ model wins). ``pose_l2`` is the tracker's pose distance (squared L2 over the fir
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -52,6 +51,7 @@ from phalp_lightning.models.components.pose_transformer import (
 )
 from phalp_lightning.models.convert_pose_transformer import CONFIG_KEY, NORMALISATION_KEY
 from phalp_lightning.models.convert_pose_transformer import load_pose_transformer as _load_pose_transformer
+from phalp_lightning.models.schedules import WarmupCosine  # noqa: F401 - its name before models.schedules
 from phalp_lightning.utils.distributed import global_sum
 from phalp_lightning.utils.io import atomic_output
 from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAMERA, POSE_DIM, POSE_SMPL
@@ -79,23 +79,6 @@ def load_pose_transformer(
     (``mean_std``, ``reference_quirks``, ``skip_pose_encoder``).
     """
     return _load_pose_transformer(path, config=config, map_location=map_location, **kwargs)
-
-
-class WarmupCosine:
-    """LR factor: linear warm-up over ``warmup`` steps (or epochs), then cosine decay to ``min_factor`` at ``total``."""
-
-    def __init__(self, warmup: int, total: int, min_factor: float = 0.0) -> None:
-        if total <= 0:
-            raise ValueError(f"WarmupCosine needs total > 0, got {total}")
-        self.warmup = max(int(warmup), 0)
-        self.total = int(total)
-        self.min_factor = float(min_factor)
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        progress = min((step - self.warmup) / max(self.total - self.warmup, 1), 1.0)
-        return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def history_token_mask(observed: Tensor, num_history: Tensor) -> Tensor:

@@ -24,10 +24,27 @@ from phalp_lightning.structures import ROW_FIELDS, FrameDetections, FrameTracks
 from phalp_lightning.tracking.association import AppearanceEncoder, Assignment, ground_truth_assignment
 from phalp_lightning.tracking.motion import MotionState
 from phalp_lightning.tracking.predictors import ConstantPosePredictor, PosePredictor, RidgeLocationPredictor
-from phalp_lightning.tracking.rule import AssociationInputs, AssociationRule, emission_delay, select_rule
+from phalp_lightning.tracking.rule import AssociationInputs, AssociationRule, emission_delay
+from phalp_lightning.tracking.rule_eq019 import EQ019Rule
+from phalp_lightning.tracking.rule_gated import GatedRule
 from phalp_lightning.tracking.track import DetectionRecord, TrackBank, TrackState
 
 log = logging.getLogger(__name__)
+
+
+def select_rule(rule: AssociationRule | None, reference_mode: bool) -> AssociationRule:
+    """The rule the tracker runs (the one place where it is chosen).
+
+    The configured rule (None: the gated rule with its defaults, i.e. ``association/gated.yaml``);
+    ``reference_mode`` reproduces the original tracker, whose rule is EQ_019: another configured rule
+    is replaced by :class:`EQ019Rule` with its defaults, and the log says so.
+    """
+    chosen = GatedRule() if rule is None else rule
+    if reference_mode and not isinstance(chosen, EQ019Rule):
+        log.info("tracker: reference_mode runs the original's rule: %s replaced by eq019 (its defaults)", chosen.name)
+        chosen = EQ019Rule()
+    return chosen
+
 
 @dataclass
 class _PendingFrame:
@@ -108,7 +125,7 @@ class PHALPTracker:
     """PHALP tracking: tentative/confirmed/deleted tracks, predictors, back-filling, emission.
 
     Which track takes which detection is decided by the association rule (:mod:`.rule`), one object
-    chosen by :func:`~phalp_lightning.tracking.rule.select_rule` and printed in full at start. The
+    chosen by :func:`select_rule` and printed in full at start. The
     defaults below are those of ``configs/tracker/phalp.yaml`` (a test checks that they agree).
 
     Args:
