@@ -10,8 +10,11 @@ Layers, by the package right under ``phalp_lightning``:
    lines); they may import anything.
 2. stages: tracking, models, detection, sinks, rendering, evaluation, datamodules. A stage imports
    itself and the foundation; it imports another stage only along an edge of ``LATERAL_EDGES``.
-1. foundation: the package root, structures, utils, errors, assets (the asset registry). Foundation
-   packages import each other and nothing above.
+1. foundation: the package root, structures, utils, errors, assets (the asset registry; its commands
+   are ``pipelines.assets``). Foundation packages import each other and nothing above.
+
+A module that ``MODULE_LAYERS`` places below its package's layer is held to that layer even towards
+its own package's modules.
 
 No circles: the module import graph (lazy imports included, since a function-level import is how a
 circle is usually hidden, and it still ties the two modules together) has no strongly connected
@@ -59,12 +62,6 @@ MODULE_LAYERS = {
     # the design card asks, but they are the project's file I/O: they import only errors and utils, and
     # evaluation and the frame sources read files through them.
     "phalp_lightning.datamodules.formats": FOUNDATION,
-    # `python -m phalp_lightning.assets download|verify` and predict/train's assets.download: the asset
-    # commands build the networks to check weight files, so they sit with the entry points; the
-    # registry (assets/__init__, remote, stand_ins) stays in the foundation.
-    "phalp_lightning.assets.checks": ENTRY_POINTS,
-    "phalp_lightning.assets.download": ENTRY_POINTS,
-    "phalp_lightning.assets.for_run": ENTRY_POINTS,
 }
 
 # Imports between stages that the design wants: (importing stage, imported stage) -> why.
@@ -128,9 +125,10 @@ def _violations() -> set[tuple[str, str]]:
         source_layer = _layer(name)
         for target in _imported(name, path, modules):
             source_package, target_package = _package(name), _package(target)
-            if source_layer == ENTRY_POINTS or source_package == target_package:
-                continue
             target_layer = _layer(target)
+            # Within a package only a module placed lower (MODULE_LAYERS) is held to its layer.
+            if source_layer == ENTRY_POINTS or (source_package == target_package and target_layer <= source_layer):
+                continue
             if target_layer < source_layer:
                 continue
             if target_layer == source_layer == FOUNDATION:

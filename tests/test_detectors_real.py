@@ -199,7 +199,7 @@ def test_vitdet_reads_the_released_layout_from_the_assets_folder_and_finds_peopl
 
 def test_the_assets_check_confirms_vitdet_weights_fit_and_refuses_another_network(vitdet_assets, maskrcnn_pth, tmp_path):
     from phalp_lightning.assets import asset_path
-    from phalp_lightning.assets.checks import AssetContentError, check_asset
+    from phalp_lightning.pipelines.assets.checks import AssetContentError, check_asset
 
     summary = check_asset("vitdet_weights", asset_path("vitdet_weights", vitdet_assets))
     assert "fits ViTDet-H" in summary and "561 arrays" in summary

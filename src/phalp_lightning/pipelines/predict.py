@@ -255,7 +255,7 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         raise UserError("video is not set", "pass video=<video file | image folder | boxes file> or a list video=[a,b]")
     # A missing released file (ckpt, pose predictor, detector weights) stops here naming the
     # download command; assets.download=true fetches it and the 3d group instead.
-    from phalp_lightning.assets.for_run import prepare_run_assets
+    from phalp_lightning.pipelines.assets.for_run import prepare_run_assets
 
     videos = video_list(cfg.video)
     output_dir = Path(cfg.output_dir)
