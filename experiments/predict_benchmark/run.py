@@ -54,13 +54,6 @@ def crops_loop(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return np.stack(out)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(high - low, 0, None).prod(-1)
-    return inter / ((a[:, 2:] - a[:, :2]).prod(-1)[:, None] + (b[:, 2:] - b[:, :2]).prod(-1)[None] - inter)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30)
@@ -76,6 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from phalp_lightning.detection.crops import crop_people
     from phalp_lightning.detection.hog import HOGDetector
+    from phalp_lightning.utils.boxes import box_iou
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as workdir:

@@ -1,7 +1,11 @@
 """Typed records passed between the stages of the tracking data flow.
 
-detector -> :class:`Detections` -> crops + HMAR -> :class:`FrameDetections` (the tracker's input)
--> tracker -> :class:`FrameTracks` (what writers, the renderer and the evaluator consume).
+detector -> :class:`Detections` -> crops + HMAR -> :class:`FrameDetections` (the tracker's input,
+one :class:`BatchDetections` per predict batch) -> tracker -> :class:`FrameTracks` (what writers, the
+renderer and the evaluator consume).
+
+As detectron2's ``Instances``, the records carry their row operations (``select``, ``cat``,
+``empty``), so the stages never rebuild them field by field.
 
 Tensors are CPU or device tensors with the documented shapes; N is the number of detections in the
 frame, M the number of track entries. Vector layouts are defined once in
@@ -10,6 +14,7 @@ frame, M the number of track entries. Vector layouts are defined once in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -113,6 +118,37 @@ class FrameDetections:
             per_row[name] = value
         return replace(self, **per_row)
 
+    def empty(self) -> FrameDetections:
+        """This frame with no detection: every per-row tensor with 0 rows (a None field stays None)."""
+        return self.select(torch.zeros(0, dtype=torch.int64))
+
+    @staticmethod
+    def cat(blocks: Sequence[FrameDetections], frame: FrameDetections | None = None) -> FrameDetections:
+        """The rows of ``blocks``, one block after the other, with ``frame``'s frame-level fields.
+
+        Args:
+            blocks: detections of one or several frames (their frame-level fields are ignored).
+            frame: whose video, frame index, name, size, shot flag and extra the result has; default
+                the first block. Required when ``blocks`` is empty (the result is ``frame.empty()``).
+
+        A per-row field that is None in any block is None in the result. A single block's tensors are
+        taken as they are (no copy); several are concatenated on the first block's device.
+        """
+        if not blocks:
+            if frame is None:
+                raise ValueError("FrameDetections.cat: no blocks and no frame to take the frame-level fields from")
+            return frame.empty()
+        values: dict[str, Tensor | None] = {}
+        for name in ROW_FIELDS:
+            column = [getattr(block, name) for block in blocks]
+            if any(value is None for value in column):
+                values[name] = None
+            elif len(column) == 1:
+                values[name] = column[0]
+            else:
+                values[name] = torch.cat([value.to(column[0].device) for value in column])
+        return replace(blocks[0] if frame is None else frame, **values)
+
     def to(self, device: torch.device | str) -> FrameDetections:
         moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), Tensor)}
         return replace(self, **moved)
@@ -169,6 +205,30 @@ class FrameTracks:
     def detected(self) -> Tensor:
         """(M,) bool: entries seen in this frame (PHALP's ``tracked_ids``)."""
         return self.time_since_update == 0
+
+    @staticmethod
+    def empty(frame: FrameDetections) -> FrameTracks:
+        """``frame`` with no confirmed track (a frame the tracker does not emit, or emits with none)."""
+        return FrameTracks(
+            video=frame.video,
+            frame_index=frame.frame_index,
+            frame_name=frame.frame_name,
+            image_size=frame.image_size,
+            track_ids=torch.zeros(0, dtype=torch.int64),
+            time_since_update=torch.zeros(0, dtype=torch.int64),
+            detections=frame.empty(),
+            shot=frame.shot,
+        )
+
+
+@dataclass
+class BatchDetections:
+    """What ``TrackingSystem.predict_step`` returns for one batch: its frames' detections, in order, or
+    why the batch failed (then ``frames`` is empty and the callback fails the video, naming ``error``)."""
+
+    video: str
+    frames: list[FrameDetections]
+    error: str | None = None
 
 
 # The hand-off from the tracker callback to the writers (sinks/): what a writer is told about a

@@ -1,7 +1,7 @@
 """TrackerCallback: runs the tracker over the TrackingSystem's per-frame detections, in order, and feeds writers.
 
 The stateful, non-differentiable half of the predict loop (docs/architecture.md): ``predict_step``
-returns :class:`~phalp_lightning.models.tracking_system.BatchDetections`; this callback, a
+returns :class:`~phalp_lightning.structures.BatchDetections`; this callback, a
 ``BasePredictionWriter`` called after every batch, passes each frame to ``tracker.update`` strictly in
 order, hands every completed :class:`~phalp_lightning.structures.FrameTracks` to the writers, and at
 the end of a video flushes the tracker (``finalize``) and closes the writers (files appear
@@ -85,21 +85,6 @@ class VideoReport:
         return VideoReport(**{**data, "track_ids": set(data["track_ids"])})
 
 
-def empty_frame_tracks(frame: FrameDetections) -> FrameTracks:
-    """A frame with no confirmed track (for frames the tracker does not emit)."""
-    rows = frame.select(torch.zeros(0, dtype=torch.long))
-    return FrameTracks(
-        video=frame.video,
-        frame_index=frame.frame_index,
-        frame_name=frame.frame_name,
-        image_size=frame.image_size,
-        track_ids=torch.zeros(0, dtype=torch.long),
-        time_since_update=torch.zeros(0, dtype=torch.long),
-        detections=rows,
-        shot=frame.shot,
-    )
-
-
 class TrackerCallback(BasePredictionWriter):
     """Per-video tracking and writing after every predict batch.
 
@@ -173,7 +158,7 @@ class TrackerCallback(BasePredictionWriter):
                 raise RuntimeError(f"tracker emitted frame {tracks.frame_index} of {tracks.video} twice or out of order")
             # A frame the tracker skipped has no confirmed track; writers still get it, in order.
             for missing in range(self._next_frame, tracks.frame_index):
-                self._write(empty_frame_tracks(self._frames[missing]))
+                self._write(FrameTracks.empty(self._frames[missing]))
             self._write(tracks)
 
     def _write(self, tracks: FrameTracks) -> None:
@@ -194,7 +179,7 @@ class TrackerCallback(BasePredictionWriter):
             if current.error is None:
                 self._emit(self.tracker.finalize())
                 for missing in sorted(index for index in self._frames if index >= self._next_frame):
-                    self._write(empty_frame_tracks(self._frames[missing]))
+                    self._write(FrameTracks.empty(self._frames[missing]))
                 outputs: list[Path] = []
                 for writer in self.writers:
                     outputs.extend(writer.close())
