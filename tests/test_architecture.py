@@ -71,10 +71,7 @@ LATERAL_EDGES = {
 }
 
 # (importing module, imported module) pairs against the rules above, and what removes each.
-KNOWN_VIOLATIONS_TO_REMOVE = {
-    # synthetic tracking scenes are evaluation's TrackSequence: the hand-off type moves to structures.
-    ("phalp_lightning.datamodules.synthetic.sequences", "phalp_lightning.evaluation.sequences"),
-}
+KNOWN_VIOLATIONS_TO_REMOVE: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:
