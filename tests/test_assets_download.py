@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 from test_hmar_network import read_key_table
 
 from phalp_lightning.assets import ASSETS, AssetMissingError, asset_path

@@ -124,7 +124,7 @@ def assert_people_in_frame_coordinates(found, height: int, width: int, network_s
 def vitdet_assets(tmp_path_factory) -> Path:
     """An assets folder: the generated body model, and random ViTDet-H weights as the released pickle."""
     require("detectron2", "timm")
-    from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+    from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
     from phalp_lightning.assets import asset_path
     from phalp_lightning.detection.detectron2 import PERSON_CLASS, shipped_layout
@@ -274,7 +274,7 @@ def test_predict_tracks_renders_and_writes_results_with_each_backend(backend, re
         assets = request.getfixturevalue("vitdet_assets")
         detector = [f"paths.assets_dir={assets}", *VITDET_FAST]
     else:
-        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
         weights = request.getfixturevalue("maskrcnn_pth" if backend == "maskrcnn" else "torchvision_pth")
         assets = tmp_path / "assets"

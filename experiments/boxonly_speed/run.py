@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     sequence = prepare_sequence(args.sequence.expanduser().resolve(), work, args.frames)
     if not os.environ.get("PHALP_ASSETS"):
         # The untrained HMAR needs a body model: the generated stand-in (same array sizes, same cost).
-        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
         os.environ["PHALP_ASSETS"] = str(work / "assets")
         write_synthetic_assets(work / "assets")

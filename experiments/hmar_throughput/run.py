@@ -39,7 +39,7 @@ def build_hmar(crop_size: int, assets_dir: str | None) -> torch.nn.Module:
     from phalp_lightning.models.components.hmar import HMAR
 
     if assets_dir is None:
-        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
         assets_dir = tempfile.mkdtemp(prefix="hmar_throughput_assets_")
         write_synthetic_assets(Path(assets_dir))

@@ -63,13 +63,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from phalp_lightning.datamodules.synthetic import make_synthetic_video
-    from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+    from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
     from phalp_lightning.datamodules.video import open_source
     from scipy.optimize import linear_sum_assignment
 
-    from phalp_lightning.detection.crops import crop_people
     from phalp_lightning.detection.hog import HOGDetector
     from phalp_lightning.utils.boxes import box_iou
+    from phalp_lightning.utils.person_crops import crop_people
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as workdir:

@@ -146,7 +146,7 @@ def ensure_body_model(assets_dir: str | os.PathLike[str] | None = None) -> Path:
     try:
         resolve("smpl_neutral", root)
     except AssetMissingError:
-        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
         warnings.warn(
             f"no SMPL body model under {root}: writing the synthetic mannequin set there (3D outputs will be "

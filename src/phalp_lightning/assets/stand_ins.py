@@ -1,6 +1,6 @@
 """Which files under an assets root are generated stand-ins, recorded so that ``download`` replaces them.
 
-The synthetic body-model set (``phalp_lightning.datamodules.synthetic.body_model``) records what it
+The synthetic body-model set (``phalp_lightning.datamodules.synthetic.mannequin``) records what it
 wrote here; the registry side (``list``, ``download``) only reads the record.
 """
 

@@ -31,9 +31,9 @@ import torch
 from torch import Tensor
 
 from phalp_lightning.detection.base import MIN_BOX_HEIGHT, MIN_BOX_WIDTH, Detector, small_box_filter
-from phalp_lightning.detection.crops import crop_people, crop_squares
 from phalp_lightning.structures import BatchDetections, Detections, FrameDetections, absent_3d
 from phalp_lightning.utils.geometry import IMG_SIZE, box_center_scale_in_padded_frame
+from phalp_lightning.utils.person_crops import crop_people, crop_squares
 from phalp_lightning.utils.vectors import location_vector, pose_vector
 
 PRECISIONS = ("32", "bf16")

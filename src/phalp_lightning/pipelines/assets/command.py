@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "verify":
         return _verify(args.root, args.quick)
     if args.command == "generate":
-        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
         written = write_synthetic_assets(assets_root(args.root), overwrite=args.force)
         for path in written:
