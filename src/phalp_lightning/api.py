@@ -39,8 +39,7 @@ if TYPE_CHECKING:
 
     from phalp_lightning.datamodules.synthetic.video import SyntheticVideo
     from phalp_lightning.evaluation.evaluator import EvaluationResult
-    from phalp_lightning.structures import FrameTracks
-    from phalp_lightning.tracking.callback import VideoReport
+    from phalp_lightning.structures import FrameTracks, VideoReport
 
 CONFIG_DIR_ENV = "PHALP_CONFIG_DIR"
 

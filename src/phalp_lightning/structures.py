@@ -16,7 +16,7 @@ frame, M the number of track entries. Vector layouts are defined once in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -357,6 +357,34 @@ class VideoInfo:
     num_frames: int
     output_dir: Path
     fps: float = 30.0
+
+
+@dataclass
+class VideoReport:
+    """What happened to one video (the tracker callback's record, the pipeline's summary): counts, speed,
+    files written, or the error."""
+
+    name: str
+    source: str
+    frames: int = 0
+    track_ids: set[int] = field(default_factory=set)
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+    skipped: bool = False
+    given_boxes: int = 0  # boxes the source gave for the frames tracked
+    given_boxes_dropped: int = 0  # of those, removed by the small-box filter
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "track_ids": sorted(self.track_ids)}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> VideoReport:
+        return VideoReport(**{**data, "track_ids": set(data["track_ids"])})
 
 
 @runtime_checkable

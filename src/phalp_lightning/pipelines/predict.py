@@ -26,16 +26,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from phalp_lightning.assets import resolve
 from phalp_lightning.datamodules.video import source_name
 from phalp_lightning.errors import UserError
+from phalp_lightning.pipelines.model_adapters import OnModuleDevice, PoseTransformerPredictor
 from phalp_lightning.pipelines.progress import PredictProgressBar
+from phalp_lightning.pipelines.reports import GatherReports, load_reports
 from phalp_lightning.sinks.base import output_complete
-from phalp_lightning.structures import VideoInfo
-from phalp_lightning.tracking.callback import (
-    OnModuleDevice,
-    PoseTransformerPredictor,
-    TrackerCallback,
-    VideoReport,
-    load_reports,
-)
+from phalp_lightning.structures import VideoInfo, VideoReport
+from phalp_lightning.tracking.callback import TrackerCallback
 from phalp_lightning.utils.io import sweep_temporaries
 from phalp_lightning.utils.logging import get_logger, task_wrapper
 
@@ -314,8 +310,8 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     # Spawned DDP ranks cannot hand their reports back in memory: rank 0 gathers every rank's and
     # saves them here. The same path on every rank (and in a relaunched subprocess rank).
     reports_path = output_dir / ".predict_reports" / "reports.json"
-    callback = TrackerCallback(tracker, writers, output_dir, fps=float(cfg.get("fps", 30.0)), reports_path=str(reports_path))
-    callbacks: list[Any] = [callback]
+    callback = TrackerCallback(tracker, writers, output_dir, fps=float(cfg.get("fps", 30.0)))
+    callbacks: list[Any] = [callback, GatherReports(callback, reports_path)]
     if cfg.get("progress_bar", True):
         callbacks.append(PredictProgressBar())  # the callback shows the current video's frames/s on it
     trainer: L.Trainer = hydra.utils.instantiate(

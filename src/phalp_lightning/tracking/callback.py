@@ -11,78 +11,18 @@ run goes on with the next video.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from torch import Tensor
 
-from phalp_lightning.structures import FrameDetections, FrameTracks, TrackWriter, VideoInfo
-from phalp_lightning.utils.io import atomic_write_text
+from phalp_lightning.structures import FrameDetections, FrameTracks, TrackWriter, VideoInfo, VideoReport
 from phalp_lightning.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-
-class OnModuleDevice(torch.nn.Module):
-    """Calls ``module.<method>`` on the module's device and returns the result on the input's device.
-
-    The tracker keeps its state on the CPU; HMAR's appearance encoder and the pose transformer live
-    wherever Lightning put the system.
-    """
-
-    def __init__(self, module: torch.nn.Module, method: str) -> None:
-        super().__init__()
-        self.module = module
-        self.method = method
-
-    def forward(self, *inputs: Tensor) -> Tensor:
-        device = next(self.module.parameters(), torch.zeros(())).device
-        output = getattr(self.module, self.method)(*(x.to(device) for x in inputs))
-        return output.to(inputs[0].device)
-
-
-class PoseTransformerPredictor(OnModuleDevice):
-    """The tracker's ``PosePredictor`` around a pose transformer (any device)."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        super().__init__(module, "predict_next")
-
-    def predict_next(self, pose_history: Tensor, time_history: Tensor, time_since_update: Tensor) -> Tensor:
-        return self(pose_history, time_history, time_since_update)
-
-
-@dataclass
-class VideoReport:
-    """What happened to one video: counts, speed, files written, or the error."""
-
-    name: str
-    source: str
-    frames: int = 0
-    track_ids: set[int] = field(default_factory=set)
-    seconds: float = 0.0
-    outputs: list[str] = field(default_factory=list)
-    error: str | None = None
-    skipped: bool = False
-    given_boxes: int = 0  # boxes the source gave for the frames tracked
-    given_boxes_dropped: int = 0  # of those, removed by the small-box filter
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "track_ids": sorted(self.track_ids)}
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> VideoReport:
-        return VideoReport(**{**data, "track_ids": set(data["track_ids"])})
 
 
 class TrackerCallback(BasePredictionWriter):
@@ -94,16 +34,15 @@ class TrackerCallback(BasePredictionWriter):
         writers: the :class:`~phalp_lightning.sinks.base.TrackWriter` s each video is written with.
         output_dir: folder the writers write under.
         fps: frame rate passed to video writers.
-        reports_path: where the reports of every rank are saved (JSON, atomically) at the end of a
-            predict run: they are gathered onto rank 0 through the process group, which writes the
-            file, so the launching process of spawned ranks can summarise them.
+
+    ``reports`` holds one :class:`~phalp_lightning.structures.VideoReport` per video of this rank;
+    gathering them across ranks is the pipeline's (:mod:`phalp_lightning.pipelines.reports`).
     """
 
     def __init__(
-        self, tracker: Any, writers: Sequence[TrackWriter], output_dir: str | Path, fps: float = 30.0, reports_path: str | None = None
+        self, tracker: Any, writers: Sequence[TrackWriter], output_dir: str | Path, fps: float = 30.0
     ) -> None:
         super().__init__(write_interval="batch")
-        self.reports_path = reports_path
         self.tracker = tracker
         self.writers = list(writers)
         self.output_dir = Path(output_dir)
@@ -171,7 +110,8 @@ class TrackerCallback(BasePredictionWriter):
         self._current.track_ids.update(int(t) for t in tracks.track_ids[tracks.detected])
         self._next_frame = tracks.frame_index + 1
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        """Flush and close the current video (if any); safe to call again."""
         current = self._current
         if current is None:
             return
@@ -224,7 +164,7 @@ class TrackerCallback(BasePredictionWriter):
         if batch.get("placeholder"):  # the frameless batch of a DDP rank without a video
             return
         if self._current is None or self._current.name != batch["video"] or batch["is_first"]:
-            self._finish()
+            self.finish()
             self._start(batch)
         current = self._current
         assert current is not None
@@ -238,7 +178,7 @@ class TrackerCallback(BasePredictionWriter):
                 except (RuntimeError, ValueError, KeyError, IndexError) as error:
                     self._fail(f"{type(error).__name__}: {error}")
         if batch["is_last"]:
-            self._finish()
+            self.finish()
         self._show_progress(trainer, current)
 
     @staticmethod
@@ -272,31 +212,9 @@ class TrackerCallback(BasePredictionWriter):
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         # A video whose last batch never came (e.g. a limit_predict_batches run) is still flushed.
-        self._finish()
+        self.finish()
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        # Teardown runs on every rank, also on one that had no video (Lightning then skips the predict
-        # loop and its hooks), so the collective below cannot leave a rank waiting.
-        if stage != "predict" or self.reports_path is None:
-            return
-        self._finish()
-        gathered = gather_objects([report.to_dict() for report in self.reports])
-        if trainer.is_global_zero:
-            atomic_write_text(self.reports_path, json.dumps([item for rank in gathered for item in rank]))
-        trainer.strategy.barrier("predict-reports")
+        if stage == "predict":
+            self.finish()
 
-
-def gather_objects(value: Any) -> list[Any]:
-    """``value`` of every rank, in rank order (``[value]`` without a process group)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [value]
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, value)
-    return gathered
-
-
-def load_reports(path: str | Path) -> list[VideoReport]:
-    """The reports a run's :class:`TrackerCallback` saved at ``path`` (every rank's)."""
-    return [VideoReport.from_dict(item) for item in json.loads(Path(path).read_text())]
