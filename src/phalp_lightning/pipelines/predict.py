@@ -146,7 +146,7 @@ def build_pose_predictor(
     """
     if not ckpt:
         return None
-    from phalp_lightning.models.pose_transformer_module import load_pose_transformer
+    from phalp_lightning.models.convert_pose_transformer import load_pose_transformer
 
     network = load_pose_transformer(ckpt, config=config, map_location="cpu", trusted=trusted, noise_deg=noise_deg)
     return PoseTransformerPredictor(network.eval())
