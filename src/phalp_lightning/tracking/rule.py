@@ -1,4 +1,4 @@
-"""What an association rule is, what it sees, and the one place where the tracker's rule is chosen.
+"""What an association rule is and what it sees (the tracker chooses its rule: ``phalp_tracker.select_rule``).
 
 A rule decides, for one frame, which live tracks take which detections (an :class:`Assignment`), and
 owns the lifecycle settings that only make sense together with its assignment: how many misses a
