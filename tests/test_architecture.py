@@ -51,6 +51,7 @@ LAYERS = {
     "datamodules": STAGES,
     "": FOUNDATION,  # the package root (phalp_lightning/__init__.py: the version)
     "structures": FOUNDATION,
+    "track_sequence": FOUNDATION,  # the evaluator's input type, numpy only (evaluate.py runs without torch)
     "body_model": FOUNDATION,  # the SMPL layer, shared by HMAR, the renderer and the synthetic people
     "utils": FOUNDATION,
     "errors": FOUNDATION,

@@ -1,6 +1,6 @@
 """Per-sequence box tracks and the TrackEval-style per-timestep data every metric reads.
 
-A :class:`~phalp_lightning.structures.TrackSequence` (a hand-off type, in structures; imported here
+A :class:`~phalp_lightning.track_sequence.TrackSequence` (a hand-off type, in the foundation; imported here
 for the evaluation's users) holds the boxes of one video (ground truth or predictions) as flat rows.
 :func:`build_sequence_data` pairs one ground-truth and one predicted sequence into a
 :class:`SequenceData`: for every scored frame the 0-based contiguous gt / tracker ids present and
@@ -18,7 +18,7 @@ import numpy as np
 from phalp_lightning.evaluation.benchmarks import DISTRACTOR, SCORED, UNSCORED, Benchmark
 from phalp_lightning.evaluation.ignore_regions import box_region_overlap
 from phalp_lightning.evaluation.protocol import EvaluationProtocol
-from phalp_lightning.structures import TrackSequence
+from phalp_lightning.track_sequence import TrackSequence
 from phalp_lightning.utils.boxes import box_iou
 
 __all__ = ["DISTRACTOR", "SCORED", "UNSCORED", "SequenceData", "TrackSequence", "box_iou_xywh", "build_sequence_data"]
