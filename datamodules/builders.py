@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def crop_frame_people(image_rgb: np.ndarray, boxes_xyxy: np.ndarray, crop_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut the crops of one frame's people exactly as predict does, for storing in a shard.
 
-    The cut is :func:`phalp_lightning.utils.crops.crop_people` (PHALP's square of side max(w, h) about
+    The cut is :func:`phalp_lightning.utils.person_crops.crop_people` (PHALP's square of side max(w, h) about
     the box centre, bilinear, black border, box-shaped mask), without the normalisation: the training
     decoder applies it to the stored pixels.
 
@@ -41,7 +41,7 @@ def crop_frame_people(image_rgb: np.ndarray, boxes_xyxy: np.ndarray, crop_size: 
     """
     import torch
 
-    from phalp_lightning.utils.crops import crop_affine, crop_people
+    from phalp_lightning.utils.person_crops import crop_affine, crop_people
 
     crops = crop_people(torch.from_numpy(np.ascontiguousarray(image_rgb)), torch.as_tensor(np.asarray(boxes_xyxy, np.float32).reshape(-1, 4)),
                         crop_size=crop_size, normalize=False)

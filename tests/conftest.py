@@ -18,7 +18,7 @@ CONFIG_DIR = PROJECT_ROOT / "configs"
 @pytest.fixture(scope="session")
 def synthetic_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding the generated body-model asset set (written once per test session)."""
-    from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+    from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
     root = tmp_path_factory.mktemp("assets")
     write_synthetic_assets(root)

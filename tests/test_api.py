@@ -95,7 +95,7 @@ def test_one_step_pose_predictions_feed_the_previous_valid_steps():
 
 
 def test_tracking_run_paths_follow_the_writer_config(tmp_path):
-    from phalp_lightning.tracking.callback import VideoReport
+    from phalp_lightning.structures import VideoReport
 
     cfg = api.compose("predict", ["video=clip.mp4", "writers.results.prefix=run_", "render=boxes"], tmp_path)
     run = api.TrackingRun(tmp_path, [VideoReport(name="clip", source="clip.mp4")], cfg)

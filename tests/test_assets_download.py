@@ -26,13 +26,18 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 from test_hmar_network import read_key_table
 
 from phalp_lightning.assets import ASSETS, AssetMissingError, asset_path
-from phalp_lightning.assets.checks import AssetContentError, check_asset, hmar_reference_state_dict
-from phalp_lightning.assets.download import DownloadError, DownloadOptions, download_assets, part_path
 from phalp_lightning.assets.remote import GROUPS, REMOTE_FILES, select
+from phalp_lightning.pipelines.assets.checks import AssetContentError, check_asset, hmar_reference_state_dict
+from phalp_lightning.pipelines.assets.download import (
+    DownloadError,
+    DownloadOptions,
+    download_assets,
+    part_path,
+)
 
 POSE_KEY_TABLE = Path(__file__).parent / "data" / "pose_predictor_keys_D128_L16_H16.tsv"
 FAST = DownloadOptions(timeout=5, retries=2, backoff=0, chunk_size=64 * 1024, progress=False)
@@ -311,7 +316,7 @@ def test_an_unreachable_host_and_a_full_disk_end_in_one_line(tmp_path, monkeypat
         download_assets(select(["3d"]), tmp_path, closed, options=DownloadOptions(retries=1, backoff=0, progress=False))
     assert "--base-url" in str(raised.value) and "\n" not in str(raised.value)
 
-    import phalp_lightning.assets.download as download
+    import phalp_lightning.pipelines.assets.download as download
 
     def full_disk(handle, chunk):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -420,7 +425,7 @@ def test_predict_and_train_name_the_download_command_or_fetch_with_the_opt_in(co
     with pytest.raises(AssetMissingError, match=r"model\.net\.mean_std=.*download 3d`"):
         train_run(compose_cfg("train", ["model=pose_transformer", f"model.net.mean_std={mean_std}", f"paths.assets_dir={root}"]))
 
-    from phalp_lightning.assets.for_run import prepare_run_assets
+    from phalp_lightning.pipelines.assets.for_run import prepare_run_assets
 
     mirror = tmp_path / "mirror"
     for path, data in published.items():
@@ -435,7 +440,7 @@ def test_predict_and_train_name_the_download_command_or_fetch_with_the_opt_in(co
 
 
 def test_the_official_weights_experiment_points_at_the_downloaded_files(compose_cfg, tmp_path, monkeypatch):
-    from phalp_lightning.assets.for_run import prepare_run_assets
+    from phalp_lightning.pipelines.assets.for_run import prepare_run_assets
 
     monkeypatch.setenv("PHALP_ASSETS", str(tmp_path))
     cfg = compose_cfg("predict", ["experiment=official_weights", "video=clip.mp4"])
@@ -480,7 +485,7 @@ def test_a_busy_server_is_retried_and_a_silent_one_times_out(server, tmp_path, p
 
 
 def test_only_the_first_launched_process_downloads(compose_cfg, tmp_path, monkeypatch, published):
-    from phalp_lightning.assets.for_run import prepare_run_assets
+    from phalp_lightning.pipelines.assets.for_run import prepare_run_assets
 
     mirror = tmp_path / "mirror"
     for path, data in published.items():

@@ -3,7 +3,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from phalp_lightning.datamodules.synthetic.body_model import (
+from phalp_lightning.datamodules.synthetic.mannequin import (
     JOINTS_REST,
     NUM_FACES,
     NUM_VERTICES,

@@ -22,8 +22,8 @@ from phalp_lightning.datamodules.formats.posetrack import POSETRACK_TO_JOINTS44,
 from phalp_lightning.datamodules.schema import CROP_BATCH_KEYS
 from phalp_lightning.datamodules.tracklets import TrackletDataModule
 
-from phalp_lightning.utils.crops import crop_people
 from phalp_lightning.utils.image import IMAGENET_STD, normalize_rgb
+from phalp_lightning.utils.person_crops import crop_people
 
 synthetic_video = synthetic_data.synthetic_video
 

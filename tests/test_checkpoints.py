@@ -32,6 +32,20 @@ def test_plain_tensors_and_our_training_extras_load_without_trust(tmp_path):
     assert loaded["hyper_parameters"]["optimizer"].func is torch.optim.AdamW
 
 
+def test_the_lr_schedule_loads_under_its_module_and_under_its_name_before_the_move(tmp_path, monkeypatch):
+    from phalp_lightning.models.schedules import WarmupCosine
+
+    path = tmp_path / "schedule.ckpt"
+    torch.save({"lr_lambda": WarmupCosine(warmup=1, total=4)}, path)
+    assert load_checkpoint(path)["lr_lambda"](0) == 1.0
+    # A checkpoint written while the class lived in pose_transformer_module names that module.
+    monkeypatch.setattr(WarmupCosine, "__module__", "phalp_lightning.models.pose_transformer_module")
+    torch.save({"lr_lambda": WarmupCosine(warmup=1, total=4)}, path)
+    monkeypatch.undo()
+    assert "pose_transformer_module" in str(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    assert isinstance(load_checkpoint(path)["lr_lambda"], WarmupCosine)
+
+
 @pytest.mark.parametrize("legacy", [False, True])
 def test_truncated_file_is_a_user_error_naming_it(tmp_path, legacy):
     path = tmp_path / "weights.pth"

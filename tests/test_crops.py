@@ -8,8 +8,8 @@ import torch
 
 from phalp_lightning.detection.base import score_filter, small_box_filter
 from phalp_lightning.structures import Detections
-from phalp_lightning.utils.crops import crop_affine, crop_people, crop_sampling_axes, expand_to_aspect
 from phalp_lightning.utils.image import IMAGENET_MEAN, IMAGENET_STD, normalize_rgb
+from phalp_lightning.utils.person_crops import crop_affine, crop_people, crop_sampling_axes, expand_to_aspect
 
 
 def reference_crop(image: np.ndarray, center: np.ndarray, side: float, size: int) -> np.ndarray:
@@ -74,7 +74,7 @@ def test_crops_from_separable_axes_equal_the_full_grid_computation_bit_for_bit()
     # exactly what sampling on the full (N, S, S, 2) grid gives.
     import torch.nn.functional as F
 
-    from phalp_lightning.utils.crops import crop_sampling_grid
+    from phalp_lightning.utils.person_crops import crop_sampling_grid
 
     generator = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (72, 130, 3), dtype=torch.uint8, generator=generator)
@@ -90,15 +90,6 @@ def test_crops_from_separable_axes_equal_the_full_grid_computation_bit_for_bit()
     assert torch.equal(crops.images[:, :3], rgb)
     assert torch.equal(crops.images[:, 3], inside.float() * 255.0)
     assert 0 < crops.images[:, 3].count_nonzero() < crops.images[:, 3].numel()
-
-
-def test_detection_crops_names_are_the_shared_implementation():
-    import phalp_lightning.detection.crops as detection_crops
-    import phalp_lightning.utils.crops as shared
-
-    for name in ("PersonCrops", "crop_people", "expand_to_aspect", "crop_sampling_axes", "crop_sampling_grid", "crop_affine"):
-        assert getattr(detection_crops, name) is getattr(shared, name)
-    assert detection_crops.IMAGENET_MEAN == IMAGENET_MEAN and detection_crops.IMAGENET_STD == IMAGENET_STD
 
 
 def test_crop_affine_inverts_the_sampling_axes():

@@ -247,7 +247,7 @@ def test_vitdet_config_reads_the_weights_from_the_assets_folder_and_follows_ckpt
 
 def test_predict_names_the_detector_download_command_before_building_anything(compose_cfg, tmp_path):
     from phalp_lightning.assets import AssetMissingError
-    from phalp_lightning.assets.for_run import prepare_run_assets
+    from phalp_lightning.pipelines.assets.for_run import prepare_run_assets
 
     cfg = compose_cfg("predict", ["detector=vitdet", "video=x.mp4", f"paths.assets_dir={tmp_path}"])
     with pytest.raises(AssetMissingError, match=r"detector\.weights=.*model_final_f05665\.pkl: no such file.*download detector"):

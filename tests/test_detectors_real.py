@@ -124,7 +124,7 @@ def assert_people_in_frame_coordinates(found, height: int, width: int, network_s
 def vitdet_assets(tmp_path_factory) -> Path:
     """An assets folder: the generated body model, and random ViTDet-H weights as the released pickle."""
     require("detectron2", "timm")
-    from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+    from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
     from phalp_lightning.assets import asset_path
     from phalp_lightning.detection.detectron2 import PERSON_CLASS, shipped_layout
@@ -199,7 +199,7 @@ def test_vitdet_reads_the_released_layout_from_the_assets_folder_and_finds_peopl
 
 def test_the_assets_check_confirms_vitdet_weights_fit_and_refuses_another_network(vitdet_assets, maskrcnn_pth, tmp_path):
     from phalp_lightning.assets import asset_path
-    from phalp_lightning.assets.checks import AssetContentError, check_asset
+    from phalp_lightning.pipelines.assets.checks import AssetContentError, check_asset
 
     summary = check_asset("vitdet_weights", asset_path("vitdet_weights", vitdet_assets))
     assert "fits ViTDet-H" in summary and "561 arrays" in summary
@@ -274,7 +274,7 @@ def test_predict_tracks_renders_and_writes_results_with_each_backend(backend, re
         assets = request.getfixturevalue("vitdet_assets")
         detector = [f"paths.assets_dir={assets}", *VITDET_FAST]
     else:
-        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
         weights = request.getfixturevalue("maskrcnn_pth" if backend == "maskrcnn" else "torchvision_pth")
         assets = tmp_path / "assets"

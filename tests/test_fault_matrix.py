@@ -310,7 +310,8 @@ def test_a_failed_video_is_not_decoded_further_and_the_others_are():
 def test_the_tracker_callback_stops_the_video_it_fails():
     from types import SimpleNamespace
 
-    from phalp_lightning.tracking.callback import TrackerCallback, VideoReport
+    from phalp_lightning.structures import VideoReport
+    from phalp_lightning.tracking.callback import TrackerCallback
 
     stopped: list[str] = []
     callback = TrackerCallback(tracker=SimpleNamespace(reset=lambda: None), writers=[], output_dir=".")

@@ -21,9 +21,9 @@ from phalp_lightning.models.convert_pose_transformer import (
     build_from_state_dict,
     convert,
     infer_architecture,
+    load_pose_transformer,
     strip_encoder_prefix,
 )
-from phalp_lightning.models.pose_transformer_module import load_pose_transformer
 
 # Key -> shape table of the official network for the candidate config D=128, L=16, H=16, Dh=64,
 # M=512, T=125, k=7, mid_dim=229, A=60 (398 keys; derived from the module definitions).

@@ -8,15 +8,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
+from phalp_lightning.models.convert_pose_transformer import load_pose_transformer
+from phalp_lightning.models.pose_transformer_data import future_token_mask, random_token_mask
 from phalp_lightning.models.pose_transformer_module import (
-    WarmupCosine,
     constant_velocity,
-    future_token_mask,
-    load_pose_transformer,
     pose_distance,
-    random_token_mask,
     rotation_angle_deg,
 )
+from phalp_lightning.models.schedules import WarmupCosine
 from phalp_lightning.utils.geometry import axis_angle_to_rotmat
 from phalp_lightning.utils.vectors import pose_vector
 
@@ -165,7 +164,7 @@ def test_training_masks_keep_one_visible_slot_and_mask_the_future():
 
 def test_pose_statistics_and_mean_std_file(tmp_path):
     from phalp_lightning.models.components.pose_transformer import read_mean_std
-    from phalp_lightning.models.pose_transformer_module import pose_statistics, write_mean_std
+    from phalp_lightning.models.pose_transformer_data import pose_statistics, write_mean_std
 
     pose = torch.zeros(2, 3, 229)
     pose[0, :, 0] = torch.tensor([1.0, 3.0, 100.0])

@@ -22,12 +22,9 @@ from phalp_lightning.models.convert_pose_transformer import (
     NORMALISATION_KEY,
     VALIDATION_KEY,
     PoseCheckpointError,
-)
-from phalp_lightning.models.pose_transformer_module import (
-    constant_velocity,
     load_pose_transformer,
-    rotation_angle_deg,
 )
+from phalp_lightning.models.pose_transformer_module import constant_velocity, rotation_angle_deg
 from phalp_lightning.utils.geometry import axis_angle_to_rotmat
 from phalp_lightning.utils.vectors import pose_vector
 

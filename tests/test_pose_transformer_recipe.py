@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from phalp_lightning.models.components.pose_transformer import PoseTransformer, slot_anchors
+from phalp_lightning.models.pose_transformer_data import history_token_mask
 from phalp_lightning.models.pose_transformer_module import (
     NonFiniteTrainingError,
     PoseTransformerModule,
     constant_velocity,
-    history_token_mask,
     rotation_angle_deg,
 )
 from phalp_lightning.utils.geometry import axis_angle_to_rotmat
@@ -100,8 +100,11 @@ def test_the_correction_scales_with_the_distance_to_the_newest_visible_slot():
 
 
 def test_anchored_checkpoint_round_trip_keeps_how_the_output_is_formed(tmp_path):
-    from phalp_lightning.models.convert_pose_transformer import CONFIG_KEY, NORMALISATION_KEY
-    from phalp_lightning.models.pose_transformer_module import load_pose_transformer
+    from phalp_lightning.models.convert_pose_transformer import (
+        CONFIG_KEY,
+        NORMALISATION_KEY,
+        load_pose_transformer,
+    )
 
     network = small_network(output_anchor="velocity", correction_horizon_power=2.0, num_action_classes=3,
                             action_names=["walk", "run", "wave"], correction_scale_max_distance=3.0,

@@ -84,8 +84,8 @@ def test_pose_transformer_checkpoint_drives_the_tracker(compose_cfg, synthetic_v
     import hydra
     import torch
 
+    from phalp_lightning.pipelines.model_adapters import PoseTransformerPredictor
     from phalp_lightning.pipelines.predict import build_pose_predictor
-    from phalp_lightning.tracking.callback import PoseTransformerPredictor
 
     overrides = ["model=pose_transformer", "model.net.num_action_classes=2", "model.net.action_names=[walk,wave]"]
     module = hydra.utils.instantiate(compose_cfg("train", overrides).model)

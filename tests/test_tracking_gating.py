@@ -12,7 +12,7 @@ from phalp_lightning.datamodules.synthetic.scenes import _box_detections, street
 
 from phalp_lightning.tracking.association import gated_assignment, hungarian_assignment
 from phalp_lightning.tracking.cues import CueReliability
-from phalp_lightning.tracking.motion import BoxKalmanFilter, MotionState, box_iou
+from phalp_lightning.tracking.motion import BoxKalmanFilter, MotionState
 from phalp_lightning.tracking.phalp_tracker import PHALPTracker
 from phalp_lightning.tracking.rule_gated import GatedRule
 
@@ -69,12 +69,6 @@ def test_low_score_detections_only_continue_tracks_and_never_start_them():
 
 
 # ----------------------------------------------------------------------------- motion cue
-
-
-def test_box_iou_hand_values():
-    a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
-    b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [2.0, 2.0, 4.0, 4.0], [0.0, 0.0, 2.0, 2.0]])
-    torch.testing.assert_close(box_iou(a, b), torch.tensor([[1 / 7, 0.0, 1.0]], dtype=torch.float64))
 
 
 def test_box_filter_learns_constant_velocity_and_batches_equal_single_runs():

@@ -12,7 +12,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from phalp_lightning.datamodules.synthetic.scenes import (
@@ -23,7 +22,7 @@ from phalp_lightning.datamodules.synthetic.scenes import (
 
 from phalp_lightning.structures import ROW_FIELDS
 from phalp_lightning.tracking.association import gated_assignment, hungarian_assignment
-from phalp_lightning.tracking.motion import BoxKalmanFilter, box_iou, box_iou_numpy
+from phalp_lightning.tracking.motion import BoxKalmanFilter
 from phalp_lightning.tracking.phalp_tracker import PHALPTracker
 from phalp_lightning.tracking.predictors import ConstantPosePredictor, RidgeLocationPredictor
 from phalp_lightning.tracking.rule_eq019 import EQ019Rule
@@ -39,18 +38,6 @@ def _random_boxes(count: int, generator: torch.Generator) -> torch.Tensor:
     boxes[0] = boxes[1]  # identical boxes
     boxes[2, 2] = boxes[2, 0]  # zero width
     return boxes
-
-
-def test_numpy_box_iou_is_bit_identical_to_box_iou():
-    generator = torch.Generator().manual_seed(0)
-    a, b = _random_boxes(40, generator), _random_boxes(30, generator).float()
-    b[3] = torch.tensor([10.0, 10.0, 30.0, 40.0])
-    a[3] = b[3].double()  # the same box in both sets
-    expected = box_iou(a, b)
-    actual = box_iou_numpy(a.numpy(), b.numpy())
-    assert actual.dtype == np.float64
-    assert torch.equal(torch.from_numpy(actual), expected)
-    assert (expected > 0).any() and (expected == 0).any() and (expected == 1).any()
 
 
 def test_gated_assignment_takes_arrays_or_tensors_alike():

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from phalp_lightning.errors import UserError
+from phalp_lightning.utils.boxes import box_iou
 
 NUM_AVA_ACTIONS = 80
 
@@ -197,16 +198,6 @@ class AVAClassMapping:
         return labels[..., self.columns]
 
 
-def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """IoU matrix (N, M) of boxes ``x1, y1, x2, y2`` (N, 4) and (M, 4)."""
-    top_left = np.maximum(first[:, None, :2], second[None, :, :2])
-    bottom_right = np.minimum(first[:, None, 2:], second[None, :, 2:])
-    intersection = np.clip(bottom_right - top_left, 0.0, None).prod(axis=-1)
-    area_first = (first[:, 2:] - first[:, :2]).prod(axis=-1)
-    area_second = (second[:, 2:] - second[:, :2]).prod(axis=-1)
-    return intersection / np.maximum(area_first[:, None] + area_second[None, :] - intersection, 1e-12)
-
-
 def average_precision(scores: np.ndarray, true_positive: np.ndarray, num_ground_truth: int) -> float:
     """PASCAL VOC (2010+) AP: area under the precision-recall curve made monotone (as AVA's evaluator)."""
     if num_ground_truth == 0:
@@ -259,7 +250,7 @@ def frame_level_ap(
             scores = np.asarray(scores)
             hits = np.zeros(len(scores), bool)
             if key in truth:
-                overlap = box_iou(np.stack(boxes)[np.argsort(-scores, kind="stable")], np.stack(truth[key]))
+                overlap = box_iou(np.stack(boxes)[np.argsort(-scores, kind="stable")], np.stack(truth[key]), min_union=1e-12)
                 taken = np.zeros(overlap.shape[1], bool)
                 for row in range(len(overlap)):  # greedy in score order: one ground-truth box per prediction
                     candidates = np.where(~taken & (overlap[row] >= iou_threshold), overlap[row], -1.0)

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         video = make_synthetic_video(out, seed=args.seed, body_model=body, **options)
         print(f"video: {video.num_frames} frames in {video.frames_dir}; MOT gt {video.mot_gt_path}; PoseTrack {video.posetrack_json_path}")
     if args.command in ("crops", "all"):
-        from phalp_lightning.datamodules.synthetic.crops import write_synthetic_crops
+        from phalp_lightning.datamodules.synthetic.crop_shards import write_synthetic_crops
 
         options = {} if args.command == "all" else dict(
             num_train=args.num_train, num_val=args.num_val, crop_size=args.crop_size, shard_size=args.shard_size

@@ -223,7 +223,7 @@ class BodyModelHandle:
             model_path, regressor_path = resolve("smpl_neutral", assets_root), resolve("smpl_to_j19", assets_root)
             self.model = BodyModel(model_path, regressor_path)
         except AssetMissingError:
-            from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+            from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
             log.info("no body model under the assets folder: using the generated mannequin")
             with tempfile.TemporaryDirectory() as folder:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from phalp_lightning.evaluation.sequences import TrackSequence
+from phalp_lightning.track_sequence import TrackSequence
 
 
 def random_tracking_scene(seed: int, num_frames: int = 25, num_people: int = 6, name: str | None = None,

@@ -149,19 +149,19 @@ def hog_alone(frames_dir: Path, repeats: int = 1) -> float:
     import cv2
     import hydra
 
+    from phalp_lightning.utils.benchmarking import best_of
     from phalp_lightning.utils.config import compose_run_config
 
     cfg = compose_run_config(PROJECT_ROOT / "configs", "predict", ["video=unused", "detector=hog"], Path(tempfile.mkdtemp()))
     detector = hydra.utils.instantiate(cfg.detector)
     images = [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path in sorted(frames_dir.glob("*.jpg"))]
     batch = 4  # source.batch_size: predict hands the detector 4 frames at a time
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def detect_all() -> None:
         for first in range(0, len(images), batch):
             detector(torch.from_numpy(np.stack(images[first : first + batch])))
-        best = min(best, (time.perf_counter() - start) / len(images))
-    return best
+
+    return best_of(detect_all, repeats) / len(images)
 
 
 def same_mot(first: Path, second: Path) -> bool:
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     sequence = prepare_sequence(args.sequence.expanduser().resolve(), work, args.frames)
     if not os.environ.get("PHALP_ASSETS"):
         # The untrained HMAR needs a body model: the generated stand-in (same array sizes, same cost).
-        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
         os.environ["PHALP_ASSETS"] = str(work / "assets")
         write_synthetic_assets(work / "assets")

@@ -18,9 +18,6 @@ and results.md next to this file (or into --out) and prints the table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phalp_lightning.utils.io import atomic_write_text
+from phalp_lightning.utils.benchmarking import machine as machine_description
+from phalp_lightning.utils.benchmarking import write_results
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HEIGHT, WIDTH = 720, 1280
@@ -125,14 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     hog = next((row["seconds_per_frame"] for row in rows if row["backend"] == "hog"), None)
     for row in rows:
         row["times_hog"] = row["seconds_per_frame"] / hog if hog else None
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0],
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-    }
+    machine = machine_description()
     result = {"command": ["python", "experiments/detector_speed/run.py", *(argv if argv is not None else sys.argv[1:])], "frame": [HEIGHT, WIDTH], "timed_frames": args.frames, "people": args.people, "machine": machine, "rows": rows, "skipped": skipped}
     lines = [
         f"# Detector seconds per frame on the CPU, {WIDTH}x{HEIGHT}",
@@ -153,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "HOG finds nobody in the generated frame (no people in it, and its weights are not random); its time is"
               " that of any 720p frame capped at its 640 px `max_side`. The others' people are forced by the weights."]
     table = "\n".join(lines) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "results.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out / "results.md", table)
+    write_results(args.out, result, table)
     print(table)
     return 0
 

@@ -16,7 +16,6 @@ Writes results.json and results.md next to this file (or --out) and prints the t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from phalp_lightning.utils.io import atomic_write_text
+from phalp_lightning.utils.benchmarking import write_results
 
 # H100 SXM figures used for the roofline (dense, no sparsity).
 H100_BF16_FLOPS = 990e12
@@ -39,7 +38,7 @@ def build_hmar(crop_size: int, assets_dir: str | None) -> torch.nn.Module:
     from phalp_lightning.models.components.hmar import HMAR
 
     if assets_dir is None:
-        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
         assets_dir = tempfile.mkdtemp(prefix="hmar_throughput_assets_")
         write_synthetic_assets(Path(assets_dir))
@@ -196,10 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
         "leaf_module_calls": calls,
         "gpu_expectation": gpu_expectation(flops_256, parameters * 2, calls, 256),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "results.json", json.dumps(result, indent=2))
     text = markdown(result)
-    atomic_write_text(args.out / "results.md", text)
+    write_results(args.out, result, text)
     print(text)
     return result
 

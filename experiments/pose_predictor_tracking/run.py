@@ -204,7 +204,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--pace-change", type=float, default=0.7, help="hidden walker's pace x U(1-c, 1+c) from the occlusion on")
     args = parser.parse_args()
-    from phalp_lightning.models.pose_transformer_module import load_pose_transformer
+    from phalp_lightning.models.convert_pose_transformer import load_pose_transformer
     from phalp_lightning.tracking.predictors import ConstantPosePredictor
 
     torch.set_num_threads(1)

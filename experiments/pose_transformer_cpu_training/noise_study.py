@@ -58,7 +58,7 @@ def make_shards(data: Path, args: argparse.Namespace) -> None:
 def train(out: Path, data: Path, args: argparse.Namespace) -> tuple[Path, list[str], float]:
     from phalp_lightning.datamodules.tracklets import TrackletDataModule
 
-    from phalp_lightning.models.pose_transformer_module import pose_statistics, write_mean_std
+    from phalp_lightning.models.pose_transformer_data import pose_statistics, write_mean_std
 
     mean_std = out / "mean_std.npy"
     if not mean_std.is_file():
@@ -123,7 +123,7 @@ def score(network, batch: dict, horizons: list[int], max_steps: float, decay: fl
 
 
 def study(checkpoint: Path, args: argparse.Namespace) -> dict:
-    from phalp_lightning.models.pose_transformer_module import load_pose_transformer
+    from phalp_lightning.models.convert_pose_transformer import load_pose_transformer
 
     network = load_pose_transformer(checkpoint)
     network.tracking_fallback = None  # score the network itself

@@ -86,9 +86,9 @@ def datamodule(train: str, val: str, batch_size: int, num_actions: int = 0):
 
 def evaluate_checkpoint(checkpoint: Path, val_loader, history_length: int, horizons: list[int]) -> dict:
     """Score the re-loaded checkpoint on every held-out window (the tracker's path: predict_next)."""
+    from phalp_lightning.models.convert_pose_transformer import load_pose_transformer
     from phalp_lightning.models.pose_transformer_module import (
         PoseTransformerModule,
-        load_pose_transformer,
         pose_distance,
         rotation_angle_deg,
     )
@@ -299,7 +299,7 @@ def main() -> None:
 
     data = args.data.resolve() if args.data else make_data(out, args)
     train, val = shard_pattern(data, "train"), shard_pattern(data, "val")
-    from phalp_lightning.models.pose_transformer_module import pose_statistics, write_mean_std
+    from phalp_lightning.models.pose_transformer_data import pose_statistics, write_mean_std
 
     mean_std = out / "mean_std.npy"
     if not (args.evaluate_only and mean_std.is_file()):

@@ -13,7 +13,6 @@ Writes results.json and results.md next to this file (or --out).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -22,15 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def _best_of(function, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def crops_loop(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
@@ -54,13 +44,6 @@ def crops_loop(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return np.stack(out)
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(high - low, 0, None).prod(-1)
-    return inter / ((a[:, 2:] - a[:, :2]).prod(-1)[:, None] + (b[:, 2:] - b[:, :2]).prod(-1)[None] - inter)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30)
@@ -70,12 +53,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from phalp_lightning.datamodules.synthetic import make_synthetic_video
-    from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+    from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
     from phalp_lightning.datamodules.video import open_source
     from scipy.optimize import linear_sum_assignment
 
-    from phalp_lightning.detection.crops import crop_people
     from phalp_lightning.detection.hog import HOGDetector
+    from phalp_lightning.utils.benchmarking import best_of, write_results
+    from phalp_lightning.utils.boxes import box_iou
+    from phalp_lightning.utils.person_crops import crop_people
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as workdir:
@@ -92,8 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
         for frame, boxes in zip(frames, video.boxes, strict=True):
             boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
             image = torch.from_numpy(frame)
-            batched_s += _best_of(lambda image=image, boxes=boxes: crop_people(image, torch.from_numpy(boxes).float(), None, crop_size=args.crop_size))
-            loop_s += _best_of(lambda frame=frame, boxes=boxes: crops_loop(frame, boxes, args.crop_size))
+            batched_s += best_of(lambda image=image, boxes=boxes: crop_people(image, torch.from_numpy(boxes).float(), None, crop_size=args.crop_size))
+            loop_s += best_of(lambda frame=frame, boxes=boxes: crops_loop(frame, boxes, args.crop_size))
             people += len(boxes)
 
         detector = HOGDetector(score_threshold=0.3)
@@ -134,9 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"| HOG detector | {results['hog']['ms_per_frame']:.1f} ms/frame |",
         f"| HOG recall / precision @ IoU 0.5 | {results['hog']['recall_iou50']:.2f} / {results['hog']['precision_iou50']:.2f} |",
     ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    (args.out / "results.md").write_text(f"`{results['command']}` on {results['machine']}\n\n" + "\n".join(table) + "\n")
+    write_results(args.out, results, f"`{results['command']}` on {results['machine']}\n\n" + "\n".join(table) + "\n")
     print("\n".join(table))
     return results
 

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
     work = args.work or Path(tempfile.mkdtemp(prefix="predict_throughput_"))
     work.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("PHALP_ASSETS"):
-        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
         os.environ["PHALP_ASSETS"] = str(work / "assets")
         write_synthetic_assets(work / "assets")

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from phalp_lightning.utils.io import atomic_write_text
+from phalp_lightning.utils.benchmarking import write_results
 
 HERE = Path(__file__).resolve().parent
 
@@ -399,8 +399,7 @@ def main() -> None:
          "same_ids": b["ids"] == a["ids"], "same_outputs": b["digest"] == a["digest"]}
         for b, a in pairs
     ]
-    atomic_write_text(args.out / "results.json", json.dumps({"command": command_line, "results": summary}, indent=2))
-    atomic_write_text(args.out / "results.md", markdown(pairs, command_line))
+    write_results(args.out, {"command": command_line, "results": summary}, markdown(pairs, command_line))
     print(markdown(pairs, command_line))
     if failures:
         raise SystemExit(f"before and after disagree on ids (or reference-mode outputs) for {failures}")

@@ -39,8 +39,7 @@ if TYPE_CHECKING:
 
     from phalp_lightning.datamodules.synthetic.video import SyntheticVideo
     from phalp_lightning.evaluation.evaluator import EvaluationResult
-    from phalp_lightning.structures import FrameTracks
-    from phalp_lightning.tracking.callback import VideoReport
+    from phalp_lightning.structures import FrameTracks, VideoReport
 
 CONFIG_DIR_ENV = "PHALP_CONFIG_DIR"
 
@@ -146,7 +145,7 @@ def ensure_body_model(assets_dir: str | os.PathLike[str] | None = None) -> Path:
     try:
         resolve("smpl_neutral", root)
     except AssetMissingError:
-        from phalp_lightning.datamodules.synthetic.body_model import write_synthetic_assets
+        from phalp_lightning.datamodules.synthetic.mannequin import write_synthetic_assets
 
         warnings.warn(
             f"no SMPL body model under {root}: writing the synthetic mannequin set there (3D outputs will be "

@@ -1,7 +1,13 @@
 """Typed records passed between the stages of the tracking data flow.
 
-detector -> :class:`Detections` -> crops + HMAR -> :class:`FrameDetections` (the tracker's input)
--> tracker -> :class:`FrameTracks` (what writers, the renderer and the evaluator consume).
+detector -> :class:`Detections` -> crops + HMAR -> :class:`FrameDetections` (the tracker's input,
+one :class:`BatchDetections` per predict batch) -> tracker -> :class:`FrameTracks` (what writers, the
+renderer and the evaluator consume) -> :class:`~phalp_lightning.track_sequence.TrackSequence` (one
+video's boxes, one row per frame and track: what the evaluator scores; numpy only, in its own module
+so that evaluating files never imports torch).
+
+As detectron2's ``Instances``, the records carry their row operations (``select``, ``cat``,
+``empty``), so the stages never rebuild them field by field.
 
 Tensors are CPU or device tensors with the documented shapes; N is the number of detections in the
 frame, M the number of track entries. Vector layouts are defined once in
@@ -10,7 +16,8 @@ frame, M the number of track entries. Vector layouts are defined once in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -113,6 +120,37 @@ class FrameDetections:
             per_row[name] = value
         return replace(self, **per_row)
 
+    def empty(self) -> FrameDetections:
+        """This frame with no detection: every per-row tensor with 0 rows (a None field stays None)."""
+        return self.select(torch.zeros(0, dtype=torch.int64))
+
+    @staticmethod
+    def cat(blocks: Sequence[FrameDetections], frame: FrameDetections | None = None) -> FrameDetections:
+        """The rows of ``blocks``, one block after the other, with ``frame``'s frame-level fields.
+
+        Args:
+            blocks: detections of one or several frames (their frame-level fields are ignored).
+            frame: whose video, frame index, name, size, shot flag and extra the result has; default
+                the first block. Required when ``blocks`` is empty (the result is ``frame.empty()``).
+
+        A per-row field that is None in any block is None in the result. A single block's tensors are
+        taken as they are (no copy); several are concatenated on the first block's device.
+        """
+        if not blocks:
+            if frame is None:
+                raise ValueError("FrameDetections.cat: no blocks and no frame to take the frame-level fields from")
+            return frame.empty()
+        values: dict[str, Tensor | None] = {}
+        for name in ROW_FIELDS:
+            column = [getattr(block, name) for block in blocks]
+            if any(value is None for value in column):
+                values[name] = None
+            elif len(column) == 1:
+                values[name] = column[0]
+            else:
+                values[name] = torch.cat([value.to(column[0].device) for value in column])
+        return replace(blocks[0] if frame is None else frame, **values)
+
     def to(self, device: torch.device | str) -> FrameDetections:
         moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), Tensor)}
         return replace(self, **moved)
@@ -170,6 +208,30 @@ class FrameTracks:
         """(M,) bool: entries seen in this frame (PHALP's ``tracked_ids``)."""
         return self.time_since_update == 0
 
+    @staticmethod
+    def empty(frame: FrameDetections) -> FrameTracks:
+        """``frame`` with no confirmed track (a frame the tracker does not emit, or emits with none)."""
+        return FrameTracks(
+            video=frame.video,
+            frame_index=frame.frame_index,
+            frame_name=frame.frame_name,
+            image_size=frame.image_size,
+            track_ids=torch.zeros(0, dtype=torch.int64),
+            time_since_update=torch.zeros(0, dtype=torch.int64),
+            detections=frame.empty(),
+            shot=frame.shot,
+        )
+
+
+@dataclass
+class BatchDetections:
+    """What ``TrackingSystem.predict_step`` returns for one batch: its frames' detections, in order, or
+    why the batch failed (then ``frames`` is empty and the callback fails the video, naming ``error``)."""
+
+    video: str
+    frames: list[FrameDetections]
+    error: str | None = None
+
 
 # The hand-off from the tracker callback to the writers (sinks/): what a writer is told about a
 # video, and the protocol every writer follows.
@@ -182,6 +244,34 @@ class VideoInfo:
     num_frames: int
     output_dir: Path
     fps: float = 30.0
+
+
+@dataclass
+class VideoReport:
+    """What happened to one video (the tracker callback's record, the pipeline's summary): counts, speed,
+    files written, or the error."""
+
+    name: str
+    source: str
+    frames: int = 0
+    track_ids: set[int] = field(default_factory=set)
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+    skipped: bool = False
+    given_boxes: int = 0  # boxes the source gave for the frames tracked
+    given_boxes_dropped: int = 0  # of those, removed by the small-box filter
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "track_ids": sorted(self.track_ids)}
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> VideoReport:
+        return VideoReport(**{**data, "track_ids": set(data["track_ids"])})
 
 
 @runtime_checkable

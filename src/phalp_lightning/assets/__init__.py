@@ -6,7 +6,9 @@ directly. Nothing downloads on import or on use: ``python -m phalp_lightning.ass
 fetches the released files (:mod:`~phalp_lightning.assets.remote` lists where from), ``verify``
 checks every file present by content, ``list`` shows what is found, and ``generate`` writes a
 synthetic body-model set (a mannequin with SMPL's array names and shapes) for users and tests
-without the licensed SMPL files. See docs/assets.md.
+without the licensed SMPL files. See docs/assets.md. Those commands are the entry-point floor
+(:mod:`phalp_lightning.pipelines.assets`); this package, the registry, is the foundation the models
+and the body model import.
 """
 
 from __future__ import annotations

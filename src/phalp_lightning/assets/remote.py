@@ -9,7 +9,7 @@ with its typo becomes ``ava/ava_class_mapping.pkl``).
 A mirror (``--base-url`` or ``$PHALP_ASSETS_BASE_URL``; ``http(s)://`` or ``file://``) holds the
 same tree as the official hosts: each file at ``<base>/<mirror_path>``. ``size`` and ``sha256``
 are checked when known; the published files carry neither today, so their content is validated
-structurally instead (:mod:`phalp_lightning.assets.checks`). The SMPL body model is licensed and
+structurally instead (:mod:`phalp_lightning.pipelines.assets.checks`). The SMPL body model is licensed and
 is never downloaded.
 """
 

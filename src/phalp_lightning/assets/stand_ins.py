@@ -1,6 +1,6 @@
 """Which files under an assets root are generated stand-ins, recorded so that ``download`` replaces them.
 
-The synthetic body-model set (``phalp_lightning.datamodules.synthetic.body_model``) records what it
+The synthetic body-model set (``phalp_lightning.datamodules.synthetic.mannequin``) records what it
 wrote here; the registry side (``list``, ``download``) only reads the record.
 """
 
@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from phalp_lightning.utils.io import atomic_write_text
+from phalp_lightning.utils.io import atomic_write_text, sha256_of
 
 # Which files under a root are generated stand-ins (relpath -> sha256), so that `download` replaces
 # them with the released files instead of keeping them as "already present".
@@ -19,8 +19,6 @@ STAND_IN_MANIFEST = "synthetic_stand_ins.json"
 
 def record_stand_ins(root: Path, written: list[Path]) -> None:
     """Add ``written`` (files under ``root``) with their sha256 to the record under ``root``."""
-    from phalp_lightning.assets.checks import sha256_of
-
     recorded = read_stand_ins(root)
     recorded.update({path.relative_to(root).as_posix(): sha256_of(path) for path in written})
     atomic_write_text(root / STAND_IN_MANIFEST, json.dumps(recorded, indent=1, sort_keys=True) + "\n")
@@ -38,8 +36,6 @@ def read_stand_ins(root: str | os.PathLike[str]) -> dict[str, str]:
 
 def is_stand_in(root: str | os.PathLike[str], relpath: str) -> bool:
     """True when ``root/relpath`` is still the file ``generate`` wrote (same content)."""
-    from phalp_lightning.assets.checks import sha256_of
-
     digest = read_stand_ins(root).get(relpath)
     path = Path(root) / relpath
     return digest is not None and path.is_file() and sha256_of(path) == digest

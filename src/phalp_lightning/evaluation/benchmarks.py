@@ -63,6 +63,9 @@ POSETRACK_PRESETS = ("posetrack18_boxes", "posetrack21_boxes")
 BENCHMARKS = ("plain", *MOT_PRESETS, *POSETRACK_PRESETS, "phalp")
 # Names before the PoseTrack presets said what they compute: accepted with a warning.
 DEPRECATED_NAMES = {"posetrack18": "posetrack18_boxes", "posetrack21": "posetrack21_boxes"}
+# Roles of ground-truth rows (``TrackSequence.kinds``): the presets assign them, the matching in
+# evaluation.sequences reads them, so they live here and sequences imports them one way.
+SCORED, UNSCORED, DISTRACTOR = 0, 1, 2
 ClearEngine = Literal["trackeval", "motmetrics"]
 # What each CLEAR/Identity engine is, for the table footer and metrics.json.
 ENGINE_LABELS = {
@@ -260,13 +263,11 @@ def sequence_length(gt_file: Path) -> int | None:
 
 
 def mot_gt_kinds(classes: np.ndarray | None, confidences: np.ndarray, benchmark: Benchmark, path: Path) -> np.ndarray | None:
-    """Role of each MOT ground-truth row under ``benchmark`` (see ``sequences.SCORED``), or a keep mask.
+    """Role of each MOT ground-truth row under ``benchmark`` (see ``SCORED``), or a keep mask.
 
     Returns:
         (N,) int8 kinds for presets with a class column, else None (the caller drops ignored rows).
     """
-    from phalp_lightning.evaluation.sequences import DISTRACTOR, SCORED, UNSCORED
-
     if not benchmark.class_column:
         return None
     if classes is None or (classes == -1).all():

@@ -68,9 +68,11 @@ def safe_globals() -> tuple[Any, ...]:
         allowed.append(_DeferredTarget)
     except ImportError:  # older Hydra pickles plain functools.partial
         pass
-    from phalp_lightning.models import pose_transformer_module
+    from phalp_lightning.models.schedules import WarmupCosine
 
-    allowed.append(pose_transformer_module.WarmupCosine)  # our LR-schedule factor, a plain object
+    # Our LR-schedule factor, a plain object; checkpoints written before models.schedules name it by
+    # its old module, which torch accepts as an (object, name) pair.
+    allowed += [WarmupCosine, (WarmupCosine, "phalp_lightning.models.pose_transformer_module.WarmupCosine")]
     return tuple(allowed)
 
 
@@ -81,7 +83,8 @@ def _unsafe_globals(path: Path, error: BaseException) -> list[str] | None:
             needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         except Exception:  # noqa: BLE001 - any failure to list its contents means the archive is broken
             return None
-        allowed = {f"{item.__module__}.{item.__qualname__}" for item in safe_globals()}
+        allowed = {item[1] if isinstance(item, tuple) else f"{item.__module__}.{item.__qualname__}"
+                   for item in safe_globals()}
         # Everything listed is allowed yet loading failed: name them all rather than call the file corrupt.
         return [name for name in needed if name not in allowed] or needed or None
     # Legacy (non-zip) files cannot be listed; torch's message names the refused class.

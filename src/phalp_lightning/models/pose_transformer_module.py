@@ -24,15 +24,16 @@ velocity. Logged: ``val/future{h}/{model,constant_pose,constant_velocity,damped_
 {pose_l2,rot_deg}`` and ``val/future{h}/model_vs_constant_pose`` (ratio of pose_l2; < 1 means the
 model wins). ``pose_l2`` is the tracker's pose distance (squared L2 over the first 226 dims);
 ``rot_deg`` is the mean geodesic angle over the 24 SMPL joints.
+
+The token masks and the normalisation statistics are :mod:`.pose_transformer_data`'s, the learning-rate
+schedule :mod:`.schedules`'s, and the loader of a trained network
+:func:`~phalp_lightning.models.convert_pose_transformer.load_pose_transformer`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -51,10 +52,14 @@ from phalp_lightning.models.components.pose_transformer import (
     scatter_to_slots,
 )
 from phalp_lightning.models.convert_pose_transformer import CONFIG_KEY, NORMALISATION_KEY
-from phalp_lightning.models.convert_pose_transformer import load_pose_transformer as _load_pose_transformer
+from phalp_lightning.models.pose_transformer_data import (
+    future_token_mask,
+    history_token_mask,
+    random_token_mask,
+)
+from phalp_lightning.models.schedules import WarmupCosine  # noqa: F401 - its name before models.schedules
 from phalp_lightning.utils.distributed import global_sum
-from phalp_lightning.utils.io import atomic_output
-from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAMERA, POSE_DIM, POSE_SMPL
+from phalp_lightning.utils.vectors import NUM_BODY_JOINTS, POSE_BETAS, POSE_CAMERA, POSE_SMPL
 
 log = logging.getLogger(__name__)
 
@@ -65,81 +70,6 @@ NONFINITE_POLICIES = ("fail", "skip")
 
 class NonFiniteTrainingError(UserError, FloatingPointError):
     """A training batch (or its loss) holds NaN or infinity."""
-
-
-def load_pose_transformer(
-    path: str | os.PathLike[str],
-    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
-    map_location: str | torch.device = "cpu",
-    **kwargs: Any,
-) -> PoseTransformer:
-    """Load a :class:`PoseTransformer` (eval mode) from our checkpoint or the official one (+ its YAML).
-
-    See :func:`phalp_lightning.models.convert_pose_transformer.load_pose_transformer` for ``kwargs``
-    (``mean_std``, ``reference_quirks``, ``skip_pose_encoder``).
-    """
-    return _load_pose_transformer(path, config=config, map_location=map_location, **kwargs)
-
-
-class WarmupCosine:
-    """LR factor: linear warm-up over ``warmup`` steps (or epochs), then cosine decay to ``min_factor`` at ``total``."""
-
-    def __init__(self, warmup: int, total: int, min_factor: float = 0.0) -> None:
-        if total <= 0:
-            raise ValueError(f"WarmupCosine needs total > 0, got {total}")
-        self.warmup = max(int(warmup), 0)
-        self.total = int(total)
-        self.min_factor = float(min_factor)
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        progress = min((step - self.warmup) / max(self.total - self.warmup, 1), 1.0)
-        return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def history_token_mask(observed: Tensor, num_history: Tensor) -> Tensor:
-    """Mask every observed slot after the first ``num_history[b]`` observed ones (the tracker's task).
-
-    Args:
-        observed: (B, T) bool.
-        num_history: (B,) int64 visible slots to keep (at least 1 is kept).
-
-    Returns:
-        (B, T) bool, a subset of ``observed``.
-    """
-    rank = observed.long().cumsum(dim=1)
-    return observed & (rank > num_history.clamp(min=1)[:, None])
-
-
-def random_token_mask(observed: Tensor, ratio: float, generator: torch.Generator | None = None) -> Tensor:
-    """Mask ``floor(n * ratio)`` of the n observed slots of each sequence, uniformly at random.
-
-    Args:
-        observed: (B, T) bool.
-
-    Returns:
-        (B, T) bool, a subset of ``observed``.
-    """
-    scores = torch.rand(observed.shape, generator=generator).to(observed.device)
-    scores = scores.masked_fill(~observed, float("inf"))
-    rank = scores.argsort(dim=1).argsort(dim=1)
-    count = (observed.sum(dim=1) * ratio).floor().long()
-    return observed & (rank < count[:, None])
-
-
-def future_token_mask(observed: Tensor, num_future: Tensor) -> Tensor:
-    """Mask the last ``num_future[b]`` observed slots of each sequence.
-
-    Args:
-        observed: (B, T) bool.
-        num_future: (B,) int64 (0 masks nothing).
-
-    Returns:
-        (B, T) bool, a subset of ``observed``.
-    """
-    from_end = observed.flip(1).long().cumsum(dim=1).flip(1)  # observed slots at or after each slot
-    return observed & (from_end <= num_future[:, None])
 
 
 def rotation_angle_deg(predicted: Tensor, target: Tensor) -> Tensor:
@@ -164,37 +94,6 @@ def constant_velocity(previous: Tensor, newest: Tensor, steps: Tensor) -> Tensor
     rounded one); betas and camera continue linearly.
     """
     return extrapolate_pose(previous, newest, steps)
-
-
-def pose_statistics(batches: Iterable[Mapping[str, Tensor]], min_std: float = 0.05) -> tuple[Tensor, Tensor]:
-    """Per-dim mean and std (229,) of the valid pose vectors in ``batches`` (for the ``mean_std`` file).
-
-    ``min_std`` floors the std: dims that barely move (fixed joints) would otherwise be blown up by
-    the division in :meth:`PoseTransformer.normalise`.
-    """
-    total = torch.zeros(POSE_DIM, dtype=torch.float64)
-    total_sq = torch.zeros(POSE_DIM, dtype=torch.float64)
-    count = 0
-    for batch in batches:
-        pose = batch["pose"][batch["valid"].bool()].double()
-        total += pose.sum(dim=0)
-        total_sq += pose.pow(2).sum(dim=0)
-        count += pose.shape[0]
-    if count == 0:
-        raise ValueError("pose_statistics: no valid pose vector in the given batches")
-    mean = total / count
-    std = (total_sq / count - mean.pow(2)).clamp(min=0).sqrt().clamp(min=min_std)
-    return mean.float(), std.float()
-
-
-def write_mean_std(path: str | os.PathLike[str], mean: Tensor, std: Tensor) -> Path:
-    """Write mean/std (229,) as PHALP's ``mean_std.npy`` layout (2, 1, 229), atomically."""
-    import numpy as np
-
-    path = Path(path)
-    with atomic_output(path) as temporary:
-        np.save(temporary, torch.stack([mean, std])[:, None].numpy().astype(np.float32))
-    return path
 
 
 class PoseTransformerModule(L.LightningModule):

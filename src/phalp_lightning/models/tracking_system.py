@@ -24,7 +24,6 @@ default path computes exactly what HMAR's own ``forward`` does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning as L
@@ -32,20 +31,10 @@ import torch
 from torch import Tensor
 
 from phalp_lightning.detection.base import MIN_BOX_HEIGHT, MIN_BOX_WIDTH, Detector, small_box_filter
-from phalp_lightning.detection.crops import crop_people, crop_squares
-from phalp_lightning.structures import Detections, FrameDetections, absent_3d
+from phalp_lightning.structures import BatchDetections, Detections, FrameDetections, absent_3d
 from phalp_lightning.utils.geometry import IMG_SIZE, box_center_scale_in_padded_frame
+from phalp_lightning.utils.person_crops import crop_people, crop_squares
 from phalp_lightning.utils.vectors import location_vector, pose_vector
-
-
-@dataclass
-class BatchDetections:
-    """What ``predict_step`` returns for one batch: the frames' detections, or why the batch failed."""
-
-    video: str
-    frames: list[FrameDetections]
-    error: str | None = None
-
 
 PRECISIONS = ("32", "bf16")
 # HMAR parts that stay float32 under precision="bf16": the SMPL regressor (its iterative refinement

@@ -26,16 +26,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from phalp_lightning.assets import resolve
 from phalp_lightning.datamodules.video import source_name
 from phalp_lightning.errors import UserError
+from phalp_lightning.pipelines.model_adapters import OnModuleDevice, PoseTransformerPredictor
 from phalp_lightning.pipelines.progress import PredictProgressBar
+from phalp_lightning.pipelines.reports import GatherReports, load_reports
 from phalp_lightning.sinks.base import output_complete
-from phalp_lightning.structures import VideoInfo
-from phalp_lightning.tracking.callback import (
-    OnModuleDevice,
-    PoseTransformerPredictor,
-    TrackerCallback,
-    VideoReport,
-    load_reports,
-)
+from phalp_lightning.structures import VideoInfo, VideoReport
+from phalp_lightning.tracking.callback import TrackerCallback
 from phalp_lightning.utils.io import sweep_temporaries
 from phalp_lightning.utils.logging import get_logger, task_wrapper
 
@@ -150,7 +146,7 @@ def build_pose_predictor(
     """
     if not ckpt:
         return None
-    from phalp_lightning.models.pose_transformer_module import load_pose_transformer
+    from phalp_lightning.models.convert_pose_transformer import load_pose_transformer
 
     network = load_pose_transformer(ckpt, config=config, map_location="cpu", trusted=trusted, noise_deg=noise_deg)
     return PoseTransformerPredictor(network.eval())
@@ -255,7 +251,7 @@ def run(cfg: DictConfig) -> list[VideoReport]:
         raise UserError("video is not set", "pass video=<video file | image folder | boxes file> or a list video=[a,b]")
     # A missing released file (ckpt, pose predictor, detector weights) stops here naming the
     # download command; assets.download=true fetches it and the 3d group instead.
-    from phalp_lightning.assets.for_run import prepare_run_assets
+    from phalp_lightning.pipelines.assets.for_run import prepare_run_assets
 
     videos = video_list(cfg.video)
     output_dir = Path(cfg.output_dir)
@@ -314,8 +310,8 @@ def run(cfg: DictConfig) -> list[VideoReport]:
     # Spawned DDP ranks cannot hand their reports back in memory: rank 0 gathers every rank's and
     # saves them here. The same path on every rank (and in a relaunched subprocess rank).
     reports_path = output_dir / ".predict_reports" / "reports.json"
-    callback = TrackerCallback(tracker, writers, output_dir, fps=float(cfg.get("fps", 30.0)), reports_path=str(reports_path))
-    callbacks: list[Any] = [callback]
+    callback = TrackerCallback(tracker, writers, output_dir, fps=float(cfg.get("fps", 30.0)))
+    callbacks: list[Any] = [callback, GatherReports(callback, reports_path)]
     if cfg.get("progress_bar", True):
         callbacks.append(PredictProgressBar())  # the callback shows the current video's frames/s on it
     trainer: L.Trainer = hydra.utils.instantiate(

@@ -61,7 +61,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     # A missing released file stops here naming the download command; assets.download=true fetches it.
-    from phalp_lightning.assets.for_run import prepare_run_assets
+    from phalp_lightning.pipelines.assets.for_run import prepare_run_assets
 
     prepare_run_assets(cfg, groups=("3d",))
     log.info("Instantiating datamodule <%s>", cfg.data._target_)

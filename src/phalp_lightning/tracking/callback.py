@@ -1,7 +1,7 @@
 """TrackerCallback: runs the tracker over the TrackingSystem's per-frame detections, in order, and feeds writers.
 
 The stateful, non-differentiable half of the predict loop (docs/architecture.md): ``predict_step``
-returns :class:`~phalp_lightning.models.tracking_system.BatchDetections`; this callback, a
+returns :class:`~phalp_lightning.structures.BatchDetections`; this callback, a
 ``BasePredictionWriter`` called after every batch, passes each frame to ``tracker.update`` strictly in
 order, hands every completed :class:`~phalp_lightning.structures.FrameTracks` to the writers, and at
 the end of a video flushes the tracker (``finalize``) and closes the writers (files appear
@@ -11,93 +11,18 @@ run goes on with the next video.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from torch import Tensor
 
-from phalp_lightning.structures import FrameDetections, FrameTracks, TrackWriter, VideoInfo
-from phalp_lightning.utils.io import atomic_write_text
+from phalp_lightning.structures import FrameDetections, FrameTracks, TrackWriter, VideoInfo, VideoReport
 from phalp_lightning.utils.logging import get_logger
 
 log = get_logger(__name__)
-
-
-class OnModuleDevice(torch.nn.Module):
-    """Calls ``module.<method>`` on the module's device and returns the result on the input's device.
-
-    The tracker keeps its state on the CPU; HMAR's appearance encoder and the pose transformer live
-    wherever Lightning put the system.
-    """
-
-    def __init__(self, module: torch.nn.Module, method: str) -> None:
-        super().__init__()
-        self.module = module
-        self.method = method
-
-    def forward(self, *inputs: Tensor) -> Tensor:
-        device = next(self.module.parameters(), torch.zeros(())).device
-        output = getattr(self.module, self.method)(*(x.to(device) for x in inputs))
-        return output.to(inputs[0].device)
-
-
-class PoseTransformerPredictor(OnModuleDevice):
-    """The tracker's ``PosePredictor`` around a pose transformer (any device)."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        super().__init__(module, "predict_next")
-
-    def predict_next(self, pose_history: Tensor, time_history: Tensor, time_since_update: Tensor) -> Tensor:
-        return self(pose_history, time_history, time_since_update)
-
-
-@dataclass
-class VideoReport:
-    """What happened to one video: counts, speed, files written, or the error."""
-
-    name: str
-    source: str
-    frames: int = 0
-    track_ids: set[int] = field(default_factory=set)
-    seconds: float = 0.0
-    outputs: list[str] = field(default_factory=list)
-    error: str | None = None
-    skipped: bool = False
-    given_boxes: int = 0  # boxes the source gave for the frames tracked
-    given_boxes_dropped: int = 0  # of those, removed by the small-box filter
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "track_ids": sorted(self.track_ids)}
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> VideoReport:
-        return VideoReport(**{**data, "track_ids": set(data["track_ids"])})
-
-
-def empty_frame_tracks(frame: FrameDetections) -> FrameTracks:
-    """A frame with no confirmed track (for frames the tracker does not emit)."""
-    rows = frame.select(torch.zeros(0, dtype=torch.long))
-    return FrameTracks(
-        video=frame.video,
-        frame_index=frame.frame_index,
-        frame_name=frame.frame_name,
-        image_size=frame.image_size,
-        track_ids=torch.zeros(0, dtype=torch.long),
-        time_since_update=torch.zeros(0, dtype=torch.long),
-        detections=rows,
-        shot=frame.shot,
-    )
 
 
 class TrackerCallback(BasePredictionWriter):
@@ -109,16 +34,15 @@ class TrackerCallback(BasePredictionWriter):
         writers: the :class:`~phalp_lightning.sinks.base.TrackWriter` s each video is written with.
         output_dir: folder the writers write under.
         fps: frame rate passed to video writers.
-        reports_path: where the reports of every rank are saved (JSON, atomically) at the end of a
-            predict run: they are gathered onto rank 0 through the process group, which writes the
-            file, so the launching process of spawned ranks can summarise them.
+
+    ``reports`` holds one :class:`~phalp_lightning.structures.VideoReport` per video of this rank;
+    gathering them across ranks is the pipeline's (:mod:`phalp_lightning.pipelines.reports`).
     """
 
     def __init__(
-        self, tracker: Any, writers: Sequence[TrackWriter], output_dir: str | Path, fps: float = 30.0, reports_path: str | None = None
+        self, tracker: Any, writers: Sequence[TrackWriter], output_dir: str | Path, fps: float = 30.0
     ) -> None:
         super().__init__(write_interval="batch")
-        self.reports_path = reports_path
         self.tracker = tracker
         self.writers = list(writers)
         self.output_dir = Path(output_dir)
@@ -173,7 +97,7 @@ class TrackerCallback(BasePredictionWriter):
                 raise RuntimeError(f"tracker emitted frame {tracks.frame_index} of {tracks.video} twice or out of order")
             # A frame the tracker skipped has no confirmed track; writers still get it, in order.
             for missing in range(self._next_frame, tracks.frame_index):
-                self._write(empty_frame_tracks(self._frames[missing]))
+                self._write(FrameTracks.empty(self._frames[missing]))
             self._write(tracks)
 
     def _write(self, tracks: FrameTracks) -> None:
@@ -186,7 +110,8 @@ class TrackerCallback(BasePredictionWriter):
         self._current.track_ids.update(int(t) for t in tracks.track_ids[tracks.detected])
         self._next_frame = tracks.frame_index + 1
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
+        """Flush and close the current video (if any); safe to call again."""
         current = self._current
         if current is None:
             return
@@ -194,7 +119,7 @@ class TrackerCallback(BasePredictionWriter):
             if current.error is None:
                 self._emit(self.tracker.finalize())
                 for missing in sorted(index for index in self._frames if index >= self._next_frame):
-                    self._write(empty_frame_tracks(self._frames[missing]))
+                    self._write(FrameTracks.empty(self._frames[missing]))
                 outputs: list[Path] = []
                 for writer in self.writers:
                     outputs.extend(writer.close())
@@ -239,7 +164,7 @@ class TrackerCallback(BasePredictionWriter):
         if batch.get("placeholder"):  # the frameless batch of a DDP rank without a video
             return
         if self._current is None or self._current.name != batch["video"] or batch["is_first"]:
-            self._finish()
+            self.finish()
             self._start(batch)
         current = self._current
         assert current is not None
@@ -253,7 +178,7 @@ class TrackerCallback(BasePredictionWriter):
                 except (RuntimeError, ValueError, KeyError, IndexError) as error:
                     self._fail(f"{type(error).__name__}: {error}")
         if batch["is_last"]:
-            self._finish()
+            self.finish()
         self._show_progress(trainer, current)
 
     @staticmethod
@@ -287,31 +212,9 @@ class TrackerCallback(BasePredictionWriter):
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         # A video whose last batch never came (e.g. a limit_predict_batches run) is still flushed.
-        self._finish()
+        self.finish()
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        # Teardown runs on every rank, also on one that had no video (Lightning then skips the predict
-        # loop and its hooks), so the collective below cannot leave a rank waiting.
-        if stage != "predict" or self.reports_path is None:
-            return
-        self._finish()
-        gathered = gather_objects([report.to_dict() for report in self.reports])
-        if trainer.is_global_zero:
-            atomic_write_text(self.reports_path, json.dumps([item for rank in gathered for item in rank]))
-        trainer.strategy.barrier("predict-reports")
+        if stage == "predict":
+            self.finish()
 
-
-def gather_objects(value: Any) -> list[Any]:
-    """``value`` of every rank, in rank order (``[value]`` without a process group)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [value]
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, value)
-    return gathered
-
-
-def load_reports(path: str | Path) -> list[VideoReport]:
-    """The reports a run's :class:`TrackerCallback` saved at ``path`` (every rank's)."""
-    return [VideoReport.from_dict(item) for item in json.loads(Path(path).read_text())]

@@ -5,52 +5,19 @@ their velocities (BoT-SORT's parametrisation: noise proportional to the box's wi
 to its height for y and h). Before association every track's box is predicted to the current frame;
 the cue is the IoU of that predicted box with each detection. It needs nothing but boxes, so it is
 informative whatever the 3D network was trained on, and it is what makes far pairs impossible
-(:func:`box_iou` below a gate).
+(:func:`phalp_lightning.utils.boxes.box_iou` below a gate).
 
 Everything works on all tracks at once: means (K, 8) and covariances (K, 8, 8), float64.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
 # Noise of the filter, relative to the box size (BoT-SORT / ByteTrack values).
 STD_POSITION = 1.0 / 20.0
 STD_VELOCITY = 1.0 / 160.0
-
-
-def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of (T, 4) and (D, 4) xyxy boxes; (T, D) float64 (0 for empty boxes)."""
-    a = a.double()
-    b = b.double()
-    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    intersection = (bottom_right - top_left).clamp_min(0.0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp_min(0.0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp_min(0.0).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - intersection
-    return torch.where(union > 0, intersection / union.clamp_min(1e-12), torch.zeros_like(union))
-
-
-def box_iou_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """:func:`box_iou` on host arrays: the same float64 operations in the same order, so the same values.
-
-    The tracker's per-frame gate uses it: for a handful of boxes NumPy costs a fraction of torch's
-    per-operation overhead.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    overlap = np.maximum(bottom_right - top_left, 0.0)
-    intersection = overlap[..., 0] * overlap[..., 1]
-    size_a = np.maximum(a[:, 2:] - a[:, :2], 0.0)
-    size_b = np.maximum(b[:, 2:] - b[:, :2], 0.0)
-    union = (size_a[:, 0] * size_a[:, 1])[:, None] + (size_b[:, 0] * size_b[:, 1])[None, :] - intersection
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, intersection / np.maximum(union, 1e-12), 0.0)
 
 
 def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:

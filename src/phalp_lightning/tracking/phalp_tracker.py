@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,10 +23,27 @@ from phalp_lightning.structures import ROW_FIELDS, FrameDetections, FrameTracks
 from phalp_lightning.tracking.association import AppearanceEncoder, Assignment, ground_truth_assignment
 from phalp_lightning.tracking.motion import MotionState
 from phalp_lightning.tracking.predictors import ConstantPosePredictor, PosePredictor, RidgeLocationPredictor
-from phalp_lightning.tracking.rule import AssociationInputs, AssociationRule, emission_delay, select_rule
+from phalp_lightning.tracking.rule import AssociationInputs, AssociationRule, emission_delay
+from phalp_lightning.tracking.rule_eq019 import EQ019Rule
+from phalp_lightning.tracking.rule_gated import GatedRule
 from phalp_lightning.tracking.track import DetectionRecord, TrackBank, TrackState
 
 log = logging.getLogger(__name__)
+
+
+def select_rule(rule: AssociationRule | None, reference_mode: bool) -> AssociationRule:
+    """The rule the tracker runs (the one place where it is chosen).
+
+    The configured rule (None: the gated rule with its defaults, i.e. ``association/gated.yaml``);
+    ``reference_mode`` reproduces the original tracker, whose rule is EQ_019: another configured rule
+    is replaced by :class:`EQ019Rule` with its defaults, and the log says so.
+    """
+    chosen = GatedRule() if rule is None else rule
+    if reference_mode and not isinstance(chosen, EQ019Rule):
+        log.info("tracker: reference_mode runs the original's rule: %s replaced by eq019 (its defaults)", chosen.name)
+        chosen = EQ019Rule()
+    return chosen
+
 
 @dataclass
 class _PendingFrame:
@@ -39,36 +55,6 @@ class _PendingFrame:
     records: list[DetectionRecord] = field(default_factory=list)
     pose_parts: list[Tensor] = field(default_factory=list)  # predicted poses, aligned with track_ids
     location_parts: list[Tensor] = field(default_factory=list)
-
-
-def concat_detections(parts: Sequence[FrameDetections], template: FrameDetections) -> FrameDetections:
-    """Row-wise concatenation of detection blocks; frame-level fields come from ``template``.
-
-    A per-row field that is None in any block is None in the result.
-    """
-    if not parts:
-        return template.select(torch.zeros(0, dtype=torch.int64))
-    return replace(template, **gather_rows(parts, None))
-
-
-def gather_rows(blocks: Sequence[FrameDetections], index: Sequence[int] | None) -> dict[str, Any]:
-    """Per-row fields of the blocks concatenated, then rows ``index`` of that (None = all rows).
-
-    A per-row field that is None in any block is None in the result.
-    """
-    values: dict[str, Any] = {}
-    rows = None if index is None else torch.tensor(index, dtype=torch.int64)
-    for name in ROW_FIELDS:
-        column = [getattr(block, name) for block in blocks]
-        if any(v is None for v in column):
-            values[name] = None
-            continue
-        if rows is None:
-            values[name] = torch.cat([v.to(column[0].device) for v in column])
-            continue
-        value = column[0] if len(column) == 1 else torch.cat([v.to(column[0].device) for v in column])
-        values[name] = torch.index_select(value, 0, rows.to(value.device))
-    return values
 
 
 def _kept_rows(frame: FrameDetections) -> FrameDetections:
@@ -108,7 +94,7 @@ class PHALPTracker:
     """PHALP tracking: tentative/confirmed/deleted tracks, predictors, back-filling, emission.
 
     Which track takes which detection is decided by the association rule (:mod:`.rule`), one object
-    chosen by :func:`~phalp_lightning.tracking.rule.select_rule` and printed in full at start. The
+    chosen by :func:`select_rule` and printed in full at start. The
     defaults below are those of ``configs/tracker/phalp.yaml`` (a test checks that they agree).
 
     Args:
@@ -497,9 +483,10 @@ class PHALPTracker:
                     first = sum(len(block) for _, block in sources.values())
                     source = sources[id(record.detection)] = (first, record.detection)
                 index.append(source[0] + record.row)
-            detections = replace(frame, **gather_rows([block for _, block in sources.values()], index))
+            blocks = [block for _, block in sources.values()]
+            detections = FrameDetections.cat(blocks, frame).select(torch.tensor(index, dtype=torch.int64))
         else:
-            detections = frame.select(torch.zeros(0, dtype=torch.int64))
+            detections = frame.empty()
         return FrameTracks(
             video=frame.video,
             frame_index=frame.frame_index,

@@ -1,4 +1,4 @@
-"""What an association rule is, what it sees, and the one place where the tracker's rule is chosen.
+"""What an association rule is and what it sees (the tracker chooses its rule: ``phalp_tracker.select_rule``).
 
 A rule decides, for one frame, which live tracks take which detections (an :class:`Assignment`), and
 owns the lifecycle settings that only make sense together with its assignment: how many misses a
@@ -17,7 +17,6 @@ Rules (one file and one ``configs/tracker/association/*.yaml`` each):
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Any
@@ -29,8 +28,6 @@ from phalp_lightning.tracking.association import AppearanceEncoder, Assignment, 
 from phalp_lightning.tracking.cues import CueReliability
 from phalp_lightning.tracking.motion import MotionState
 from phalp_lightning.tracking.track import TrackBank
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -156,20 +153,3 @@ def eq019_track_cost(
 def uv_available(inputs: AssociationInputs) -> bool:
     """Whether the texture distance can be computed (an encoder, this frame's maps and the tracks' maps)."""
     return inputs.appearance_encoder is not None and inputs.frame.uv is not None and inputs.bank.uv is not None
-
-
-def select_rule(rule: AssociationRule | None, reference_mode: bool) -> AssociationRule:
-    """The rule the tracker runs (the one place where it is chosen).
-
-    The configured rule (None: the gated rule with its defaults, i.e. ``association/gated.yaml``);
-    ``reference_mode`` reproduces the original tracker, whose rule is EQ_019: another configured rule
-    is replaced by :class:`EQ019Rule` with its defaults, and the log says so.
-    """
-    from phalp_lightning.tracking.rule_eq019 import EQ019Rule
-    from phalp_lightning.tracking.rule_gated import GatedRule
-
-    chosen = GatedRule() if rule is None else rule
-    if reference_mode and not isinstance(chosen, EQ019Rule):
-        log.info("tracker: reference_mode runs the original's rule: %s replaced by eq019 (its defaults)", chosen.name)
-        chosen = EQ019Rule()
-    return chosen

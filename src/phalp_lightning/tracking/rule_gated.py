@@ -31,7 +31,6 @@ from torch import Tensor
 from phalp_lightning.structures import FrameDetections
 from phalp_lightning.tracking.association import EQ019_BETAS, EQ019_POSE_CLIP, Assignment, gated_assignment
 from phalp_lightning.tracking.cues import CueReliability, judge_cues
-from phalp_lightning.tracking.motion import box_iou_numpy
 from phalp_lightning.tracking.rule import (
     AssociationInputs,
     AssociationRule,
@@ -40,6 +39,7 @@ from phalp_lightning.tracking.rule import (
     uv_available,
 )
 from phalp_lightning.tracking.track import TrackState
+from phalp_lightning.utils.boxes import box_iou
 
 CUE_CHOICES = ("auto", "motion", "all")
 
@@ -153,7 +153,8 @@ class GatedRule(AssociationRule):
         recent = confirmed & (since - 1 <= self.recent_age)
         long_lost = confirmed & ~recent if cues.texture else np.zeros_like(recent)
 
-        iou = box_iou_numpy(predicted, boxes)
+        # The 1e-12 floor on the union is the tracker's (bit-identical to its earlier own IoU).
+        iou = box_iou(predicted, boxes, min_union=1e-12)
         # The gates are torch's default-dtype numbers (float32) widened to float64, as always compared.
         gate_tentative, gate = torch.tensor([self.gate_iou_tentative, self.gate_iou]).double().tolist()
         jumps = inputs.motion.height_jumps(rows).cpu().numpy()

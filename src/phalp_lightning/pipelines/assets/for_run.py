@@ -99,7 +99,7 @@ def prepare_run_assets(cfg: DictConfig, groups: tuple[str, ...] = ("3d",)) -> No
                 "the run (with a multi-process launcher, download once beforehand)",
             )
         return
-    from phalp_lightning.assets.download import (
+    from phalp_lightning.pipelines.assets.download import (
         DownloadOptions,
         check_for,
         download_assets,

@@ -5,7 +5,7 @@ attempt (a retry here, or a later run) asks the server for the rest with an HTTP
 a server that answers with the whole file instead restarts it from zero. Transient failures
 (connection refused or dropped, timeouts, 5xx) are retried with doubling back-off; a 404, a full
 disk or a refused write are not. A complete ``.part`` is checked by content
-(:mod:`phalp_lightning.assets.checks`) and only then renamed to its final name, so a file under
+(:mod:`phalp_lightning.pipelines.assets.checks`) and only then renamed to its final name, so a file under
 its final name is always complete and valid; a file that fails the check is deleted. An existing
 valid file is not fetched again unless ``force``.
 
@@ -31,10 +31,10 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from phalp_lightning.assets import ASSETS, asset_path, assets_root
-from phalp_lightning.assets.checks import AssetContentError, check_asset
 from phalp_lightning.assets.remote import BASE_URL_ENV_VAR, RemoteFile, download_command
 from phalp_lightning.assets.stand_ins import is_stand_in
 from phalp_lightning.errors import UserError
+from phalp_lightning.pipelines.assets.checks import AssetContentError, check_asset
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Person crops for HMAR: one vectorised affine warp for all people of a frame (docs/geometry.md,
 "Person crops").
 
-The one crop implementation: predict (``detection.crops``, ``TrackingSystem``) and the training-shard
+The one crop implementation: predict (``TrackingSystem``) and the training-shard
 builders (``datamodules.builders``) both cut their crops here, so training and inference see the same
 pixels. Each crop is the square of side ``max(w', h')`` centred on the (optionally aspect-expanded) box,
 resampled to ``crop_size``: the same map as OpenCV's ``warpAffine`` from the three point pairs

@@ -19,7 +19,6 @@ to tell a truncated download from a complete one without reading gigabytes.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -34,6 +33,7 @@ import numpy as np
 
 from phalp_lightning.assets.pickles import PickleRefusedError, safe_pickle_load
 from phalp_lightning.errors import UserError, one_line
+from phalp_lightning.utils.io import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -355,14 +355,6 @@ _CHECKS: dict[str, Callable[..., str]] = {
     "ava_class_mapping": _check_plain_pickle,
     "vitdet_weights": _check_vitdet,
 }
-
-
-def sha256_of(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_asset(
