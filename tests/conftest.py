@@ -46,3 +46,14 @@ def compose_cfg(tmp_path: Path) -> Iterator:
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_rendezvous_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's DDP run picks its own free port.
+
+    Lightning's spawn launcher writes MASTER_PORT into the test process's environment; a later DDP
+    test in the same xdist worker would reuse that port, which the other worker's processes may have
+    taken in between (a gloo rank then aborts on the wrong rendezvous).
+    """
+    monkeypatch.delenv("MASTER_PORT", raising=False)
