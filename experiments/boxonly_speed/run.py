@@ -28,18 +28,17 @@ Writes results.json and results.md next to this file (or --out) and prints the t
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from phalp_lightning.utils.benchmarking import time_stage
 from phalp_lightning.utils.io import atomic_write_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -49,17 +48,7 @@ PATHS = {"before": ["untrained_hmar=true"], "after": []}
 
 def timed(owner: type, name: str, stage: str) -> None:
     """Wrap ``owner.name`` so its wall time adds to TIMES[stage]."""
-    original = getattr(owner, name)
-
-    @functools.wraps(original)
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            TIMES[stage] += time.perf_counter() - start
-
-    setattr(owner, name, wrapper)
+    time_stage(owner, name, TIMES, stage)
 
 
 def instrument() -> None:

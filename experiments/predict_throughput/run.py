@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from phalp_lightning.utils.benchmarking import time_stage
 from phalp_lightning.utils.io import atomic_write_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -59,20 +60,8 @@ GPU = {"name": "H200", "bf16_flops": 989e12, "hbm_bytes_per_s": 4.8e12, "launch_
 
 
 def timed(owner: type, name: str, stage: str) -> None:
-    """Wrap ``owner.name`` so its wall time adds to TIMES[stage] (synchronising a GPU first)."""
-    original = getattr(owner, name)
-
-    @functools.wraps(original)
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            TIMES[stage] += time.perf_counter() - start
-
-    setattr(owner, name, wrapper)
+    """Wrap ``owner.name`` so its wall time adds to TIMES[stage]."""
+    time_stage(owner, name, TIMES, stage)
 
 
 def instrument() -> None:

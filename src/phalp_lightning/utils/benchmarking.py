@@ -1,4 +1,4 @@
-"""What every benchmark under experiments/ shares: the best-of-N timer, the machine line, and writing
+"""What every benchmark under experiments/ shares: the best-of-N timer, the per-stage timer, the machine line, and writing
 ``results.json`` + ``results.md`` atomically.
 
 Speed figures live in these benchmarks, never in timed tests (README, "Experiments and benchmarks"); a figure is
@@ -8,12 +8,13 @@ in every experiment.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,28 @@ def best_of(function: Callable[[], object], repeats: int = 5, warmup: int = 0) -
         function()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def time_stage(owner: type, name: str, times: MutableMapping[str, float], stage: str) -> None:
+    """Wrap the method ``owner.name`` so that each call's wall time adds to ``times[stage]``.
+
+    A GPU is synchronised before the clock stops, so the time is the work's, not its launch's.
+    """
+    import torch
+
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[stage] = times.get(stage, 0.0) + time.perf_counter() - start
+
+    setattr(owner, name, wrapper)
 
 
 def machine() -> dict[str, Any]:
