@@ -81,16 +81,14 @@ def hog_rows(name: str, frames: list[np.ndarray], cache: Path) -> list[np.ndarra
 
 
 def run_ours_hog(tracker: Any, frames_rows: list[np.ndarray], image_size: tuple[int, int]) -> np.ndarray:
-    from phalp_lightning.evaluation.sequences import TrackSequence
-
     tracker.reset()
-    emitted = []
-    for t, rows in enumerate(frames_rows):
-        xyxy = np.column_stack([rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]])
-        emitted.extend(tracker.update(hog_study.box_detections(xyxy, rows[:, 6], t, image_size)))
-    emitted.extend(tracker.finalize())
-    sequence = TrackSequence.from_frame_tracks(emitted, name="x")
-    return np.column_stack([sequence.frames + 1, sequence.track_ids, sequence.boxes])
+    frames = [
+        hog_study.box_detections(
+            np.column_stack([rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]]), rows[:, 6], t, image_size
+        )
+        for t, rows in enumerate(frames_rows)
+    ]
+    return study.tracked_rows(tracker, frames)
 
 
 def hog_protocols(tud: Path, cache: Path) -> dict[str, tuple[Any, list[np.ndarray]]]:

@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "experiments" / "real_video"))
 
-from protocol import Sequence, given_boxes, per_frame  # noqa: E402
+from protocol import Sequence, given_boxes, per_frame, tracked_rows  # noqa: E402
 
 from phalp_lightning.utils.io import atomic_write_text  # noqa: E402
 
@@ -101,15 +101,8 @@ def composed_tracker(overrides: dict[str, Any]) -> Any:
 
 
 def run_ours(tracker: Any, frames: list[Any]) -> np.ndarray:
-    from phalp_lightning.evaluation.sequences import TrackSequence
-
     tracker.reset()
-    emitted = []
-    for frame in frames:
-        emitted.extend(tracker.update(frame))
-    emitted.extend(tracker.finalize())
-    sequence = TrackSequence.from_frame_tracks(emitted, name="x")
-    return np.column_stack([sequence.frames + 1, sequence.track_ids, sequence.boxes])
+    return tracked_rows(tracker, frames)
 
 
 def boxmot_trackers(fps: float) -> dict[str, Any]:

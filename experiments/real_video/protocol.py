@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,3 +91,15 @@ def given_boxes(
 def per_frame(rows: np.ndarray, num_frames: int) -> list[np.ndarray]:
     """Split protocol rows into one (n, 7) array per frame (index 0 = frame 1)."""
     return [rows[rows[:, 0] == index + 1] for index in range(num_frames)]
+
+
+def tracked_rows(tracker: Any, frames: list[Any]) -> np.ndarray:
+    """Run ``tracker`` (our PHALPTracker) over ``frames`` and return its entries as MOT rows (n, 6): frame (from 1), id, x, y, w, h."""
+    from phalp_lightning.evaluation.sequences import TrackSequence
+
+    emitted = []
+    for frame in frames:
+        emitted.extend(tracker.update(frame))
+    emitted.extend(tracker.finalize())
+    sequence = TrackSequence.from_frame_tracks(emitted, name="x")
+    return np.column_stack([sequence.frames + 1, sequence.track_ids, sequence.boxes])

@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import ByteTracker, SortTracker  # noqa: E402
-from protocol import Sequence, given_boxes, per_frame  # noqa: E402
+from protocol import Sequence, given_boxes, per_frame, tracked_rows  # noqa: E402
 
 from phalp_lightning.utils.io import atomic_write_text  # noqa: E402
 
@@ -143,18 +143,12 @@ def run_ours(features: list[Any], assets: str, overrides: dict[str, Any]) -> np.
     """Our tracker as ``predict.py`` builds it (+ ``tracker.*`` overrides); rows ``frame, id, x, y, w, h``."""
     import torch
 
-    from phalp_lightning.evaluation.sequences import TrackSequence
     from phalp_lightning.models.components.hmar import HMAR
 
     torch.manual_seed(0)
     hmar = HMAR(assets_dir=assets).eval()
     tracker = composed_tracker(overrides, appearance_encoder=hmar.encode_appearance)
-    emitted = []
-    for frame in features:
-        emitted.extend(tracker.update(frame))
-    emitted.extend(tracker.finalize())
-    sequence = TrackSequence.from_frame_tracks(emitted, name="x")
-    return np.column_stack([sequence.frames + 1, sequence.track_ids, sequence.boxes])
+    return tracked_rows(tracker, features)
 
 
 def run_baseline(tracker: Any, frames_rows: list[np.ndarray]) -> np.ndarray:
