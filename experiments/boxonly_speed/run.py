@@ -28,7 +28,6 @@ Writes results.json and results.md next to this file (or --out) and prints the t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -38,8 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phalp_lightning.utils.benchmarking import time_stage
-from phalp_lightning.utils.io import atomic_write_text
+from phalp_lightning.utils.benchmarking import time_stage, write_results
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TIMES: dict[str, float] = defaultdict(float)
@@ -238,10 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "hog" in args.inputs:
         result["hog_alone_s_per_frame"] = hog_alone(sequence["frames_dir"])
         result["box_only_share_of_hog_speed"] = paths["hog/after"]["frames_per_s"] * result["hog_alone_s_per_frame"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "results.json", json.dumps(result, indent=2))
     text = markdown(result)
-    atomic_write_text(args.out / "results.md", text)
+    write_results(args.out, result, text)
     print(text)
     return result
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from phalp_lightning.utils.io import atomic_write_text
+from phalp_lightning.utils.benchmarking import write_results
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -206,10 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.fit:
         result["fit"] = fit(sequences, args.factors, args.groups)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "results.json", json.dumps(result, indent=2))
     text = markdown(result)
-    atomic_write_text(args.out / "results.md", text)
+    write_results(args.out, result, text)
     print(text)
     return result
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import tempfile
@@ -45,8 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phalp_lightning.utils.benchmarking import time_stage
-from phalp_lightning.utils.io import atomic_write_text
+from phalp_lightning.utils.benchmarking import time_stage, write_results
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TIMES: dict[str, float] = defaultdict(float)
@@ -302,10 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
         "encoder_gflops_per_crop": encoder_flops / 1e9,
         "roofline": roofline(args.people, (hmar_flops - encoder_flops) / 1e9, encoder_flops / 1e9, fast["stages_ms_per_frame"]),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "results.json", json.dumps(result, indent=2))
     text = markdown(result)
-    atomic_write_text(args.out / "results.md", text)
+    write_results(args.out, result, text)
     print(text)
     return result
 
