@@ -105,18 +105,15 @@ def build_hmar(ckpt: str | None, hmar_config: DictConfig | None, trusted: bool =
 def rule_needs_3d(tracker_cfg: DictConfig) -> bool:
     """Whether the configured association reads HMAR's 3D cues whatever a box-only run measures.
 
-    The gated rule with ``cues`` auto or motion runs on boxes alone without a checkpoint; the original
-    EQ_019 rule (also what ``reference_mode`` runs), ``cues=all`` or cues forced trained need 3D.
+    ``reference_mode`` runs the original EQ_019 rule, and forced cues are trusted as given; otherwise
+    the configured rule says (:meth:`~phalp_lightning.tracking.rule.AssociationRule.needs_3d_cues`).
     """
-    from phalp_lightning.tracking.rule_gated import GatedRule
-
     if tracker_cfg.get("reference_mode") or tracker_cfg.get("hmar_trained") or tracker_cfg.get("appearance_trained"):
         return True
     association = tracker_cfg.get("association")
     if association is None:
         return False  # the tracker's default rule: gated, cues auto
-    rule_class = hydra.utils.get_class(association["_target_"])
-    return not issubclass(rule_class, GatedRule) or association.get("cues", "auto") not in ("auto", "motion")
+    return hydra.utils.instantiate(association).needs_3d_cues()
 
 
 def check_box_only(tracker_cfg: DictConfig, pose_ckpt: str | None) -> None:

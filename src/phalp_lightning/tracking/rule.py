@@ -76,6 +76,13 @@ class AssociationRule(ABC):
         """Whether the rule still waits for a frame with two or more people to judge its cues."""
         return False
 
+    def needs_3d_cues(self) -> bool:
+        """Whether the rule reads HMAR's 3D cues even when they are known untrained (no checkpoint).
+
+        A rule that uses every cue as given does; one that judges its cues runs on boxes alone then.
+        """
+        return True
+
     def judge_cues(self, frame: FrameDetections | None, hmar_trained: bool | None, appearance_trained: bool | None) -> None:
         """Decide the cues (:func:`~phalp_lightning.tracking.cues.judge_cues`); ``frame`` has two or more people."""
         return None  # a rule that uses every cue as given has nothing to judge

@@ -127,6 +127,9 @@ class GatedRule(AssociationRule):
     def needs_cue_evidence(self) -> bool:
         return self._cues is None
 
+    def needs_3d_cues(self) -> bool:
+        return self.cues == "all"
+
     def judge_cues(self, frame: FrameDetections | None, hmar_trained: bool | None, appearance_trained: bool | None) -> None:
         self._cues = judge_cues(frame, hmar_trained, appearance_trained, self.betas, self.pose_clip)
 
